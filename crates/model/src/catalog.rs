@@ -1,0 +1,159 @@
+//! Catalog objects: tables and their partition rules.
+
+use crate::{validate_name, ModelError, ShardId, TableId};
+use serde::{Deserialize, Serialize};
+
+/// The most partitions one table may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// Fully qualified table name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableName {
+    /// Catalog.
+    pub catalog: String,
+    /// Schema within the catalog.
+    pub schema: String,
+    /// Table within the schema.
+    pub table: String,
+}
+
+impl TableName {
+    /// Builds a name after validating each part.
+    pub fn new(catalog: &str, schema: &str, table: &str) -> Result<Self, ModelError> {
+        validate_name("catalog", catalog)?;
+        validate_name("schema", schema)?;
+        validate_name("table", table)?;
+        Ok(Self {
+            catalog: catalog.into(),
+            schema: schema.into(),
+            table: table.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.catalog, self.schema, self.table)
+    }
+}
+
+/// How a table is split into partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PartitionRule {
+    /// One partition.
+    #[default]
+    None,
+    /// `count` partitions by hash of the key columns.
+    Hash {
+        /// Number of partitions.
+        count: u32,
+        /// Key columns hashed.
+        columns: Vec<String>,
+    },
+    /// Range partitions on one column: partition i holds keys in [bounds[i-1], bounds[i]).
+    Range {
+        /// The key column.
+        column: String,
+        /// Ascending split points; partitions = bounds + 1.
+        bounds: Vec<String>,
+    },
+}
+
+impl PartitionRule {
+    /// Number of partitions the rule makes.
+    pub fn partition_count(&self) -> u32 {
+        match self {
+            PartitionRule::None => 1,
+            PartitionRule::Hash { count, .. } => *count,
+            PartitionRule::Range { bounds, .. } => bounds.len() as u32 + 1,
+        }
+    }
+
+    /// Checks counts, column names and bound order.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::InvalidPartitionRule(m));
+        match self {
+            PartitionRule::None => Ok(()),
+            PartitionRule::Hash { count, columns } => {
+                if *count == 0 || *count > MAX_PARTITIONS {
+                    return bad(format!(
+                        "hash partition count must be 1..={MAX_PARTITIONS}, got {count}"
+                    ));
+                }
+                for c in columns {
+                    validate_name("column", c)?;
+                }
+                Ok(())
+            }
+            PartitionRule::Range { column, bounds } => {
+                validate_name("column", column)?;
+                if bounds.len() as u32 + 1 > MAX_PARTITIONS {
+                    return bad(format!(
+                        "range partitions must be at most {MAX_PARTITIONS}, got {}",
+                        bounds.len() + 1
+                    ));
+                }
+                if bounds.windows(2).any(|w| w[0] >= w[1]) {
+                    return bad("range bounds must be strictly ascending".into());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One partition of a table and the shard it lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// Index within the table, 0-based.
+    pub index: u32,
+    /// Shard holding it.
+    pub shard: ShardId,
+}
+
+/// A table, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// Never-reused id.
+    pub id: TableId,
+    /// Its name.
+    pub name: TableName,
+    /// How it is split.
+    pub rule: PartitionRule,
+    /// Where each partition lives.
+    pub partitions: Vec<Partition>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_count_zero_or_absurd_is_refused() {
+        for count in [0, MAX_PARTITIONS + 1, u32::MAX] {
+            let r = PartitionRule::Hash {
+                count,
+                columns: vec![],
+            };
+            assert!(r.validate().is_err());
+        }
+    }
+
+    #[test]
+    fn range_bounds_must_ascend() {
+        let r = PartitionRule::Range {
+            column: "k".into(),
+            bounds: vec!["b".into(), "a".into()],
+        };
+        assert!(r.validate().is_err());
+        let r = PartitionRule::Range {
+            column: "k".into(),
+            bounds: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(r.partition_count(), 3);
+        r.validate().unwrap();
+    }
+}

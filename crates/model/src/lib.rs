@@ -1,0 +1,26 @@
+//! Meridian's domain model: pure data and the invariants on it.
+//!
+//! ```text
+//! cluster ──< node            (endpoint, labels zone/rack/host, capacity, state)
+//! cluster ──< catalog ──< schema ──< table ──< partition
+//! partition ──> shard         (many tables' partitions share one shard)
+//! shard ──< replica           (node, role leader|follower)   version = epoch
+//! ```
+//!
+//! Nothing here does I/O; every other crate of ours depends on this one.
+
+pub mod catalog;
+pub mod cluster;
+pub mod error;
+pub mod ids;
+pub mod names;
+pub mod node;
+pub mod shard;
+
+pub use catalog::{Partition, PartitionRule, Table, TableName, MAX_PARTITIONS};
+pub use cluster::{ClusterConfig, IsolationLevel, PlacementMode};
+pub use error::ModelError;
+pub use ids::{ClusterId, InstructionId, NodeId, OperatorId, ShardId, ShardVersion, TableId};
+pub use names::validate_name;
+pub use node::{Node, NodeCapacity, NodeLabels, NodeState, NodeStats};
+pub use shard::{Replica, ReplicaRole, Shard, ShardReport, ShardStats, ShardStatus};
