@@ -1,1 +1,42 @@
-//! placeholder
+//! Clients of Meridian.
+//!
+//! - [`MetaClient`]: DDL and routes for database front-ends, with a route cache refreshed
+//!   lazily on a stale-route error ([`MetaClient::invalidate`]) and eagerly from
+//!   `WatchRoutes` ([`MetaClient::watch_routes`]).
+//! - [`NodeAgent`]: the heartbeat loop of a database node, with reconnect and backoff,
+//!   dispatching Meridian's instructions to a [`ShardHandler`] the database implements.
+
+mod agent;
+mod error;
+mod meta_client;
+
+pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
+pub use error::ClientError;
+pub use meta_client::{MetaClient, RouteCache};
+
+/// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).
+pub async fn connect_channel(addrs: &[String]) -> Result<tonic::transport::Channel, ClientError> {
+    let mut last = None;
+    for addr in addrs {
+        let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.clone()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = match tonic::transport::Endpoint::from_shared(url) {
+            Ok(e) => e
+                .tcp_nodelay(true)
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .http2_keep_alive_interval(std::time::Duration::from_secs(10)),
+            Err(e) => {
+                last = Some(ClientError::InvalidAddress(format!("{addr}: {e}")));
+                continue;
+            }
+        };
+        match endpoint.connect().await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(ClientError::Connect(format!("{addr}: {e}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::InvalidAddress("no address given".into())))
+}

@@ -1,1 +1,71 @@
-fn main() {}
+//! `meridian`: the metadata and scheduling service of a sharded, replicated database.
+//!
+//! Thin: parses flags and hands over to the crates that do the work.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Meridian: metadata and scheduling for sharded, replicated database clusters.
+#[derive(Parser)]
+#[command(name = "meridian", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Meridian server (default: embedded store in ./meridian-data, gRPC :7700, HTTP :7701).
+    Server(cmd::server::ServerArgs),
+    /// Admin client, like pd-ctl: clusters, nodes, shards, tables, routes, operators.
+    Ctl(cmd::ctl::CtlArgs),
+    /// A server plus simulated nodes in 3 zones: a live cluster to look at.
+    Demo(cmd::demo::DemoArgs),
+    /// Benchmarks against a real server over loopback.
+    Bench(cmd::bench::BenchArgs),
+    /// Run a scheduling scenario on the deterministic simulator.
+    Sim(cmd::sim::SimArgs),
+    /// Run one simulated database node in this process (joins a running Meridian).
+    SimNode(cmd::node::NodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or(Command::Server(cmd::server::ServerArgs::default()));
+    let quiet = matches!(
+        &command,
+        Command::Ctl(_) | Command::Bench(_) | Command::Sim(_)
+    );
+    cmd::init_tracing(quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Server(a) => cmd::server::run(a).await,
+            Command::Ctl(a) => cmd::ctl::run(a).await,
+            Command::Demo(a) => cmd::demo::run(a).await,
+            Command::Bench(a) => cmd::bench::run(a).await,
+            Command::Sim(a) => cmd::sim::run(a),
+            Command::SimNode(a) => cmd::node::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,54 @@
-//! placeholder
+//! Meridian's scheduling brain, pure: no I/O, no async runtime, no wall clock.
+//!
+//! Time enters as `now: u64` milliseconds of a monotonic clock the caller owns, so the same
+//! code runs in unit tests, the simulator and the server.
+//!
+//! ```text
+//!  heartbeats ──> liveness::LivenessTracker ──> NodeState per node ─┐
+//!  shard reports ──> view::ReportBook ──> in-sync followers, load ──┤
+//!  routes (current Shard metadata) ─────────────────────────────────┴─> view::ClusterView
+//!                                                                           │
+//!  schedulers::SchedulerSet (failover, repair, drain, hot, balance) <───────┘
+//!        │ Vec<Operator>
+//!        v
+//!  controller::OperatorController ── tick(now) ──> StepStarted { shard_after, instructions }
+//!        ^                                              │ executor persists + publishes the
+//!        └── acks / shard reports ──────────────────────┘ new Shard, sends the instructions
+//! ```
+//!
+//! Placement of new shards (`placement`, `copyset`) is separate from scheduling: it runs
+//! once, when a cluster first reaches `min_nodes`, and when tables are created.
+
+#![warn(missing_docs)]
+
+pub mod controller;
+pub mod copyset;
+pub mod domain;
+pub mod error;
+pub mod liveness;
+pub mod operator;
+pub mod placement;
+pub mod schedulers;
+pub mod testing;
+pub mod view;
+
+pub use controller::{
+    ControllerConfig, ControllerEvent, OperatorController, OperatorLimits, Rejected, StepStart,
+};
+pub use copyset::{build_copysets, loss_probability, CopysetFamily, LossEstimate};
+pub use domain::{domain_key, IsolationDomains};
+pub use error::{SchedulerError, StepError};
+pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
+pub use operator::{
+    reconcile, InstructionKind, NodeInstruction, Operator, OperatorKind, OperatorState, Priority,
+    Step,
+};
+pub use placement::{
+    pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
+};
+pub use schedulers::{
+    BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, FailoverScheduler,
+    HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig, SchedulerSet,
+    SchedulerStatus,
+};
+pub use view::{ClusterView, NodeView, ReportBook, ShardView, Spread};

@@ -1,1 +1,21 @@
-//! placeholder
+//! Meridian's server: the wiring of store, model and scheduler behind gRPC and HTTP.
+//!
+//! Where things enter:
+//! - a heartbeat: [`grpc::node`] (the `Heartbeat` stream), into [`meta::Cluster`];
+//! - DDL and routes: [`grpc::catalog`], [`grpc::route`], and the HTTP API in [`http`];
+//! - scheduling: [`schedule`] runs liveness, the schedulers and the operator controller on
+//!   a tick, and executes operator steps by sending instructions to nodes;
+//! - keys are written by [`meta`] only (layout in `meridian_store::keys`).
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod meta;
+pub mod metrics;
+pub mod schedule;
+mod server;
+
+pub use config::{ServerConfig, StoreKind};
+pub use error::{Result, ServerError};
+pub use server::{RunningServer, Server};

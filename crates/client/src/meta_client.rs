@@ -1,0 +1,315 @@
+//! `MetaClient`: DDL and routing with a route cache.
+
+use crate::{connect_channel, ClientError};
+use meridian_model::{PartitionRule, TableName};
+use meridian_proto as pb;
+use meridian_proto::convert::rule_to_wire;
+use parking_lot::RwLock;
+use pb::catalog_service_client::CatalogServiceClient;
+use pb::route_service_client::RouteServiceClient;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::transport::Channel;
+
+/// Cached routes by table name; shared by the client and its watch task.
+#[derive(Default)]
+pub struct RouteCache {
+    routes: RwLock<HashMap<TableName, pb::TableRoute>>,
+}
+
+impl RouteCache {
+    /// A cached route.
+    pub fn get(&self, name: &TableName) -> Option<pb::TableRoute> {
+        self.routes.read().get(name).cloned()
+    }
+
+    /// Number of cached routes.
+    pub fn len(&self) -> usize {
+        self.routes.read().len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.routes.read().is_empty()
+    }
+
+    fn insert(&self, route: pb::TableRoute) {
+        let name = TableName {
+            catalog: route.catalog.clone(),
+            schema: route.schema.clone(),
+            table: route.table.clone(),
+        };
+        self.routes.write().insert(name, route);
+    }
+
+    /// Applies one pushed change. Shard changes replace a cached shard route only with a
+    /// newer version: an old event never overwrites a newer route.
+    pub fn apply(&self, event: pb::RouteEvent) {
+        match event.event {
+            Some(pb::route_event::Event::ShardChanged(shard)) => {
+                let mut routes = self.routes.write();
+                for route in routes.values_mut() {
+                    for p in &mut route.partitions {
+                        if let Some(s) = &mut p.shard {
+                            if s.shard_id == shard.shard_id && s.version < shard.version {
+                                *s = shard.clone();
+                            }
+                        }
+                    }
+                }
+            }
+            Some(pb::route_event::Event::TableChanged(route)) => self.insert(route),
+            Some(pb::route_event::Event::TableDropped(d)) => {
+                let name = TableName {
+                    catalog: d.catalog,
+                    schema: d.schema,
+                    table: d.table,
+                };
+                let mut routes = self.routes.write();
+                if routes.get(&name).is_some_and(|r| r.table_id == d.table_id) {
+                    routes.remove(&name);
+                }
+            }
+            Some(pb::route_event::Event::Resync(_)) => self.routes.write().clear(),
+            None => {}
+        }
+    }
+}
+
+/// A client for DDL and routes of one cluster.
+#[derive(Clone)]
+pub struct MetaClient {
+    cluster: String,
+    catalog: CatalogServiceClient<Channel>,
+    route: RouteServiceClient<Channel>,
+    cache: Arc<RouteCache>,
+}
+
+impl MetaClient {
+    /// Connects to the first reachable address; `cluster` empty means `default`.
+    pub async fn connect(addrs: &[String], cluster: &str) -> Result<Self, ClientError> {
+        Ok(Self::with_channel(connect_channel(addrs).await?, cluster))
+    }
+
+    /// A client over an existing channel.
+    pub fn with_channel(channel: Channel, cluster: &str) -> Self {
+        let limit = 64 << 20;
+        Self {
+            cluster: cluster.to_string(),
+            catalog: CatalogServiceClient::new(channel.clone()).max_decoding_message_size(limit),
+            route: RouteServiceClient::new(channel).max_decoding_message_size(limit),
+            cache: Arc::new(RouteCache::default()),
+        }
+    }
+
+    /// The route cache.
+    pub fn cache(&self) -> &Arc<RouteCache> {
+        &self.cache
+    }
+
+    /// Creates a schema.
+    pub async fn create_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        if_not_exists: bool,
+    ) -> Result<bool, ClientError> {
+        let r = self
+            .catalog
+            .clone()
+            .create_schema(pb::CreateSchemaRequest {
+                cluster: self.cluster.clone(),
+                catalog: catalog.into(),
+                schema: schema.into(),
+                if_not_exists,
+            })
+            .await?;
+        Ok(r.into_inner().created)
+    }
+
+    /// Creates a table; returns it and whether it was created (false: it existed and
+    /// `if_not_exists` was set).
+    pub async fn create_table(
+        &self,
+        name: &TableName,
+        rule: &PartitionRule,
+        if_not_exists: bool,
+    ) -> Result<(pb::TableInfo, bool), ClientError> {
+        let r = self
+            .catalog
+            .clone()
+            .create_table(pb::CreateTableRequest {
+                cluster: self.cluster.clone(),
+                catalog: name.catalog.clone(),
+                schema: name.schema.clone(),
+                table: name.table.clone(),
+                partition_rule: rule_to_wire(rule),
+                if_not_exists,
+            })
+            .await?
+            .into_inner();
+        let table = r
+            .table
+            .ok_or_else(|| ClientError::Malformed("create answer without table".into()))?;
+        Ok((table, r.created))
+    }
+
+    /// Drops a table; returns whether it existed.
+    pub async fn drop_table(&self, name: &TableName, if_exists: bool) -> Result<bool, ClientError> {
+        let r = self
+            .catalog
+            .clone()
+            .drop_table(pb::DropTableRequest {
+                cluster: self.cluster.clone(),
+                catalog: name.catalog.clone(),
+                schema: name.schema.clone(),
+                table: name.table.clone(),
+                if_exists,
+            })
+            .await?;
+        self.cache.routes.write().remove(name);
+        Ok(r.into_inner().dropped)
+    }
+
+    /// Renames a table within its schema.
+    pub async fn rename_table(
+        &self,
+        name: &TableName,
+        new_name: &str,
+    ) -> Result<pb::TableInfo, ClientError> {
+        let r = self
+            .catalog
+            .clone()
+            .rename_table(pb::RenameTableRequest {
+                cluster: self.cluster.clone(),
+                catalog: name.catalog.clone(),
+                schema: name.schema.clone(),
+                table: name.table.clone(),
+                new_name: new_name.into(),
+            })
+            .await?;
+        self.cache.routes.write().remove(name);
+        r.into_inner()
+            .table
+            .ok_or_else(|| ClientError::Malformed("rename answer without table".into()))
+    }
+
+    /// One table's metadata.
+    pub async fn get_table(&self, name: &TableName) -> Result<pb::TableInfo, ClientError> {
+        let r = self
+            .catalog
+            .clone()
+            .get_table(pb::GetTableRequest {
+                cluster: self.cluster.clone(),
+                catalog: name.catalog.clone(),
+                schema: name.schema.clone(),
+                table: name.table.clone(),
+            })
+            .await?;
+        r.into_inner()
+            .table
+            .ok_or_else(|| ClientError::Malformed("answer without table".into()))
+    }
+
+    /// Tables of a schema.
+    pub async fn list_tables(
+        &self,
+        catalog: &str,
+        schema: &str,
+    ) -> Result<Vec<pb::TableInfo>, ClientError> {
+        let r = self
+            .catalog
+            .clone()
+            .list_tables(pb::ListTablesRequest {
+                cluster: self.cluster.clone(),
+                catalog: catalog.into(),
+                schema: schema.into(),
+            })
+            .await?;
+        Ok(r.into_inner().tables)
+    }
+
+    /// Routes of tables of one schema, from the server (no cache), as one batch.
+    pub async fn fetch_routes(
+        &self,
+        catalog: &str,
+        schema: &str,
+        tables: Vec<String>,
+    ) -> Result<pb::RouteTablesResponse, ClientError> {
+        let r = self
+            .route
+            .clone()
+            .route_tables(pb::RouteTablesRequest {
+                cluster: self.cluster.clone(),
+                catalog: catalog.into(),
+                schema: schema.into(),
+                tables,
+            })
+            .await?
+            .into_inner();
+        for route in &r.routes {
+            self.cache.insert(route.clone());
+        }
+        Ok(r)
+    }
+
+    /// The route of a table: from the cache, else fetched (and cached).
+    pub async fn route(&self, name: &TableName) -> Result<pb::TableRoute, ClientError> {
+        if let Some(r) = self.cache.get(name) {
+            return Ok(r);
+        }
+        let mut resp = self
+            .fetch_routes(&name.catalog, &name.schema, vec![name.table.clone()])
+            .await?;
+        resp.routes.pop().ok_or_else(|| {
+            ClientError::Status(tonic::Status::not_found(format!("table {name} not found")))
+        })
+    }
+
+    /// Drops a cached route, e.g. after a node answered "stale route"; the next
+    /// [`MetaClient::route`] fetches it again.
+    pub fn invalidate(&self, name: &TableName) {
+        self.cache.routes.write().remove(name);
+    }
+
+    /// Starts applying `WatchRoutes` pushes to the cache (eager refresh). The task ends
+    /// when the stream ends; on an error it resynchronises by clearing the cache and
+    /// re-subscribing after a short pause.
+    pub fn watch_routes(&self) -> tokio::task::JoinHandle<()> {
+        let client = self.route.clone();
+        let cluster = self.cluster.clone();
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            loop {
+                let req = pb::WatchRoutesRequest {
+                    cluster: cluster.clone(),
+                };
+                match client.clone().watch_routes(req).await {
+                    Ok(resp) => {
+                        let mut stream = resp.into_inner();
+                        while let Ok(Some(event)) = stream.message().await {
+                            cache.apply(event);
+                        }
+                    }
+                    Err(status) if status.code() == tonic::Code::NotFound => return,
+                    Err(_) => {}
+                }
+                // Whatever happened while we were not watching is unknown: start afresh.
+                cache.routes.write().clear();
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        })
+    }
+
+    /// Subscribes to raw route events (for tools that show them).
+    pub async fn subscribe_routes(&self) -> Result<tonic::Streaming<pb::RouteEvent>, ClientError> {
+        let r = self
+            .route
+            .clone()
+            .watch_routes(pb::WatchRoutesRequest {
+                cluster: self.cluster.clone(),
+            })
+            .await?;
+        Ok(r.into_inner())
+    }
+}

@@ -1,0 +1,623 @@
+//! `meridian bench route|ddl|heartbeat|failover`: load against a real server over loopback.
+//!
+//! Unless `--addr` is given, each bench starts its own `meridian server` process in a
+//! temporary directory (embedded redb store), so client and server do not share a process.
+//! Each prints a readable summary and, with `--json`, one JSON object as its last line.
+
+use super::CmdResult;
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use meridian_client::{MetaClient, NodeAgentConfig};
+use meridian_model::{NodeLabels, PartitionRule, TableName};
+use meridian_proto as pb;
+use meridian_sim::node::SimNode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Flags of `meridian bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    kind: BenchKind,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// gRPC address of a running server (default: start one in a temp dir).
+    #[arg(long)]
+    addr: Option<String>,
+    /// HTTP address of that server (for metrics and cluster creation).
+    #[arg(long)]
+    http: Option<String>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchKind {
+    /// Route lookups: batched throughput and single-table latency.
+    Route {
+        #[command(flatten)]
+        common: Common,
+        /// Tables to create and route.
+        #[arg(long, default_value_t = 10_000)]
+        tables: usize,
+        /// Tables per batched request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+    },
+    /// Table creates (durable) with concurrent clients.
+    Ddl {
+        #[command(flatten)]
+        common: Common,
+        /// Tables to create.
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Creates in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Heartbeats from many simulated nodes, each reporting its shards once a second.
+    Heartbeat {
+        #[command(flatten)]
+        common: Common,
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        /// Shard replicas per node.
+        #[arg(long, default_value_t = 50)]
+        shards_per_node: usize,
+        /// Measured seconds (after every node has its shards).
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// gRPC connections shared by the simulated nodes.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+    /// Failover: kill a node repeatedly; time from its last heartbeat until every shard it
+    /// led is routed to a new leader.
+    Failover {
+        #[command(flatten)]
+        common: Common,
+        /// Simulated nodes (3 zones).
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Kills.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
+}
+
+/// A `meridian server` child process in a temporary directory, killed on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, std::io::Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Target {
+    grpc: String,
+    http: Option<String>,
+    _server: Option<ServerProcess>,
+}
+
+async fn target(common: &Common) -> Result<Target, Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(addr) = &common.addr {
+        return Ok(Target {
+            grpc: addr.clone(),
+            http: common.http.clone(),
+            _server: None,
+        });
+    }
+    let dir = tempfile::tempdir()?;
+    let (gp, hp) = (free_port()?, free_port()?);
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["server", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{gp}"),
+            "--http-addr",
+            &format!("127.0.0.1:{hp}"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let server = ServerProcess { child, _dir: dir };
+    let http = format!("http://127.0.0.1:{hp}");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("{http}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(Target {
+                grpc: format!("127.0.0.1:{gp}"),
+                http: Some(http),
+                _server: Some(server),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the bench server did not come up within 10 s".into())
+}
+
+fn labels(i: usize) -> NodeLabels {
+    NodeLabels {
+        zone: format!("zone-{}", i % 3),
+        rack: format!("rack-{}", i % 6),
+        host: format!("host-{i}"),
+    }
+}
+
+async fn start_nodes(
+    grpc: &str,
+    cluster: &str,
+    prefix: &str,
+    n: usize,
+    connections: usize,
+) -> Result<Vec<SimNode>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut channels = Vec::new();
+    for _ in 0..connections.max(1) {
+        channels.push(meridian_client::connect_channel(&[grpc.to_string()]).await?);
+    }
+    let nodes: Vec<SimNode> = (0..n)
+        .map(|i| {
+            let mut c = NodeAgentConfig::new(
+                grpc,
+                format!("{prefix}-{i}"),
+                format!("127.0.0.1:{}", 20000 + i),
+            );
+            c.cluster = cluster.to_string();
+            c.labels = labels(i);
+            SimNode::start_with_channel(c, Some(channels[i % channels.len()].clone()))
+        })
+        .collect();
+    for node in &nodes {
+        if node
+            .agent
+            .registered(Duration::from_secs(60))
+            .await
+            .is_none()
+        {
+            return Err(format!(
+                "{} did not register: {:?}",
+                node.name,
+                node.agent.status().last_error
+            )
+            .into());
+        }
+    }
+    Ok(nodes)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Reads one sample from Prometheus text: `name` alone, or `name{quantile="q"}`.
+fn metric(text: &str, name: &str, quantile: Option<&str>) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        let matches = match quantile {
+            None => key == name,
+            Some(q) => key.starts_with(name) && key.contains(&format!("quantile=\"{q}\"")),
+        };
+        if matches {
+            value.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+async fn scrape(http: &Option<String>) -> Option<String> {
+    let http = http.as_ref()?;
+    reqwest::get(format!("{http}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+async fn create_tables(
+    client: &MetaClient,
+    names: &[String],
+    concurrency: usize,
+) -> Result<Histogram<u64>, Box<dyn std::error::Error + Send + Sync>> {
+    let hist = Arc::new(parking_lot_free::Mutex::new(Histogram::<u64>::new(3)?));
+    let next = Arc::new(AtomicU64::new(0));
+    let names = Arc::new(names.to_vec());
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, hist, next, names) =
+            (client.clone(), hist.clone(), next.clone(), names.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(name) = names.get(i) else {
+                    return Ok::<_, String>(());
+                };
+                let table = TableName::new("default", "public", name).map_err(|e| e.to_string())?;
+                let started = Instant::now();
+                let mut tries = 0;
+                loop {
+                    match client
+                        .create_table(&table, &PartitionRule::None, true)
+                        .await
+                    {
+                        Ok(_) => break,
+                        // Shards are created a moment after the third node registers.
+                        Err(e)
+                            if tries < 100 && e.code() == Some(tonic::Code::FailedPrecondition) =>
+                        {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(format!("create {name}: {e}")),
+                    }
+                }
+                let _ = hist.lock().record(started.elapsed().as_micros() as u64);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let h = hist.lock().clone();
+    Ok(h)
+}
+
+/// A std mutex under a name that says why: no contention worth a faster lock here.
+mod parking_lot_free {
+    pub struct Mutex<T>(std::sync::Mutex<T>);
+    impl<T> Mutex<T> {
+        pub fn new(v: T) -> Self {
+            Self(std::sync::Mutex::new(v))
+        }
+        pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
+}
+
+fn finish(json_out: bool, summary: String, value: Value) -> CmdResult {
+    println!("{summary}");
+    if json_out {
+        println!("{}", serde_json::to_string(&value)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one bench.
+pub async fn run(args: BenchArgs) -> CmdResult {
+    match args.kind {
+        BenchKind::Route {
+            common,
+            tables,
+            batch,
+            duration,
+        } => route(common, tables, batch, duration).await,
+        BenchKind::Ddl {
+            common,
+            count,
+            concurrency,
+        } => ddl(common, count, concurrency).await,
+        BenchKind::Heartbeat {
+            common,
+            nodes,
+            shards_per_node,
+            duration,
+            connections,
+        } => heartbeat(common, nodes, shards_per_node, duration, connections).await,
+        BenchKind::Failover {
+            common,
+            nodes,
+            rounds,
+        } => failover(common, nodes, rounds).await,
+    }
+}
+
+async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> CmdResult {
+    let t = target(&common).await?;
+    let _nodes = start_nodes(&t.grpc, "default", "bench-route", 6, 2).await?;
+    let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
+    let run = std::process::id();
+    let names: Vec<String> = (0..tables).map(|i| format!("route_{run}_{i}")).collect();
+    eprintln!("creating {tables} tables...");
+    create_tables(&client, &names, 64).await?;
+
+    // Batched throughput: 4 clients, each asking for `batch` tables per request.
+    eprintln!("batched phase: {duration}s, {batch} tables per request...");
+    let routed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(duration);
+    let names = Arc::new(names);
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for w in 0..4 {
+        let (client, routed, names) = (client.clone(), routed.clone(), names.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut offset = w * batch;
+            while Instant::now() < deadline {
+                let chunk: Vec<String> = (0..batch)
+                    .map(|i| names[(offset + i) % names.len()].clone())
+                    .collect();
+                offset += batch;
+                let r = client
+                    .fetch_routes("default", "public", chunk)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                routed.fetch_add(r.routes.len() as u64, Ordering::Relaxed);
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let batched = routed.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    // Single-table latency, one request in flight.
+    eprintln!("single-table phase: {duration}s...");
+    let mut hist = Histogram::<u64>::new(3)?;
+    let deadline = Instant::now() + Duration::from_secs(duration);
+    let started = Instant::now();
+    let mut i = 0;
+    while Instant::now() < deadline {
+        let t0 = Instant::now();
+        client
+            .fetch_routes("default", "public", vec![names[i % names.len()].clone()])
+            .await?;
+        hist.record(t0.elapsed().as_micros() as u64)?;
+        i += 1;
+    }
+    let single_rate = i as f64 / started.elapsed().as_secs_f64();
+    let value = json!({
+        "bench": "route", "cores": cores(), "tables": tables, "batch": batch,
+        "ops_per_sec": batched.round(), "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99),
+        "single_requests_per_sec": single_rate.round(),
+    });
+    let summary = format!(
+        "route: {batched:.0} tables/s batched ({batch} per request, 4 clients); single-table p50 {:.3} ms, p99 {:.3} ms, {single_rate:.0} req/s (1 in flight); {} cores",
+        ms(&hist, 0.5), ms(&hist, 0.99), cores()
+    );
+    finish(common.json, summary, value)
+}
+
+async fn ddl(common: Common, count: usize, concurrency: usize) -> CmdResult {
+    let t = target(&common).await?;
+    let _nodes = start_nodes(&t.grpc, "default", "bench-ddl", 6, 2).await?;
+    let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
+    let run = std::process::id();
+    // Warm up: make sure shards exist before timing.
+    create_tables(&client, &[format!("ddl_warmup_{run}")], 1).await?;
+    let names: Vec<String> = (0..count).map(|i| format!("ddl_{run}_{i}")).collect();
+    eprintln!("creating {count} tables with {concurrency} in flight...");
+    let started = Instant::now();
+    let hist = create_tables(&client, &names, concurrency).await?;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let value = json!({
+        "bench": "ddl", "cores": cores(), "count": count, "concurrency": concurrency, "store": "redb",
+        "ops_per_sec": rate.round(), "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99),
+    });
+    let summary = format!(
+        "ddl: {rate:.0} creates/s ({concurrency} in flight, durable on redb, each acknowledged by the shard leader); p50 {:.2} ms, p99 {:.2} ms; {} cores",
+        ms(&hist, 0.5), ms(&hist, 0.99), cores()
+    );
+    finish(common.json, summary, value)
+}
+
+async fn heartbeat(
+    common: Common,
+    nodes: usize,
+    spn: usize,
+    duration: u64,
+    connections: usize,
+) -> CmdResult {
+    let t = target(&common).await?;
+    let http = t
+        .http
+        .clone()
+        .ok_or("bench heartbeat needs --http with --addr (to create its cluster)")?;
+    let cluster = format!("bench-hb-{}", std::process::id());
+    let shards = (nodes * spn).div_ceil(3).max(1);
+    let body = json!({"name": cluster, "shard_count": shards, "replication_factor": 3, "min_nodes": nodes.max(3)});
+    let resp = reqwest::Client::new()
+        .post(format!("{http}/api/v1/clusters"))
+        .json(&body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "creating cluster: {}",
+            resp.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    eprintln!("starting {nodes} simulated nodes over {connections} connections ({shards} shards x 3 replicas)...");
+    let sims = start_nodes(&t.grpc, &cluster, "hb", nodes, connections).await?;
+    let want = shards * 3;
+    let settle = Instant::now();
+    loop {
+        let held: usize = sims.iter().map(|n| n.shards.shards().len()).sum();
+        if held >= want {
+            break;
+        }
+        if settle.elapsed() > Duration::from_secs(120) {
+            return Err(format!("only {held} of {want} replicas opened after 120 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "all {want} replicas open after {:.1}s; measuring {duration}s...",
+        settle.elapsed().as_secs_f64()
+    );
+    let before = scrape(&t.http).await.unwrap_or_default();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(duration)).await;
+    let after = scrape(&t.http).await.unwrap_or_default();
+    let secs = started.elapsed().as_secs_f64();
+    let delta = |name: &str| {
+        metric(&after, name, None).unwrap_or(0.0) - metric(&before, name, None).unwrap_or(0.0)
+    };
+    let hb_rate = delta("meridian_heartbeats_total") / secs;
+    let report_rate = delta("meridian_shard_reports_total") / secs;
+    let q = |q: &str| {
+        metric(&after, "meridian_heartbeat_handle_seconds", Some(q)).unwrap_or(f64::NAN) * 1000.0
+    };
+    let rss = metric(&after, "meridian_process_resident_memory_bytes", None).unwrap_or(f64::NAN)
+        / (1 << 20) as f64;
+    let value = json!({
+        "bench": "heartbeat", "cores": cores(), "nodes": nodes, "shards_per_node": spn,
+        "ops_per_sec": hb_rate.round(), "shard_reports_per_sec": report_rate.round(),
+        "p50_ms": q("0.5"), "p99_ms": q("0.99"), "server_rss_mb": rss.round(),
+    });
+    let summary = format!(
+        "heartbeat: {nodes} nodes x {spn} shards: {hb_rate:.0} heartbeats/s, {report_rate:.0} shard reports/s; server handling p50 {:.3} ms, p99 {:.3} ms; server RSS {rss:.0} MiB; {} cores (client and server share them)",
+        q("0.5"), q("0.99"), cores()
+    );
+    drop(sims);
+    finish(common.json, summary, value)
+}
+
+async fn failover(common: Common, n: usize, rounds: usize) -> CmdResult {
+    let t = target(&common).await?;
+    let http = t
+        .http
+        .clone()
+        .ok_or("bench failover needs --http with --addr")?;
+    let grpc = t.grpc.clone();
+    let node_config = |i: usize| {
+        let mut c = NodeAgentConfig::new(
+            grpc.clone(),
+            format!("fo-{i}"),
+            format!("127.0.0.1:{}", 21000 + i),
+        );
+        c.labels = labels(i);
+        c
+    };
+    let mut nodes: Vec<Option<SimNode>> = (0..n)
+        .map(|i| Some(SimNode::start(node_config(i))))
+        .collect();
+    for node in nodes.iter().flatten() {
+        node.agent
+            .registered(Duration::from_secs(30))
+            .await
+            .ok_or("node did not register")?;
+    }
+    let client = MetaClient::connect(std::slice::from_ref(&grpc), "default").await?;
+    create_tables(&client, &[format!("fo_{}", std::process::id())], 1).await?;
+    // Let the start-up grace period pass: no node is declared dead during it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut hist = Histogram::<u64>::new(3)?;
+    let http_client = reqwest::Client::new();
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        let shards: Value = http_client
+            .get(format!("{http}/api/v1/clusters/default/shards"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mut leaders: HashMap<u32, u64> = HashMap::new();
+        for s in shards["shards"].as_array().cloned().unwrap_or_default() {
+            if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
+                leaders.insert(id as u32, l);
+            }
+        }
+        // The victim: the node leading the most shards.
+        let mut per: HashMap<u64, usize> = HashMap::new();
+        for l in leaders.values() {
+            *per.entry(*l).or_default() += 1;
+        }
+        let Some((&victim_id, _)) = per.iter().max_by_key(|(id, c)| (**c, **id)) else {
+            return Err("no shard has a leader".into());
+        };
+        let Some(idx) = nodes
+            .iter()
+            .position(|x| x.as_ref().and_then(|x| x.agent.status().node_id) == Some(victim_id))
+        else {
+            return Err(format!("leader node {victim_id} is not one of ours").into());
+        };
+        let led: Vec<u32> = leaders
+            .iter()
+            .filter(|(_, l)| **l == victim_id)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut watch = client.subscribe_routes().await?;
+        let Some(victim) = nodes[idx].take() else {
+            continue;
+        };
+        let last = victim
+            .agent
+            .status()
+            .last_heartbeat_at
+            .unwrap_or_else(Instant::now);
+        victim.agent.kill();
+        let mut pending: std::collections::HashSet<u32> = led.iter().copied().collect();
+        let done = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(ev)) = watch.message().await {
+                if let Some(pb::route_event::Event::ShardChanged(s)) = ev.event {
+                    if s.leader.as_ref().is_some_and(|l| l.node_id != victim_id) {
+                        pending.remove(&s.shard_id);
+                    }
+                }
+                if pending.is_empty() {
+                    return Some(last.elapsed());
+                }
+            }
+            None
+        })
+        .await;
+        let Ok(Some(took)) = done else {
+            return Err(
+                format!("round {round}: shards {pending:?} had no new leader within 30 s").into(),
+            );
+        };
+        hist.record(took.as_micros() as u64)?;
+        samples.push(took.as_millis() as u64);
+        eprintln!("round {round}: node {victim_id} led {} shards; all re-led {} ms after its last heartbeat", led.len(), took.as_millis());
+        // Bring it back (empty) and let it settle before the next kill.
+        nodes[idx] = Some(SimNode::start(node_config(idx)));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    let value = json!({
+        "bench": "failover", "cores": cores(), "nodes": n, "rounds": rounds,
+        "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99), "max_ms": ms(&hist, 1.0), "samples_ms": samples,
+    });
+    let summary = format!(
+        "failover: {rounds} kills of the busiest leader among {n} nodes: p50 {:.0} ms, p99 {:.0} ms from the last heartbeat to every shard routed to a new leader; {} cores",
+        ms(&hist, 0.5), ms(&hist, 0.99), cores()
+    );
+    finish(common.json, summary, value)
+}

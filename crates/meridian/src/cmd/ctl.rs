@@ -1,0 +1,572 @@
+//! `meridian ctl`: an admin client over the HTTP API (like pd-ctl). Readable tables by
+//! default; `--json` prints the server's JSON answer as is.
+
+use super::CmdResult;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+
+/// Flags of `meridian ctl`.
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// Meridian HTTP address
+    #[arg(
+        long,
+        env = "MERIDIAN_HTTP",
+        default_value = "http://127.0.0.1:7701",
+        global = true
+    )]
+    addr: String,
+    /// Cluster to act on
+    #[arg(long, default_value = "default", global = true)]
+    cluster: String,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// List clusters.
+    Clusters,
+    /// Create a cluster.
+    CreateCluster {
+        /// Cluster name.
+        name: String,
+        /// Number of shards.
+        #[arg(long, default_value_t = 8)]
+        shards: u32,
+        /// Replicas per shard.
+        #[arg(long, default_value_t = 3)]
+        replicas: u32,
+        /// Nodes needed before shards are created.
+        #[arg(long, default_value_t = 3)]
+        min_nodes: u32,
+        /// Use copyset placement with this scatter width.
+        #[arg(long)]
+        copyset_scatter_width: Option<u32>,
+    },
+    /// List nodes with state, shard and leader counts.
+    Nodes,
+    /// List shards with leader, followers and version.
+    Shards,
+    /// List tables.
+    Tables {
+        /// Only this schema.
+        #[arg(long)]
+        schema: Option<String>,
+    },
+    /// Show where a table's partitions live.
+    Route {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+    },
+    /// Create a table.
+    CreateTable {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+        /// Hash partitions.
+        #[arg(long)]
+        partitions: Option<u32>,
+        /// Range partitions: `column:bound1,bound2,...`.
+        #[arg(long, conflicts_with = "partitions")]
+        range: Option<String>,
+        /// Succeed if it exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// Drop a table.
+    DropTable {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+        /// Succeed if it does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List running operators (and recent history with --history).
+    Operators {
+        /// Show finished operators too.
+        #[arg(long)]
+        history: bool,
+    },
+    /// Cancel a running operator.
+    CancelOperator {
+        /// Operator id.
+        id: u64,
+    },
+    /// List schedulers and whether they are paused.
+    Schedulers,
+    /// Pause a scheduler by name.
+    PauseScheduler {
+        /// Scheduler name (see `schedulers`).
+        name: String,
+    },
+    /// Resume a scheduler by name.
+    ResumeScheduler {
+        /// Scheduler name.
+        name: String,
+    },
+    /// Maintenance mode: only failover and repair run.
+    Maintenance {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+    },
+    /// Move a shard's leadership to another node holding a replica.
+    TransferLeader {
+        /// Shard id.
+        shard: u32,
+        /// Target node (id or name).
+        to: String,
+    },
+    /// Move a shard's replica from one node to another.
+    MoveShard {
+        /// Shard id.
+        shard: u32,
+        /// Node holding the replica (id or name).
+        from: String,
+        /// Target node (id or name).
+        to: String,
+    },
+    /// Move every replica off a node.
+    Drain {
+        /// Node id or name.
+        node: String,
+    },
+    /// Stop new placements on a node.
+    Cordon {
+        /// Node id or name.
+        node: String,
+    },
+    /// Allow placements on a node again.
+    Uncordon {
+        /// Node id or name.
+        node: String,
+    },
+    /// Remove a drained node from the cluster.
+    Remove {
+        /// Node id or name.
+        node: String,
+    },
+}
+
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}{}", self.base.trim_end_matches('/'), path);
+        let mut req = self.client.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach Meridian at {}: {e}", self.base))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let msg = value["error"]["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_string();
+            let code = value["error"]["code"]
+                .as_str()
+                .unwrap_or("error")
+                .to_string();
+            Err(format!("{status} {code}: {msg}"))
+        }
+    }
+}
+
+fn split_table(t: &str) -> (String, String, String) {
+    let parts: Vec<&str> = t.split('.').collect();
+    match parts.as_slice() {
+        [c, s, n] => (c.to_string(), s.to_string(), n.to_string()),
+        [s, n] => ("default".into(), s.to_string(), n.to_string()),
+        _ => ("default".into(), "public".into(), t.to_string()),
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows as an aligned table.
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!(
+        "{}",
+        line(headers.iter().map(|h| h.to_uppercase()).collect())
+    );
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+fn rows(list: &Value, fields: &[&str]) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|item| {
+                    fields
+                        .iter()
+                        .map(|f| cell(&item.pointer(f).cloned().unwrap_or(Value::Null)))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs one ctl command.
+pub async fn run(args: CtlArgs) -> CmdResult {
+    let http = Http {
+        client: reqwest::Client::new(),
+        base: args.addr.clone(),
+    };
+    let c = &args.cluster;
+    use reqwest::Method as M;
+    let result = match &args.command {
+        CtlCommand::Clusters => http.call(M::GET, "/api/v1/clusters", None).await,
+        CtlCommand::CreateCluster {
+            name,
+            shards,
+            replicas,
+            min_nodes,
+            copyset_scatter_width,
+        } => {
+            let placement = match copyset_scatter_width {
+                Some(s) => json!({"mode": "copyset", "scatter_width": s}),
+                None => json!({"mode": "spread"}),
+            };
+            let body = json!({"name": name, "shard_count": shards, "replication_factor": replicas,
+                "min_nodes": min_nodes, "placement": placement});
+            http.call(M::POST, "/api/v1/clusters", Some(body)).await
+        }
+        CtlCommand::Nodes => {
+            http.call(M::GET, &format!("/api/v1/clusters/{c}/nodes"), None)
+                .await
+        }
+        CtlCommand::Shards => {
+            http.call(M::GET, &format!("/api/v1/clusters/{c}/shards"), None)
+                .await
+        }
+        CtlCommand::Tables { schema } => {
+            let q = schema
+                .as_ref()
+                .map(|s| format!("?schema={s}"))
+                .unwrap_or_default();
+            http.call(M::GET, &format!("/api/v1/clusters/{c}/tables{q}"), None)
+                .await
+        }
+        CtlCommand::Route { table } => {
+            let (cat, sch, t) = split_table(table);
+            http.call(
+                M::GET,
+                &format!("/api/v1/clusters/{c}/routes/{cat}/{sch}/{t}"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::CreateTable {
+            table,
+            partitions,
+            range,
+            if_not_exists,
+        } => {
+            let (cat, sch, t) = split_table(table);
+            let partition = match (partitions, range) {
+                (Some(n), _) => json!({"kind": "hash", "count": n, "columns": []}),
+                (None, Some(r)) => {
+                    let (col, bounds) =
+                        r.split_once(':').ok_or("--range wants column:b1,b2,...")?;
+                    let bounds: Vec<&str> = bounds.split(',').filter(|b| !b.is_empty()).collect();
+                    json!({"kind": "range", "column": col, "bounds": bounds})
+                }
+                _ => json!({"kind": "none"}),
+            };
+            let body = json!({"catalog": cat, "schema": sch, "name": t, "partition": partition, "if_not_exists": if_not_exists});
+            http.call(M::POST, &format!("/api/v1/clusters/{c}/tables"), Some(body))
+                .await
+        }
+        CtlCommand::DropTable { table, if_exists } => {
+            let (cat, sch, t) = split_table(table);
+            http.call(
+                M::DELETE,
+                &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}?if_exists={if_exists}"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::Operators { history } => {
+            http.call(
+                M::GET,
+                &format!("/api/v1/clusters/{c}/operators?history={history}"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::CancelOperator { id } => {
+            http.call(
+                M::DELETE,
+                &format!("/api/v1/clusters/{c}/operators/{id}"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::Schedulers => {
+            http.call(M::GET, &format!("/api/v1/clusters/{c}/schedulers"), None)
+                .await
+        }
+        CtlCommand::PauseScheduler { name } => {
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/schedulers/{name}/pause"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::ResumeScheduler { name } => {
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/schedulers/{name}/resume"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::Maintenance { mode } => {
+            let body = json!({"enabled": mode == "on"});
+            http.call(
+                M::PUT,
+                &format!("/api/v1/clusters/{c}/maintenance"),
+                Some(body),
+            )
+            .await
+        }
+        CtlCommand::TransferLeader { shard, to } => {
+            let body = json!({"to": to});
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/shards/{shard}/transfer-leader"),
+                Some(body),
+            )
+            .await
+        }
+        CtlCommand::MoveShard { shard, from, to } => {
+            let body = json!({"from": from, "to": to});
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/shards/{shard}/move"),
+                Some(body),
+            )
+            .await
+        }
+        CtlCommand::Drain { node } => node_action(&http, c, node, "drain").await,
+        CtlCommand::Cordon { node } => node_action(&http, c, node, "cordon").await,
+        CtlCommand::Uncordon { node } => node_action(&http, c, node, "uncordon").await,
+        CtlCommand::Remove { node } => node_action(&http, c, node, "remove").await,
+    };
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => {
+            if args.json {
+                println!("{}", json!({"error": e}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    render(&args.command, &value);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn node_action(
+    http: &Http,
+    cluster: &str,
+    node: &str,
+    action: &str,
+) -> Result<Value, String> {
+    http.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/clusters/{cluster}/nodes/{node}/{action}"),
+        None,
+    )
+    .await
+}
+
+fn render(command: &CtlCommand, v: &Value) {
+    match command {
+        CtlCommand::Clusters => print_table(
+            &[
+                "id", "name", "shards", "replicas", "nodes", "online", "tables",
+            ],
+            rows(
+                &v["clusters"],
+                &[
+                    "/id",
+                    "/config/name",
+                    "/config/shard_count",
+                    "/config/replication_factor",
+                    "/nodes",
+                    "/nodes_online",
+                    "/tables",
+                ],
+            ),
+        ),
+        CtlCommand::Nodes => print_table(
+            &[
+                "id", "name", "endpoint", "zone", "state", "shards", "leaders", "cordoned",
+                "draining", "wu/s",
+            ],
+            rows(
+                &v["nodes"],
+                &[
+                    "/id",
+                    "/name",
+                    "/endpoint",
+                    "/labels/zone",
+                    "/state",
+                    "/shards",
+                    "/leaders",
+                    "/cordoned",
+                    "/draining",
+                    "/stats/write_units_per_sec",
+                ],
+            ),
+        ),
+        CtlCommand::Shards => print_table(
+            &[
+                "shard",
+                "version",
+                "leader",
+                "followers",
+                "partitions",
+                "wu/s",
+            ],
+            rows(
+                &v["shards"],
+                &[
+                    "/id",
+                    "/version",
+                    "/leader",
+                    "/followers",
+                    "/partitions",
+                    "/stats/write_units_per_sec",
+                ],
+            ),
+        ),
+        CtlCommand::Tables { .. } => {
+            let list = v["tables"].as_array().cloned().unwrap_or_default();
+            let rows = list
+                .iter()
+                .map(|t| {
+                    let name = format!(
+                        "{}.{}.{}",
+                        cell(&t["name"]["catalog"]),
+                        cell(&t["name"]["schema"]),
+                        cell(&t["name"]["table"])
+                    );
+                    let shards: Vec<String> = t["partitions"]
+                        .as_array()
+                        .map(|a| a.iter().map(|p| cell(&p["shard"])).collect())
+                        .unwrap_or_default();
+                    vec![
+                        cell(&t["id"]),
+                        name,
+                        cell(&t["rule"]["kind"]),
+                        shards.join(","),
+                    ]
+                })
+                .collect();
+            print_table(&["id", "table", "partitioning", "shards"], rows);
+        }
+        CtlCommand::Route { .. } => {
+            println!("{} (id {})", cell(&v["table"]), cell(&v["table_id"]));
+            print_table(
+                &["partition", "shard", "version", "leader", "followers"],
+                v["partitions"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|p| {
+                                let followers: Vec<String> = p["followers"]
+                                    .as_array()
+                                    .map(|f| f.iter().map(|x| cell(&x["endpoint"])).collect())
+                                    .unwrap_or_default();
+                                vec![
+                                    cell(&p["partition"]),
+                                    cell(&p["shard"]),
+                                    cell(&p["version"]),
+                                    cell(&p["leader"]["endpoint"]),
+                                    followers.join(","),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            );
+        }
+        CtlCommand::Operators { .. } => {
+            print_table(
+                &["id", "shard", "kind", "state", "step", "steps", "age_ms"],
+                rows(
+                    &v["operators"],
+                    &[
+                        "/id", "/shard", "/kind", "/state", "/current", "/steps", "/age_ms",
+                    ],
+                ),
+            );
+            if let Some(h) = v.get("history") {
+                println!("\nhistory:");
+                print_table(
+                    &["id", "shard", "kind", "state", "steps"],
+                    rows(h, &["/id", "/shard", "/kind", "/state", "/steps"]),
+                );
+            }
+        }
+        CtlCommand::Schedulers => {
+            println!("maintenance: {}", cell(&v["maintenance"]));
+            print_table(
+                &["scheduler", "paused"],
+                rows(&v["schedulers"], &["/name", "/paused"]),
+            );
+        }
+        _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+    }
+}

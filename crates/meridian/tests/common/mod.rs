@@ -1,0 +1,137 @@
+//! Helpers shared by the end-to-end tests: real servers on loopback ports, simulated nodes
+//! over real gRPC.
+#![allow(dead_code)]
+
+use meridian_client::{MetaClient, NodeAgentConfig};
+use meridian_model::NodeLabels;
+use meridian_server::{RunningServer, Server, ServerConfig, StoreKind};
+use meridian_sim::node::SimNode;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// A server config on free loopback ports with an in-memory store.
+pub fn memory_config() -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.store = StoreKind::Memory;
+    c.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    c.http_addr = "127.0.0.1:0".parse().unwrap();
+    c
+}
+
+/// Fast liveness for tests that wait for failover.
+pub fn fast_liveness(c: &mut ServerConfig) {
+    c.liveness.heartbeat_interval_ms = 200;
+    c.liveness.suspect_after_ms = 400;
+    c.liveness.offline_after_ms = 700;
+    c.liveness.grace_period_ms = 500;
+    c.schedule_interval_ms = 50;
+}
+
+/// Starts an in-process server.
+pub async fn start(config: ServerConfig) -> RunningServer {
+    Server::start(config).await.expect("server starts")
+}
+
+/// Agent config for simulated node `i` in zone `i % zones`.
+pub fn node_config(
+    server: &RunningServer,
+    prefix: &str,
+    i: usize,
+    zones: usize,
+) -> NodeAgentConfig {
+    let mut c = NodeAgentConfig::new(
+        server.grpc_addr.to_string(),
+        format!("{prefix}-{i}"),
+        format!("127.0.0.1:{}", 30000 + i),
+    );
+    c.labels = NodeLabels {
+        zone: format!("zone-{}", i % zones),
+        rack: format!("rack-{i}"),
+        host: format!("host-{i}"),
+    };
+    c.min_backoff = Duration::from_millis(20);
+    c.max_backoff = Duration::from_millis(200);
+    c
+}
+
+/// Starts `n` simulated nodes across `zones` zones and waits until each registered.
+pub async fn start_nodes(
+    server: &RunningServer,
+    prefix: &str,
+    n: usize,
+    zones: usize,
+) -> Vec<SimNode> {
+    let nodes: Vec<SimNode> = (0..n)
+        .map(|i| SimNode::start(node_config(server, prefix, i, zones)))
+        .collect();
+    for node in &nodes {
+        node.agent
+            .registered(Duration::from_secs(10))
+            .await
+            .expect("node registers");
+    }
+    nodes
+}
+
+/// A client of the default cluster.
+pub async fn client(server: &RunningServer) -> MetaClient {
+    MetaClient::connect(&[server.grpc_addr.to_string()], "default")
+        .await
+        .expect("client connects")
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the default cluster has its shards and every replica is open on its node.
+pub async fn shards_ready(server: &RunningServer, nodes: &[SimNode]) {
+    let cluster = server.meta.cluster("default").unwrap();
+    eventually(Duration::from_secs(10), || {
+        let cluster = cluster.clone();
+        async move {
+            let entries = cluster.shard_entries();
+            if entries.is_empty() {
+                return None;
+            }
+            let want: usize = entries.iter().map(|e| e.shard.replicas.len()).sum();
+            let held: usize = nodes.iter().map(|n| n.shards.shards().len()).sum();
+            (held >= want).then_some(())
+        }
+    })
+    .await;
+}
+
+/// An HTTP client call returning (status, JSON body).
+pub async fn http(
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("http request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}

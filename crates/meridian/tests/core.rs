@@ -1,0 +1,346 @@
+//! The core: nodes join, shards are placed evenly across zones, tables are created, placed
+//! and routed, and route changes are pushed.
+
+mod common;
+
+use common::*;
+use meridian_model::{PartitionRule, ReplicaRole, TableName};
+use meridian_proto as pb;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+fn name(t: &str) -> TableName {
+    TableName::new("default", "public", t).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_are_created_at_min_nodes_spread_evenly_across_zones() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "n", 6, 3).await;
+    shards_ready(&server, &nodes).await;
+    let cluster = server.meta.cluster("default").unwrap();
+    let shards = cluster.shard_entries();
+    assert_eq!(shards.len(), 8, "the default cluster has 8 shards");
+    let zone_of: HashMap<_, _> = cluster
+        .node_entries()
+        .iter()
+        .map(|e| (e.node.id, e.node.labels.zone.clone()))
+        .collect();
+    let mut per_node: HashMap<_, usize> = HashMap::new();
+    let mut leaders: HashMap<_, usize> = HashMap::new();
+    for s in &shards {
+        assert_eq!(s.shard.replicas.len(), 3);
+        let zones: HashSet<_> = s
+            .shard
+            .replicas
+            .iter()
+            .map(|r| zone_of[&r.node].clone())
+            .collect();
+        assert_eq!(
+            zones.len(),
+            3,
+            "{} has two replicas in one zone",
+            s.shard.id
+        );
+        for r in &s.shard.replicas {
+            *per_node.entry(r.node).or_default() += 1;
+            if r.role == ReplicaRole::Leader {
+                *leaders.entry(r.node).or_default() += 1;
+            }
+        }
+    }
+    // The first three nodes to register got the shards (placement happens at min_nodes),
+    // or all six if they registered together; either way the spread is even among holders.
+    let counts: Vec<usize> = per_node.values().copied().collect();
+    assert!(
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+        "replicas per node: {per_node:?}"
+    );
+    let lc: Vec<usize> = leaders.values().copied().collect();
+    assert!(
+        lc.iter().max().unwrap() - lc.iter().min().unwrap() <= 1,
+        "leaders per node: {leaders:?}"
+    );
+    // Every replica is open on its node with the right role and version.
+    for s in &shards {
+        for r in &s.shard.replicas {
+            let node = nodes
+                .iter()
+                .find(|n| n.agent.status().node_id == Some(r.node.0))
+                .unwrap();
+            let held = node.shards.shards();
+            let replica = held.get(&s.shard.id).expect("replica open on its node");
+            assert_eq!(replica.role, r.role);
+            assert_eq!(replica.version, s.shard.version);
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_are_created_on_the_shard_leader_and_routed() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "n", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+
+    let (plain, created) = client
+        .create_table(&name("users"), &PartitionRule::None, false)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(plain.partitions.len(), 1);
+    let hash = PartitionRule::Hash {
+        count: 4,
+        columns: vec!["host".into()],
+    };
+    let (hashed, _) = client
+        .create_table(&name("metrics"), &hash, false)
+        .await
+        .unwrap();
+    assert_eq!(hashed.partitions.len(), 4);
+    let shards: HashSet<u32> = hashed.partitions.iter().map(|p| p.shard_id).collect();
+    assert_eq!(
+        shards.len(),
+        4,
+        "partitions of one table go to distinct shards while there are enough"
+    );
+    let range = PartitionRule::Range {
+        column: "ts".into(),
+        bounds: vec!["b".into(), "m".into()],
+    };
+    let (ranged, _) = client
+        .create_table(&name("logs"), &range, false)
+        .await
+        .unwrap();
+    assert_eq!(ranged.partitions.len(), 3);
+    assert!(ranged.id > hashed.id && hashed.id > plain.id, "ids grow");
+
+    // The leader of each partition's shard holds the partition.
+    let route = client.route(&name("metrics")).await.unwrap();
+    for p in &route.partitions {
+        let shard = p.shard.as_ref().unwrap();
+        let leader = shard.leader.as_ref().expect("a leader");
+        assert_eq!(shard.followers.len(), 2);
+        let node = nodes
+            .iter()
+            .find(|n| n.agent.status().node_id == Some(leader.node_id))
+            .unwrap();
+        let held = node.shards.shards();
+        let s = held.get(&meridian_model::ShardId(shard.shard_id)).unwrap();
+        assert!(
+            s.tables.contains(&(hashed.id, p.index)),
+            "leader holds partition {}",
+            p.index
+        );
+        assert_eq!(
+            leader.endpoint,
+            node.agent
+                .status()
+                .node_id
+                .map(|_| format!(
+                    "127.0.0.1:{}",
+                    30000 + nodes.iter().position(|x| x.name == node.name).unwrap()
+                ))
+                .unwrap()
+        );
+    }
+
+    // if_not_exists returns the existing table; without it, a clear error.
+    let (again, created) = client
+        .create_table(&name("users"), &PartitionRule::None, true)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, plain.id);
+    let err = client
+        .create_table(&name("users"), &PartitionRule::None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::AlreadyExists));
+
+    // Batch routing reports missing tables by name.
+    let resp = client
+        .fetch_routes(
+            "default",
+            "public",
+            vec!["users".into(), "nope".into(), "logs".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.routes.len(), 2);
+    assert_eq!(resp.not_found, vec!["nope".to_string()]);
+
+    // Rename, list, drop.
+    let renamed = client.rename_table(&name("users"), "people").await.unwrap();
+    assert_eq!(renamed.id, plain.id);
+    assert_eq!(
+        client.get_table(&name("users")).await.unwrap_err().code(),
+        Some(tonic::Code::NotFound)
+    );
+    let listed: Vec<String> = client
+        .list_tables("default", "public")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(listed, vec!["logs", "metrics", "people"]);
+    assert!(client.drop_table(&name("people"), false).await.unwrap());
+    assert!(!client.drop_table(&name("people"), true).await.unwrap());
+    assert_eq!(
+        client
+            .drop_table(&name("people"), false)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(tonic::Code::NotFound)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_spread_over_shards_by_table_count() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "n", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    for i in 0..32 {
+        client
+            .create_table(&name(&format!("t{i}")), &PartitionRule::None, false)
+            .await
+            .unwrap();
+    }
+    let cluster = server.meta.cluster("default").unwrap();
+    let counts: Vec<usize> = cluster
+        .shard_entries()
+        .iter()
+        .map(|e| e.partitions.len())
+        .collect();
+    assert_eq!(counts.iter().sum::<usize>(), 32);
+    assert!(
+        counts.iter().all(|c| *c == 4),
+        "32 tables on 8 shards: {counts:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_routes_pushes_creates_and_drops_and_the_client_cache_follows() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "n", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    let mut events = client.subscribe_routes().await.unwrap();
+    let watcher = client.clone();
+    let _task = watcher.watch_routes();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client
+        .create_table(&name("pushed"), &PartitionRule::None, false)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match ev.event {
+        Some(pb::route_event::Event::TableChanged(r)) => assert_eq!(r.table, "pushed"),
+        other => panic!("expected a table route, got {other:?}"),
+    }
+    // The watching client's cache got it without asking.
+    eventually(Duration::from_secs(5), || {
+        let c = watcher.cache().get(&name("pushed"));
+        async move { c }
+    })
+    .await;
+    client.drop_table(&name("pushed"), false).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        ev.event,
+        Some(pb::route_event::Event::TableDropped(_))
+    ));
+    eventually(Duration::from_secs(5), || {
+        let gone = watcher.cache().get(&name("pushed")).is_none();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clusters_are_managed_independently_over_http() {
+    let server = start(memory_config()).await;
+    let base = format!("http://{}", server.http_addr);
+    let body = serde_json::json!({"name": "analytics", "shard_count": 4, "replication_factor": 1, "min_nodes": 1});
+    let (status, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/clusters"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (_, v) = http(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/clusters"),
+        None,
+    )
+    .await;
+    let names: Vec<&str> = v["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["config"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["analytics", "default"]);
+    // A node joins `analytics` only; default keeps no shards.
+    let mut c = node_config(&server, "a", 0, 1);
+    c.cluster = "analytics".into();
+    let node = meridian_sim::node::SimNode::start(c);
+    node.agent
+        .registered(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let analytics = server.meta.cluster("analytics").unwrap();
+    eventually(Duration::from_secs(5), || {
+        let n = analytics.shard_entries().len();
+        async move { (n == 4).then_some(()) }
+    })
+    .await;
+    assert!(server
+        .meta
+        .cluster("default")
+        .unwrap()
+        .shard_entries()
+        .is_empty());
+    let (status, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/clusters/analytics/tables"),
+        Some(serde_json::json!({"name": "events"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = http(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/clusters/analytics/routes/default/public/events"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["partitions"][0]["leader"]["endpoint"], "127.0.0.1:30000");
+    let (status, _) = http(reqwest::Method::GET, format!("{base}/health"), None).await;
+    assert_eq!(status, 200);
+    let (_, metrics) = http(reqwest::Method::GET, format!("{base}/metrics"), None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("meridian_tables{cluster=\"analytics\"} 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

@@ -1,0 +1,437 @@
+//! Placement: where new shards, new tables and replacement replicas go.
+//!
+//! Initial placement runs once, when a cluster first reaches `min_nodes`: every shard gets a
+//! leader and RF-1 followers on distinct nodes, spread across failure domains at the
+//! configured isolation level, with replica and leader counts per node within one of each
+//! other whenever the domains allow it. With too few domains it places anyway and says so
+//! in a [`DomainWarning`]: degradation is open, never silent (invariant 4).
+
+use crate::copyset::{self, CopysetFamily};
+use crate::domain::{self, IsolationDomains};
+use crate::error::SchedulerError;
+use crate::view::{ClusterView, NodeView, Tally};
+use meridian_model::{
+    ClusterConfig, IsolationLevel, NodeId, PlacementMode, Replica, ReplicaRole, Shard, ShardId,
+    ShardVersion,
+};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// The version a freshly placed shard starts at.
+pub const INITIAL_VERSION: ShardVersion = ShardVersion(1);
+
+/// Placement had to put replicas of one shard in a shared failure domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainWarning {
+    /// The isolation level asked for.
+    pub level: IsolationLevel,
+    /// Distinct domains among schedulable nodes.
+    pub domains: usize,
+    /// Replicas per shard.
+    pub replication_factor: u32,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// The result of initial placement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// One shard per requested id, at [`INITIAL_VERSION`], leader first.
+    pub shards: Vec<Shard>,
+    /// Why the placement is weaker than asked, if it is.
+    pub warnings: Vec<DomainWarning>,
+    /// The copyset family used, in copyset mode (persist it: later repairs reuse it).
+    pub copysets: Option<CopysetFamily>,
+}
+
+/// Places `shard_ids` on the schedulable nodes among `nodes`, per `config` (replication
+/// factor, isolation level, spread or copyset mode). Deterministic for a given `seed`.
+pub fn place_shards(
+    nodes: &[NodeView],
+    shard_ids: &[ShardId],
+    config: &ClusterConfig,
+    seed: u64,
+) -> Result<Placement, SchedulerError> {
+    let rf = config.replication_factor.max(1) as usize;
+    let mut cands: Vec<&NodeView> = nodes.iter().filter(|n| n.can_receive()).collect();
+    cands.sort_by_key(|n| n.id);
+    if cands.len() < rf {
+        return Err(SchedulerError::NotEnoughNodes {
+            need: rf,
+            have: cands.len(),
+        });
+    }
+    let mut domains = IsolationDomains::new(config.isolation);
+    let dom: Vec<usize> = cands
+        .iter()
+        .map(|n| domains.intern(&n.labels, n.id))
+        .collect();
+    let mut warnings = Vec::new();
+    if domains.len() < rf {
+        warnings.push(DomainWarning {
+            level: config.isolation,
+            domains: domains.len(),
+            replication_factor: rf as u32,
+            message: format!(
+                "only {} distinct {:?} domain(s) among {} schedulable nodes for replication \
+                 factor {rf}: some replicas of a shard share a failure domain",
+                domains.len(),
+                config.isolation,
+                cands.len()
+            ),
+        });
+    }
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (sets, copysets) = match config.placement {
+        PlacementMode::Spread => (spread_sets(&dom, shard_ids.len(), rf, &mut rng), None),
+        PlacementMode::Copyset { scatter_width } => {
+            let family = copyset::build_family(&dom, rf, scatter_width, &mut rng);
+            let sets = copyset::assign(&family, shard_ids.len());
+            let ids = family
+                .iter()
+                .map(|s| s.iter().map(|&i| cands[i].id).collect())
+                .collect();
+            (sets, Some(CopysetFamily::new(ids, scatter_width)))
+        }
+    };
+    let leaders = choose_leaders(&sets, cands.len());
+    let shards = shard_ids
+        .iter()
+        .zip(sets.iter().zip(leaders))
+        .map(|(&id, (set, leader))| {
+            let mut replicas: Vec<Replica> = set
+                .iter()
+                .map(|&i| Replica {
+                    node: cands[i].id,
+                    role: if i == leader {
+                        ReplicaRole::Leader
+                    } else {
+                        ReplicaRole::Follower
+                    },
+                })
+                .collect();
+            replicas.sort_by_key(|r| r.role != ReplicaRole::Leader);
+            Shard {
+                id,
+                version: INITIAL_VERSION,
+                replicas,
+            }
+        })
+        .collect();
+    Ok(Placement {
+        shards,
+        warnings,
+        copysets,
+    })
+}
+
+/// Replica sets (indices into the candidates) for `count` shards: each replica goes to the
+/// node with the fewest replicas so far among those in a domain the shard does not use yet
+/// (reusing the least-used domain only when all are taken). Ties are broken by a fresh
+/// shuffle per shard so equal nodes share the work.
+fn spread_sets(dom: &[usize], count: usize, rf: usize, rng: &mut SmallRng) -> Vec<Vec<usize>> {
+    let n = dom.len();
+    let mut replicas = vec![0u32; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut sets = Vec::with_capacity(count);
+    for _ in 0..count {
+        order.shuffle(rng);
+        let mut set: Vec<usize> = Vec::with_capacity(rf);
+        for _ in 0..rf {
+            let pick = order
+                .iter()
+                .copied()
+                .filter(|c| !set.contains(c))
+                .min_by_key(|&c| {
+                    let reuse = set.iter().filter(|&&s| dom[s] == dom[c]).count();
+                    (reuse, replicas[c])
+                });
+            if let Some(c) = pick {
+                replicas[c] += 1;
+                set.push(c);
+            }
+        }
+        sets.push(set);
+    }
+    sets
+}
+
+/// Picks a leader in every set so leader counts per node end within one of each other where
+/// the sets allow: greedy (fewest leaders first), then single transfers from the busiest
+/// node to a replica holder with at least two fewer leaders until none helps.
+fn choose_leaders(sets: &[Vec<usize>], n: usize) -> Vec<usize> {
+    let mut leaders = vec![0u32; n];
+    let mut chosen: Vec<usize> = sets
+        .iter()
+        .map(|set| {
+            let pick = set.iter().copied().min_by_key(|&c| leaders[c]).unwrap_or(0);
+            leaders[pick] += 1;
+            pick
+        })
+        .collect();
+    // Every transfer lowers the sum of squared counts, so this ends.
+    loop {
+        let mut moved = false;
+        let mut by_load: Vec<usize> = (0..n).collect();
+        by_load.sort_by_key(|&i| std::cmp::Reverse(leaders[i]));
+        'outer: for &busy in &by_load {
+            for (s, set) in sets.iter().enumerate() {
+                if chosen[s] != busy {
+                    continue;
+                }
+                let best = set.iter().copied().min_by_key(|&c| leaders[c]);
+                if let Some(c) = best.filter(|&c| leaders[c] + 2 <= leaders[busy]) {
+                    leaders[busy] -= 1;
+                    leaders[c] += 1;
+                    chosen[s] = c;
+                    moved = true;
+                    break 'outer;
+                }
+            }
+        }
+        if !moved {
+            return chosen;
+        }
+    }
+}
+
+/// The shard a new table should go to: fewest tables, then least read/write load, then
+/// lowest id. Shards whose leader is not Online are skipped: the table could not be created
+/// there now.
+pub fn pick_shard_for_table(view: &ClusterView) -> Option<ShardId> {
+    view.shards()
+        .iter()
+        .filter(|s| {
+            s.shard
+                .leader()
+                .and_then(|l| view.node(l))
+                .is_some_and(|n| n.state == meridian_model::NodeState::Online)
+        })
+        .min_by(|a, b| {
+            a.table_count
+                .cmp(&b.table_count)
+                .then(a.load().total_cmp(&b.load()))
+                .then(a.shard.id.cmp(&b.shard.id))
+        })
+        .map(|s| s.shard.id)
+}
+
+/// A node to receive a new replica of `shard` (for repair or a move), or `None`.
+///
+/// Candidates can receive (Online, not cordoned, not draining), hold no replica of the shard
+/// and are not in `exclude` (the replicas being replaced). A candidate whose domain is not
+/// used by the shard's remaining replicas wins; failing that, any candidate (the violation
+/// is then visible in `ClusterView::domain_violations`). Among equals: fewest replicas, then
+/// least load, then lowest id.
+pub fn pick_replica_target(
+    view: &ClusterView,
+    shard: &Shard,
+    exclude: &[NodeId],
+) -> Option<NodeId> {
+    let tally = view.tally();
+    choose_target(view, &tally, shard, exclude, DomainRule::Prefer).map(|i| view.nodes()[i].id)
+}
+
+/// How strictly a target must respect failure domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DomainRule {
+    /// Never raise the shard's violation count (balance, drain, hot-spot moves).
+    Strict,
+    /// Prefer a free domain, accept any (repair: a replica beats no replica).
+    Prefer,
+}
+
+/// Violations of `shard` before and after replacing `remove` (if any) by `add`.
+pub(crate) fn violations_around(
+    view: &ClusterView,
+    shard: &Shard,
+    remove: &[NodeId],
+    add: NodeId,
+) -> (u32, u32) {
+    let avail = view.available_domains();
+    let before = domain::violations_of(
+        shard.replicas.iter().filter_map(|r| view.domain_of(r.node)),
+        avail,
+    );
+    let after = domain::violations_of(
+        shard
+            .replicas
+            .iter()
+            .filter(|r| !remove.contains(&r.node))
+            .filter_map(|r| view.domain_of(r.node))
+            .chain(view.domain_of(add)),
+        avail,
+    );
+    (before, after)
+}
+
+/// The best receiving node (as a view index) for a new replica of `shard`, see
+/// [`pick_replica_target`]; also skips nodes at their operator limit in `tally`.
+pub(crate) fn choose_target(
+    view: &ClusterView,
+    tally: &Tally,
+    shard: &Shard,
+    exclude: &[NodeId],
+    rule: DomainRule,
+) -> Option<usize> {
+    let doms = view.domains_by_index();
+    let used: Vec<usize> = shard
+        .replicas
+        .iter()
+        .filter(|r| !exclude.contains(&r.node))
+        .filter_map(|r| view.domain_of(r.node))
+        .collect();
+    view.nodes()
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| {
+            n.can_receive()
+                && !shard.has_replica_on(n.id)
+                && !exclude.contains(&n.id)
+                && tally.has_capacity(*i)
+        })
+        .filter(|(_, n)| {
+            rule == DomainRule::Prefer || {
+                let (before, after) = violations_around(view, shard, exclude, n.id);
+                after <= before
+            }
+        })
+        .min_by(|(a, na), (b, nb)| {
+            let conflict = |i: &usize| used.contains(&doms[*i]);
+            conflict(a)
+                .cmp(&conflict(b))
+                .then(tally.replicas[*a].cmp(&tally.replicas[*b]))
+                .then(tally.load[*a].total_cmp(&tally.load[*b]))
+                .then(na.id.cmp(&nb.id))
+        })
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{node_view, ClusterBuilder};
+    use meridian_model::NodeState;
+
+    fn counts(shards: &[Shard]) -> (u32, u32) {
+        let mut reps = std::collections::BTreeMap::<NodeId, (u32, u32)>::new();
+        for s in shards {
+            for r in &s.replicas {
+                let e = reps.entry(r.node).or_default();
+                e.0 += 1;
+                if r.role == ReplicaRole::Leader {
+                    e.1 += 1;
+                }
+            }
+        }
+        let spread = |f: fn(&(u32, u32)) -> u32| {
+            let v: Vec<u32> = reps.values().map(f).collect();
+            v.iter().max().unwrap() - v.iter().min().unwrap()
+        };
+        (spread(|c| c.0), spread(|c| c.1))
+    }
+
+    fn config(rf: u32, isolation: IsolationLevel) -> ClusterConfig {
+        ClusterConfig {
+            replication_factor: rf,
+            isolation,
+            ..ClusterConfig::default_cluster()
+        }
+    }
+
+    #[test]
+    fn placement_is_even_for_replicas_and_leaders() {
+        for (zones, nodes, shards) in [(3, 9, 24), (5, 10, 1000), (3, 30, 1000), (4, 7, 50)] {
+            let ns: Vec<NodeView> = (1..=nodes).map(|i| node_view(i, zones)).collect();
+            let ids: Vec<ShardId> = (0..shards).map(ShardId).collect();
+            let p = place_shards(&ns, &ids, &config(3, IsolationLevel::Zone), 42).unwrap();
+            assert!(p.warnings.is_empty());
+            let (r, l) = counts(&p.shards);
+            assert!(
+                r <= 1 && l <= 1,
+                "{zones} zones {nodes} nodes: spread {r}/{l}"
+            );
+            for s in &p.shards {
+                s.check().unwrap();
+                assert_eq!(s.replicas.len(), 3);
+            }
+        }
+    }
+
+    #[test]
+    fn replicas_never_share_a_zone_when_three_zones_exist() {
+        let view = ClusterBuilder::new().zones(3).nodes(9).shards(24).build();
+        assert_eq!(view.domain_violations(), 0);
+        for s in view.shards() {
+            let mut zones: Vec<_> = s
+                .shard
+                .replicas
+                .iter()
+                .map(|r| view.node(r.node).unwrap().labels.zone.clone())
+                .collect();
+            zones.sort();
+            zones.dedup();
+            assert_eq!(zones.len(), 3, "{:?}", s.shard);
+        }
+    }
+
+    #[test]
+    fn placement_warns_when_too_few_zones() {
+        let ns: Vec<NodeView> = (1..=6).map(|i| node_view(i, 2)).collect();
+        let ids: Vec<ShardId> = (0..12).map(ShardId).collect();
+        let p = place_shards(&ns, &ids, &config(3, IsolationLevel::Zone), 1).unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(p.warnings[0].domains, 2);
+        // Placed anyway, on distinct nodes, using both zones.
+        for s in &p.shards {
+            s.check().unwrap();
+            assert_eq!(s.replicas.len(), 3);
+        }
+    }
+
+    #[test]
+    fn placement_refuses_fewer_nodes_than_replicas() {
+        let ns: Vec<NodeView> = (1..=2).map(|i| node_view(i, 2)).collect();
+        let err = place_shards(&ns, &[ShardId(0)], &config(3, IsolationLevel::Node), 1);
+        assert_eq!(
+            err,
+            Err(SchedulerError::NotEnoughNodes { need: 3, have: 2 })
+        );
+    }
+
+    #[test]
+    fn new_table_goes_to_the_emptiest_shard_with_a_live_leader() {
+        let view = ClusterBuilder::new()
+            .zones(3)
+            .nodes(3)
+            .shards(3)
+            .table_counts(&[0, 5, 2])
+            .build();
+        assert_eq!(pick_shard_for_table(&view), Some(ShardId(0)));
+        let leader0 = view.shards()[0].shard.leader().unwrap();
+        let (config, mut nodes, shards) = view.into_parts();
+        for n in &mut nodes {
+            if n.id == leader0 {
+                n.state = NodeState::Offline;
+            }
+        }
+        let view = ClusterView::new(config, nodes, shards);
+        let pick = pick_shard_for_table(&view).unwrap();
+        assert_ne!(view.shard(pick).unwrap().shard.leader(), Some(leader0));
+    }
+
+    #[test]
+    fn replica_target_prefers_a_free_zone() {
+        let view = ClusterBuilder::new().zones(3).nodes(6).shards(6).build();
+        let s = view.shards()[0].shard.clone();
+        let dead = s.followers().next().unwrap();
+        let t = pick_replica_target(&view, &s, &[dead]).unwrap();
+        assert_eq!(
+            view.node(t).unwrap().labels.zone,
+            view.node(dead).unwrap().labels.zone
+        );
+        assert!(!s.has_replica_on(t));
+    }
+}

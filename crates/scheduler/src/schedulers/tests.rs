@@ -1,0 +1,398 @@
+//! Scheduler behaviour, specified through small clusters and a tiny executor.
+
+use super::*;
+use crate::controller::{ControllerConfig, ControllerEvent, OperatorController};
+use crate::operator::{OperatorKind, Step};
+use crate::testing::{modify, ClusterBuilder};
+use crate::view::{NodeView, ShardView};
+use meridian_model::{NodeId, NodeState, ReplicaRole};
+
+fn kill(view: ClusterView, node: NodeId, since: u64) -> ClusterView {
+    modify(view, |nodes, _| {
+        for n in nodes.iter_mut().filter(|n| n.id == node) {
+            n.state = NodeState::Offline;
+            n.state_since_ms = since;
+        }
+    })
+}
+
+/// Runs schedulers and controller against `view` with instant, always-acknowledged
+/// instructions until nothing is proposed or running. Returns the final view and the
+/// operators that succeeded.
+fn settle(view: ClusterView, now: &mut u64) -> (ClusterView, Vec<crate::Operator>) {
+    let mut set = SchedulerSet::new(SchedulerConfig::default());
+    let config = ControllerConfig::default();
+    let mut c = OperatorController::new(config);
+    let (cfg, nodes, mut shards) = view.into_parts();
+    let mut done = Vec::new();
+    for _ in 0..20_000 {
+        *now += 100;
+        let view = ClusterView::new(cfg.clone(), nodes.clone(), shards.clone())
+            .with_operators(c.running(), Some(config.limits.per_node));
+        let proposed = set.schedule(&view, *now);
+        let quiet = proposed.is_empty() && c.running_count() == 0;
+        for op in proposed {
+            let _ = c.try_add(op);
+        }
+        let lookup: Vec<_> = shards.iter().map(|s| s.shard.clone()).collect();
+        let events = c.tick(*now, &mut |id| lookup.iter().find(|s| s.id == id).cloned());
+        for e in &events {
+            let instructions = match e {
+                ControllerEvent::StepStarted(st) => {
+                    let sv = shards
+                        .iter_mut()
+                        .find(|s| s.shard.id == st.shard_after.id)
+                        .expect("known shard");
+                    let stats = sv.stats;
+                    *sv = ShardView::all_in_sync(st.shard_after.clone());
+                    sv.stats = stats;
+                    &st.instructions
+                }
+                ControllerEvent::Send { instructions, .. } => instructions,
+                ControllerEvent::Finished { op, state, .. } => {
+                    assert_eq!(*state, crate::OperatorState::Succeeded, "{op}");
+                    if let Some(o) = c.history().find(|o| o.id == *op) {
+                        done.push(o.clone());
+                    }
+                    continue;
+                }
+            };
+            for i in instructions {
+                if let Some(op) = i.op {
+                    c.on_instruction_acked(op, i.node, i.version);
+                }
+            }
+        }
+        if quiet && events.is_empty() {
+            return (ClusterView::new(cfg, nodes, shards), done);
+        }
+    }
+    panic!("did not settle");
+}
+
+#[test]
+fn failover_promotes_in_sync_follower_within_one_tick() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(12).build();
+    let dead = NodeId(1);
+    let led: Vec<_> = view
+        .shards()
+        .iter()
+        .filter(|s| s.shard.leader() == Some(dead))
+        .map(|s| s.shard.id)
+        .collect();
+    assert!(!led.is_empty());
+    let view = kill(view, dead, 5_000);
+    let mut set = SchedulerSet::new(SchedulerConfig::default());
+    let mut c = OperatorController::new(ControllerConfig::default());
+    // One tick: schedule, admit, advance.
+    for op in set.schedule(&view, 5_000) {
+        c.try_add(op).unwrap();
+    }
+    let events = c.tick(5_000, &mut |id| view.shard(id).map(|s| s.shard.clone()));
+    let mut new_leaders = Vec::new();
+    for id in &led {
+        let st = events
+            .iter()
+            .find_map(|e| match e {
+                ControllerEvent::StepStarted(st) if st.shard_after.id == *id => Some(st),
+                _ => None,
+            })
+            .expect("a step started for every shard the dead node led");
+        assert_eq!(st.kind, OperatorKind::Failover);
+        let to = st.shard_after.leader().unwrap();
+        assert!(view.shard(*id).unwrap().is_in_sync(to));
+        assert_eq!(view.node(to).unwrap().state, NodeState::Online);
+        assert!(matches!(st.step, Step::PromoteFollower { .. }));
+        new_leaders.push(to);
+    }
+    // The promotions go to distinct nodes while they have equal leader counts.
+    new_leaders.sort();
+    new_leaders.dedup();
+    assert!(new_leaders.len() >= 2.min(led.len()));
+}
+
+#[test]
+fn failover_waits_while_the_leader_is_only_suspect() {
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(3)
+        .shards(3)
+        .node_state(NodeId(1), NodeState::Suspect, 0)
+        .build();
+    assert!(FailoverScheduler::new().schedule(&view, 10).is_empty());
+}
+
+#[test]
+fn failover_reopens_the_shard_when_no_follower_is_in_sync() {
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(3)
+        .shards(3)
+        .no_in_sync()
+        .build();
+    let view = kill(view, NodeId(1), 0);
+    let ops = FailoverScheduler::new().schedule(&view, 10);
+    assert!(!ops.is_empty());
+    for op in ops {
+        let Step::ReopenShard { on } = op.steps[0] else {
+            panic!("{op:?}")
+        };
+        assert_ne!(on, NodeId(1));
+    }
+}
+
+#[test]
+fn repair_waits_for_the_delay_then_replaces_the_dead_replica_in_its_zone() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(12).build();
+    let view = kill(view, NodeId(2), 0);
+    let mut repair = ReplicaRepairScheduler::new(SchedulerConfig::default());
+    assert!(repair.schedule(&view, 29_999).is_empty());
+    let ops = repair.schedule(&view, 30_000);
+    let followers_on_dead = view
+        .shards()
+        .iter()
+        .filter(|s| s.shard.role_of(NodeId(2)) == Some(ReplicaRole::Follower))
+        .count();
+    assert_eq!(ops.len(), followers_on_dead);
+    for op in ops {
+        let [Step::AddFollower { node }, Step::RemoveReplica { node: gone }] = op.steps[..] else {
+            panic!("{op:?}")
+        };
+        assert_eq!(gone, NodeId(2));
+        // Zone z1 is the only one the shard's survivors do not use.
+        assert_eq!(view.node(node).unwrap().labels.zone, "z1");
+    }
+}
+
+#[test]
+fn balanced_cluster_makes_no_moves() {
+    let view = ClusterBuilder::new().zones(3).nodes(9).shards(24).build();
+    let spread = view.spread();
+    assert!(spread.shards_max_minus_min <= 1 && spread.leaders_max_minus_min <= 1);
+    let mut set = SchedulerSet::new(SchedulerConfig::default());
+    for now in [0, 100, 200] {
+        assert!(set.schedule(&view, now).is_empty());
+    }
+}
+
+#[test]
+fn a_spread_of_two_is_left_alone_by_hysteresis() {
+    let config = SchedulerConfig::default();
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(3)
+        .shards(6)
+        .empty_nodes(0)
+        .build();
+    // Move one leadership by hand: leader spread becomes 2.
+    let view = modify(view, |_, shards| {
+        let s = &mut shards[0].shard;
+        let to = s.followers().next().unwrap();
+        *s = Step::TransferLeader {
+            from: s.leader().unwrap(),
+            to,
+        }
+        .apply(s)
+        .unwrap();
+        shards[0] = ShardView::all_in_sync(shards[0].shard.clone());
+    });
+    assert_eq!(view.spread().leaders_max_minus_min, 2);
+    assert!(BalanceLeaderScheduler::new(config)
+        .schedule(&view, 0)
+        .is_empty());
+}
+
+#[test]
+fn new_empty_nodes_receive_shards_until_even() {
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(6)
+        .empty_nodes(3)
+        .shards(60)
+        .build();
+    let before = view.spread();
+    assert!(before.shards_max_minus_min >= 20);
+    let mut now = 0;
+    let (after, done) = settle(view, &mut now);
+    let spread = after.spread();
+    assert!(spread.shards_max_minus_min <= 1, "{spread:?}");
+    assert!(spread.leaders_max_minus_min <= 1, "{spread:?}");
+    assert_eq!(after.domain_violations(), 0);
+    // 180 replicas over 9 nodes: each new node needs 20, so 60 moves at least.
+    let moves = done
+        .iter()
+        .filter(|o| matches!(o.kind, OperatorKind::Expansion | OperatorKind::BalanceShard))
+        .count();
+    assert!((60..=66).contains(&moves), "{moves} moves");
+    for s in after.shards() {
+        s.shard.check().unwrap();
+        assert_eq!(s.shard.replicas.len(), 3);
+    }
+}
+
+#[test]
+fn dead_node_is_replaced_and_cluster_settles_even() {
+    let view = ClusterBuilder::new().zones(3).nodes(9).shards(36).build();
+    let view = kill(view, NodeId(4), 0);
+    let mut now = 60_000;
+    let (after, _) = settle(view, &mut now);
+    for s in after.shards() {
+        assert!(!s.shard.has_replica_on(NodeId(4)), "{:?}", s.shard);
+        assert_eq!(s.shard.replicas.len(), 3);
+        assert_ne!(s.shard.leader(), None);
+    }
+    assert_eq!(after.domain_violations(), 0);
+    // Zone isolation puts one replica of every shard in each zone, so the dead node's zone
+    // mates take 18 each while other nodes keep 12; within each zone counts stay even.
+    for zone in ["z0", "z1", "z2"] {
+        let counts: Vec<u32> = after
+            .nodes()
+            .iter()
+            .filter(|n| n.labels.zone == zone && n.state == NodeState::Online)
+            .map(|n| after.replica_count(n.id))
+            .collect();
+        let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
+        assert!(spread <= 1, "{zone}: {counts:?}");
+    }
+}
+
+#[test]
+fn draining_node_hands_over_leaders_first_then_empties() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let view = modify(view, |nodes, _| nodes[0].draining = true);
+    let drained = NodeId(1);
+    let mut drain = DrainScheduler::new(SchedulerConfig::default());
+    let first = drain.schedule(&view, 0);
+    assert!(!first.is_empty());
+    assert!(first
+        .iter()
+        .all(|o| matches!(o.steps[..], [Step::TransferLeader { from, .. }] if from == drained)));
+    let mut now = 0;
+    let (after, _) = settle(view, &mut now);
+    assert_eq!(after.shards_on(drained).count(), 0);
+    assert_eq!(after.domain_violations(), 0);
+}
+
+#[test]
+fn hot_node_sheds_load_after_it_stayed_hot_and_never_makes_a_new_hot_spot() {
+    let base = ClusterBuilder::new().zones(3).nodes(6).shards(60);
+    let probe = base.build();
+    let hot_node = probe.shards()[0].shard.leader().unwrap();
+    let led: Vec<u32> = probe
+        .shards()
+        .iter()
+        .filter(|s| s.shard.leader() == Some(hot_node))
+        .map(|s| s.shard.id.0)
+        .collect();
+    let mut b = base;
+    for s in 0..60 {
+        b = b.shard_load(s, 10.0);
+    }
+    for &s in &led[..3] {
+        b = b.shard_load(s, 40.0);
+    }
+    let view = b.build();
+    let line = 1.25 * (600.0 + 90.0) / 6.0;
+    assert!(view.leader_load(hot_node) > line);
+    let config = SchedulerConfig::default();
+    let mut hot = HotShardScheduler::new(config);
+    assert!(
+        hot.schedule(&view, 0).is_empty(),
+        "not hot for long enough yet"
+    );
+    let ops = hot.schedule(&view, config.hot_sustain_ms);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    let op = &ops[0];
+    assert_eq!(op.kind, OperatorKind::HotShard);
+    assert!(led[..3].contains(&op.shard.0), "hottest first");
+    let Step::TransferLeader { to, .. } = op.steps[0] else {
+        panic!("{op:?}")
+    };
+    assert!(
+        view.leader_load(to) + 40.0 <= line,
+        "the receiver stays under the line"
+    );
+    // Cooldown: the same shard is not proposed again right away.
+    assert!(hot
+        .schedule(&view, config.hot_sustain_ms + 1_000)
+        .iter()
+        .all(|o| o.shard != op.shard));
+}
+
+#[test]
+fn a_shard_hotter_than_the_line_by_itself_is_never_moved_for_load() {
+    let mut b = ClusterBuilder::new().zones(3).nodes(6).shards(60);
+    for s in 0..60 {
+        b = b.shard_load(s, 10.0);
+    }
+    let view = b.shard_load(0, 1000.0).build();
+    let mut hot = HotShardScheduler::new(SchedulerConfig::default());
+    for now in [0, 30_000, 60_000] {
+        // Its node sheds its other shards instead.
+        assert!(hot.schedule(&view, now).iter().all(|o| o.shard.0 != 0));
+    }
+}
+
+#[test]
+fn maintenance_mode_runs_only_failover_and_repair() {
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(6)
+        .empty_nodes(3)
+        .shards(30)
+        .build();
+    let view = kill(view, NodeId(1), 0);
+    let mut set = SchedulerSet::new(SchedulerConfig::default());
+    set.set_maintenance(true);
+    let ops = set.schedule(&view, 100);
+    assert!(!ops.is_empty());
+    assert!(ops.iter().all(|o| o.kind == OperatorKind::Failover));
+    set.set_maintenance(false);
+    assert!(set
+        .schedule(&view, 200)
+        .iter()
+        .any(|o| o.kind == OperatorKind::Expansion));
+}
+
+#[test]
+fn schedulers_pause_and_resume_by_name() {
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(3)
+        .empty_nodes(3)
+        .shards(30)
+        .build();
+    let mut set = SchedulerSet::new(SchedulerConfig::default());
+    set.pause("balance-shard").unwrap();
+    assert!(set.schedule(&view, 0).is_empty());
+    assert!(set
+        .status()
+        .iter()
+        .any(|s| s.name == "balance-shard" && s.paused));
+    set.resume("balance-shard").unwrap();
+    assert!(!set.schedule(&view, 100).is_empty());
+    assert!(set.pause("nope").is_err());
+}
+
+#[test]
+fn cordoned_and_draining_nodes_never_receive() {
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(6)
+        .empty_nodes(3)
+        .shards(30)
+        .build();
+    let view = modify(view, |nodes: &mut Vec<NodeView>, _| {
+        nodes[6].cordoned = true;
+        nodes[7].draining = true;
+    });
+    let ops = SchedulerSet::new(SchedulerConfig::default()).schedule(&view, 0);
+    assert!(!ops.is_empty());
+    for op in ops {
+        for step in &op.steps {
+            if let Step::AddFollower { node } = step {
+                assert!(*node != NodeId(7) && *node != NodeId(8), "{op:?}");
+            }
+        }
+    }
+}

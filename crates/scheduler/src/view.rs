@@ -1,0 +1,578 @@
+//! The scheduler's picture of one cluster at one instant, and the indexes schedulers need.
+//!
+//! The executor builds a [`ClusterView`] every tick from what it holds: the persisted nodes
+//! with their liveness state (from `LivenessTracker`), the current shard metadata (the
+//! routes), and what nodes reported (kept in a [`ReportBook`]). Adding the running operators
+//! ([`ClusterView::with_operators`]) lets schedulers count replicas where they *will* be once
+//! those operators finish, so a tick never re-plans a move already under way.
+
+use crate::domain::{self, IsolationDomains};
+use crate::operator::{Operator, Priority};
+use meridian_model::{
+    ClusterConfig, Node, NodeId, NodeLabels, NodeState, NodeStats, OperatorId, ReplicaRole, Shard,
+    ShardId, ShardReport, ShardStats, ShardStatus,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// A node as the schedulers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Its id.
+    pub id: NodeId,
+    /// Failure-domain labels.
+    pub labels: NodeLabels,
+    /// Liveness (from the liveness tracker) or Removed.
+    pub state: NodeState,
+    /// When `state` last changed (caller's monotonic ms): repair waits on how long a node
+    /// has been Offline, so a restart does not trigger a full re-replication.
+    pub state_since_ms: u64,
+    /// No new placements, but it keeps what it has.
+    pub cordoned: bool,
+    /// Everything is being moved off it.
+    pub draining: bool,
+    /// Last reported load.
+    pub stats: NodeStats,
+}
+
+impl NodeView {
+    /// An Online, schedulable node with no load, since time 0.
+    pub fn new(id: NodeId, labels: NodeLabels) -> Self {
+        Self {
+            id,
+            labels,
+            state: NodeState::Online,
+            state_since_ms: 0,
+            cordoned: false,
+            draining: false,
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// The view of a persisted node with its in-memory liveness and load.
+    /// A node flagged removed is `Removed` whatever the liveness tracker says.
+    pub fn from_node(node: &Node, state: NodeState, state_since_ms: u64, stats: NodeStats) -> Self {
+        Self {
+            id: node.id,
+            labels: node.labels.clone(),
+            state: if node.removed {
+                NodeState::Removed
+            } else {
+                state
+            },
+            state_since_ms,
+            cordoned: node.cordoned,
+            draining: node.draining,
+            stats,
+        }
+    }
+
+    /// Whether the node may receive new replicas or leaderships.
+    pub fn can_receive(&self) -> bool {
+        self.state.is_schedulable() && !self.cordoned && !self.draining
+    }
+
+    /// Whether the node is declared dead (Offline) or gone (Removed).
+    pub fn is_down(&self) -> bool {
+        matches!(self.state, NodeState::Offline | NodeState::Removed)
+    }
+
+    /// Whether balance counts this node: it can receive, so it also may give.
+    /// Cordoned and draining nodes are left out, or their fixed counts would keep the
+    /// spread wide forever.
+    pub fn is_balance_member(&self) -> bool {
+        self.can_receive()
+    }
+}
+
+/// A shard as the schedulers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardView {
+    /// Current metadata (the route).
+    pub shard: Shard,
+    /// Tables placed on it (new tables go to the shard with the fewest).
+    pub table_count: u32,
+    /// The leader's reported load.
+    pub stats: ShardStats,
+    /// Followers that reported Ready at the current version: the failover candidates.
+    pub in_sync: Vec<NodeId>,
+}
+
+impl ShardView {
+    /// A shard with no tables, no load, and no follower known to be in sync.
+    pub fn new(shard: Shard) -> Self {
+        Self {
+            shard,
+            table_count: 0,
+            stats: ShardStats::default(),
+            in_sync: Vec::new(),
+        }
+    }
+
+    /// A shard whose followers are all in sync (tests, fresh placement).
+    pub fn all_in_sync(shard: Shard) -> Self {
+        let in_sync = shard.followers().collect();
+        Self {
+            in_sync,
+            ..Self::new(shard)
+        }
+    }
+
+    /// Read plus write units per second: the load figure balancing uses.
+    pub fn load(&self) -> f64 {
+        self.stats.read_units_per_sec + self.stats.write_units_per_sec
+    }
+
+    /// Whether `node` holds an in-sync follower.
+    pub fn is_in_sync(&self, node: NodeId) -> bool {
+        self.in_sync.contains(&node)
+    }
+}
+
+/// How uneven the cluster is: max minus min over balance members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Spread {
+    /// Replicas per node, max - min.
+    pub shards_max_minus_min: u32,
+    /// Leaders per node, max - min.
+    pub leaders_max_minus_min: u32,
+}
+
+/// The scheduler's picture of one cluster, with indexes.
+///
+/// Counts (`replica_count`, `leader_count`, `leader_load`) are *projected*: for a shard with
+/// a running operator they count the replica set the operator will leave behind.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    config: ClusterConfig,
+    nodes: Vec<NodeView>,
+    shards: Vec<ShardView>,
+    node_pos: HashMap<NodeId, usize>,
+    shard_pos: HashMap<ShardId, usize>,
+    domains: IsolationDomains,
+    domain_of: Vec<usize>,
+    available_domains: usize,
+    busy: HashMap<ShardId, (OperatorId, Priority)>,
+    replicas: Vec<u32>,
+    leaders: Vec<u32>,
+    load: Vec<f64>,
+    ops: Vec<u32>,
+    node_op_limit: Option<u32>,
+    on_node: Vec<Vec<usize>>,
+}
+
+impl ClusterView {
+    /// Builds the view and its indexes. Nodes and shards keep the given order, which makes
+    /// every scheduler's output deterministic for a given input.
+    pub fn new(config: ClusterConfig, nodes: Vec<NodeView>, shards: Vec<ShardView>) -> Self {
+        let node_pos: HashMap<NodeId, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+        let shard_pos = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.shard.id, i))
+            .collect();
+        let mut domains = IsolationDomains::new(config.isolation);
+        let domain_of: Vec<usize> = nodes
+            .iter()
+            .map(|n| domains.intern(&n.labels, n.id))
+            .collect();
+        let mut alive: Vec<usize> = nodes
+            .iter()
+            .zip(&domain_of)
+            .filter(|(n, _)| !n.is_down())
+            .map(|(_, &d)| d)
+            .collect();
+        alive.sort_unstable();
+        alive.dedup();
+        let n = nodes.len();
+        let mut on_node = vec![Vec::new(); n];
+        for (si, sv) in shards.iter().enumerate() {
+            for r in &sv.shard.replicas {
+                if let Some(&i) = node_pos.get(&r.node) {
+                    on_node[i].push(si);
+                }
+            }
+        }
+        let mut view = Self {
+            config,
+            nodes,
+            shards,
+            node_pos,
+            shard_pos,
+            domains,
+            domain_of,
+            available_domains: alive.len(),
+            busy: HashMap::new(),
+            replicas: vec![0; n],
+            leaders: vec![0; n],
+            load: vec![0.0; n],
+            ops: vec![0; n],
+            node_op_limit: None,
+            on_node,
+        };
+        view.count(&HashMap::new());
+        view
+    }
+
+    /// Adds the running operators: their shards become busy (with their priority), counts are
+    /// projected to where those operators leave replicas, and each node's number of running
+    /// operators is checked against `per_node_limit` when choosing targets.
+    pub fn with_operators<'a>(
+        mut self,
+        running: impl IntoIterator<Item = &'a Operator>,
+        per_node_limit: Option<u32>,
+    ) -> Self {
+        let mut projected = HashMap::new();
+        self.ops = vec![0; self.nodes.len()];
+        self.busy.clear();
+        for op in running {
+            if op.state.is_finished() {
+                continue;
+            }
+            self.busy.insert(op.shard, (op.id, op.priority));
+            if op.priority != Priority::Failover {
+                for node in op.workers() {
+                    if let Some(&i) = self.node_pos.get(&node) {
+                        self.ops[i] += 1;
+                    }
+                }
+            }
+            if let Some(sv) = self.shard(op.shard) {
+                if let Some(p) = op.projected(&sv.shard) {
+                    projected.insert(op.shard, p);
+                }
+            }
+        }
+        self.node_op_limit = per_node_limit;
+        self.count(&projected);
+        self
+    }
+
+    fn count(&mut self, projected: &HashMap<ShardId, Shard>) {
+        self.replicas.iter_mut().for_each(|c| *c = 0);
+        self.leaders.iter_mut().for_each(|c| *c = 0);
+        self.load.iter_mut().for_each(|c| *c = 0.0);
+        for sv in &self.shards {
+            let load = sv.load();
+            let shard = projected.get(&sv.shard.id).unwrap_or(&sv.shard);
+            for r in &shard.replicas {
+                if let Some(&i) = self.node_pos.get(&r.node) {
+                    self.replicas[i] += 1;
+                    if r.role == ReplicaRole::Leader {
+                        self.leaders[i] += 1;
+                        self.load[i] += load;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the view apart (tests rebuild a changed cluster this way).
+    pub fn into_parts(self) -> (ClusterConfig, Vec<NodeView>, Vec<ShardView>) {
+        (self.config, self.nodes, self.shards)
+    }
+
+    /// The cluster's configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// All nodes, in the order given.
+    pub fn nodes(&self) -> &[NodeView] {
+        &self.nodes
+    }
+
+    /// All shards, in the order given.
+    pub fn shards(&self) -> &[ShardView] {
+        &self.shards
+    }
+
+    /// One node.
+    pub fn node(&self, id: NodeId) -> Option<&NodeView> {
+        self.node_pos.get(&id).map(|&i| &self.nodes[i])
+    }
+
+    /// One shard.
+    pub fn shard(&self, id: ShardId) -> Option<&ShardView> {
+        self.shard_pos.get(&id).map(|&i| &self.shards[i])
+    }
+
+    /// Position of a node in [`ClusterView::nodes`].
+    pub fn node_index(&self, id: NodeId) -> Option<usize> {
+        self.node_pos.get(&id).copied()
+    }
+
+    /// Shards with a replica on `node` in the current metadata, in shard order.
+    pub fn shards_on(&self, node: NodeId) -> impl Iterator<Item = &ShardView> + '_ {
+        self.node_index(node)
+            .map(|i| self.on_node[i].as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|&s| &self.shards[s])
+    }
+
+    /// Replicas on `node` (projected).
+    pub fn replica_count(&self, node: NodeId) -> u32 {
+        self.node_index(node).map_or(0, |i| self.replicas[i])
+    }
+
+    /// Leaders on `node` (projected).
+    pub fn leader_count(&self, node: NodeId) -> u32 {
+        self.node_index(node).map_or(0, |i| self.leaders[i])
+    }
+
+    /// Read + write units of the shards `node` leads (projected). The leader serves the
+    /// writes and most reads, so this is the load that moves with leadership.
+    pub fn leader_load(&self, node: NodeId) -> f64 {
+        self.node_index(node).map_or(0.0, |i| self.load[i])
+    }
+
+    /// Running non-failover operators doing work on `node`.
+    pub fn running_ops_on(&self, node: NodeId) -> u32 {
+        self.node_index(node).map_or(0, |i| self.ops[i])
+    }
+
+    /// The priority of the operator running on `shard`, if any.
+    pub fn busy(&self, shard: ShardId) -> Option<Priority> {
+        self.busy.get(&shard).map(|&(_, p)| p)
+    }
+
+    /// Whether an operator of priority `p` may be proposed for `shard`: it is idle, or the
+    /// running operator has a lower priority and will be preempted.
+    pub fn may_propose(&self, shard: ShardId, p: Priority) -> bool {
+        self.busy(shard).is_none_or(|running| running < p)
+    }
+
+    /// Dense failure-domain index of `node` at the configured isolation level.
+    pub fn domain_of(&self, node: NodeId) -> Option<usize> {
+        self.node_index(node).map(|i| self.domain_of[i])
+    }
+
+    /// The key of a domain index (for messages).
+    pub fn domain_key(&self, domain: usize) -> &str {
+        self.domains.key(domain).unwrap_or("?")
+    }
+
+    /// Domains that hold at least one node that is not down: how many a shard can span.
+    pub fn available_domains(&self) -> usize {
+        self.available_domains
+    }
+
+    /// Domain violations of one replica set (see `domain::violations`). Replicas on nodes
+    /// unknown to the view are ignored.
+    pub fn shard_violations(&self, shard: &Shard) -> u32 {
+        let doms: Vec<usize> = shard
+            .replicas
+            .iter()
+            .filter_map(|r| self.domain_of(r.node))
+            .collect();
+        domain::violations(&doms, self.available_domains)
+    }
+
+    /// Domain violations over all shards (current metadata).
+    pub fn domain_violations(&self) -> u32 {
+        self.shards
+            .iter()
+            .map(|s| self.shard_violations(&s.shard))
+            .sum()
+    }
+
+    /// Max - min replicas and leaders per node over balance members (projected).
+    pub fn spread(&self) -> Spread {
+        let members = || {
+            self.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.is_balance_member())
+                .map(|(i, _)| i)
+        };
+        let range = |counts: &[u32]| {
+            let min = members().map(|i| counts[i]).min().unwrap_or(0);
+            let max = members().map(|i| counts[i]).max().unwrap_or(0);
+            max - min
+        };
+        Spread {
+            shards_max_minus_min: range(&self.replicas),
+            leaders_max_minus_min: range(&self.leaders),
+        }
+    }
+
+    /// A digest of everything a balancer's search depends on (node states and flags,
+    /// shard versions, running operators). Equal digests mean a search that found nothing
+    /// would find nothing again, so balancers skip it (a zone-constrained cluster can stay
+    /// uneven forever with no legal move, and the search is the expensive part of a tick).
+    pub(crate) fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for n in &self.nodes {
+            (n.id, n.state, n.cordoned, n.draining).hash(&mut h);
+        }
+        for s in &self.shards {
+            (s.shard.id, s.shard.version, s.in_sync.len()).hash(&mut h);
+        }
+        self.ops.hash(&mut h);
+        let mut busy: Vec<_> = self.busy.keys().collect();
+        busy.sort();
+        busy.hash(&mut h);
+        h.finish()
+    }
+
+    /// Working counts a scheduler updates as it plans within one tick.
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            replicas: self.replicas.clone(),
+            leaders: self.leaders.clone(),
+            load: self.load.clone(),
+            ops: self.ops.clone(),
+            limit: self.node_op_limit,
+        }
+    }
+
+    /// Position-indexed domain of every node.
+    pub(crate) fn domains_by_index(&self) -> &[usize] {
+        &self.domain_of
+    }
+}
+
+/// Per-node counts a scheduler updates while it plans, so two operators of one tick do not
+/// both pick the same "least loaded" node. Indexed by node position in the view.
+#[derive(Debug, Clone)]
+pub(crate) struct Tally {
+    pub replicas: Vec<u32>,
+    pub leaders: Vec<u32>,
+    pub load: Vec<f64>,
+    pub ops: Vec<u32>,
+    pub limit: Option<u32>,
+}
+
+impl Tally {
+    /// Whether one more operator may work on node `i`.
+    pub fn has_capacity(&self, i: usize) -> bool {
+        self.limit.is_none_or(|l| self.ops[i] < l)
+    }
+
+    /// Records an operator working on nodes `is`.
+    pub fn add_op(&mut self, is: &[usize]) {
+        for &i in is {
+            self.ops[i] += 1;
+        }
+    }
+}
+
+/// The latest report of every replica, for in-sync sets and shard load.
+///
+/// Versions are compared, never assumed: a report older than the one held for the same
+/// replica is ignored.
+#[derive(Debug, Clone, Default)]
+pub struct ReportBook {
+    by_shard: HashMap<ShardId, Vec<(NodeId, ShardReport)>>,
+}
+
+impl ReportBook {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a report; returns false (and records nothing) if it is older than the one held.
+    pub fn on_report(&mut self, node: NodeId, report: &ShardReport) -> bool {
+        let entries = self.by_shard.entry(report.shard).or_default();
+        match entries.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, held)) if held.version > report.version => false,
+            Some((_, held)) => {
+                *held = *report;
+                true
+            }
+            None => {
+                entries.push((node, *report));
+                true
+            }
+        }
+    }
+
+    /// Forgets everything `node` reported: call when it goes Offline, so a returning node
+    /// counts as in sync only after it reports again.
+    pub fn forget_node(&mut self, node: NodeId) {
+        for entries in self.by_shard.values_mut() {
+            entries.retain(|(n, _)| *n != node);
+        }
+    }
+
+    /// The report `node` last sent for `shard`.
+    pub fn get(&self, shard: ShardId, node: NodeId) -> Option<&ShardReport> {
+        self.by_shard
+            .get(&shard)?
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, r)| r)
+    }
+
+    /// Followers of `shard` that reported Ready as followers at its current version.
+    pub fn in_sync(&self, shard: &Shard) -> Vec<NodeId> {
+        shard
+            .followers()
+            .filter(|&n| {
+                self.get(shard.id, n).is_some_and(|r| {
+                    r.version == shard.version
+                        && r.status == ShardStatus::Ready
+                        && r.role == ReplicaRole::Follower
+                })
+            })
+            .collect()
+    }
+
+    /// The load the leader last reported (zero if unknown).
+    pub fn leader_stats(&self, shard: &Shard) -> ShardStats {
+        shard
+            .leader()
+            .and_then(|l| self.get(shard.id, l))
+            .map(|r| r.stats)
+            .unwrap_or_default()
+    }
+
+    /// The scheduler's view of `shard`, from what its replicas reported.
+    pub fn shard_view(&self, shard: Shard, table_count: u32) -> ShardView {
+        ShardView {
+            table_count,
+            stats: self.leader_stats(&shard),
+            in_sync: self.in_sync(&shard),
+            shard,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ClusterBuilder;
+    use meridian_model::ShardVersion;
+
+    #[test]
+    fn stale_reports_are_ignored() {
+        let mut book = ReportBook::new();
+        let mut r = ShardReport {
+            shard: ShardId(1),
+            version: ShardVersion(5),
+            role: ReplicaRole::Follower,
+            status: ShardStatus::Ready,
+            stats: ShardStats::default(),
+        };
+        assert!(book.on_report(NodeId(1), &r));
+        r.version = ShardVersion(4);
+        assert!(!book.on_report(NodeId(1), &r));
+        assert_eq!(
+            book.get(ShardId(1), NodeId(1)).unwrap().version,
+            ShardVersion(5)
+        );
+    }
+
+    #[test]
+    fn counts_are_indexed_per_node() {
+        let view = ClusterBuilder::new().zones(3).nodes(6).shards(12).build();
+        let total: u32 = view.nodes().iter().map(|n| view.replica_count(n.id)).sum();
+        assert_eq!(total, 36);
+        let leaders: u32 = view.nodes().iter().map(|n| view.leader_count(n.id)).sum();
+        assert_eq!(leaders, 12);
+    }
+}

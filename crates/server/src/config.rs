@@ -1,0 +1,134 @@
+//! Server configuration: one struct with documented serde defaults, loaded from a TOML file,
+//! then `MERIDIAN_*` environment variables, then command-line flags (the binary applies
+//! flags last).
+
+use meridian_scheduler::{ControllerConfig, LivenessConfig, SchedulerConfig};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which store holds the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Embedded redb file under `data_dir` (the default).
+    #[default]
+    Redb,
+    /// In memory: nothing survives a restart (tests only).
+    Memory,
+}
+
+/// Configuration of a Meridian server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Directory of the embedded store (`meridian.redb` inside it). Default `./meridian-data`.
+    pub data_dir: PathBuf,
+    /// Which store to use. Default `redb`.
+    pub store: StoreKind,
+    /// gRPC listen address (nodes, DDL, routes). Default `127.0.0.1:7700`.
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (admin API, `/metrics`, `/health`). Default `127.0.0.1:7701`.
+    pub http_addr: SocketAddr,
+    /// Node liveness: heartbeat interval, suspect/offline thresholds, grace period.
+    pub liveness: LivenessConfig,
+    /// Scheduler tuning: balance tolerance and hysteresis, repair delay, hot-shard threshold.
+    pub scheduler: SchedulerConfig,
+    /// Operator controller: concurrency limits, step timeouts, history length.
+    pub operators: ControllerConfig,
+    /// How long a node has to answer an instruction, in ms. Default 5000.
+    pub instruction_timeout_ms: u64,
+    /// Period of the liveness and scheduling loop, in ms. Default 100.
+    pub schedule_interval_ms: u64,
+    /// Largest gRPC message accepted, in bytes. Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// Most tables one `RouteTables` request may name. Default 10,000.
+    pub max_route_batch: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("meridian-data"),
+            store: StoreKind::Redb,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            liveness: LivenessConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            operators: ControllerConfig::default(),
+            instruction_timeout_ms: 5000,
+            schedule_interval_ms: 100,
+            max_message_bytes: 4 << 20,
+            max_route_batch: 10_000,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`ServerConfig`].
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// An environment variable has an invalid value.
+    #[error("invalid environment variable {name}={value:?}: {message}")]
+    Env {
+        /// Variable name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it was refused.
+        message: String,
+    },
+}
+
+impl ServerConfig {
+    /// Loads defaults, then the TOML file if given, then `MERIDIAN_DATA_DIR`,
+    /// `MERIDIAN_GRPC_ADDR`, `MERIDIAN_HTTP_ADDR` from the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => ServerConfig::default(),
+        };
+        if let Ok(v) = std::env::var("MERIDIAN_DATA_DIR") {
+            config.data_dir = PathBuf::from(v);
+        }
+        for (name, slot) in [
+            ("MERIDIAN_GRPC_ADDR", &mut config.grpc_addr),
+            ("MERIDIAN_HTTP_ADDR", &mut config.http_addr),
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                *slot = value
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                        name,
+                        value: value.clone(),
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(config)
+    }
+}

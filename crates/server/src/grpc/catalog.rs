@@ -1,0 +1,115 @@
+//! Catalog and DDL over gRPC.
+
+use super::table_name;
+use crate::meta::Meta;
+use meridian_proto as pb;
+use meridian_proto::convert::rule_from_wire;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The catalog service.
+pub struct CatalogSvc {
+    meta: Arc<Meta>,
+}
+
+impl CatalogSvc {
+    /// A service over `meta`.
+    pub fn new(meta: Arc<Meta>) -> Self {
+        Self { meta }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::catalog_service_server::CatalogService for CatalogSvc {
+    async fn create_schema(
+        &self,
+        request: Request<pb::CreateSchemaRequest>,
+    ) -> Result<Response<pb::CreateSchemaResponse>, Status> {
+        let r = request.into_inner();
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let created = cluster
+            .create_schema(&r.catalog, &r.schema, r.if_not_exists)
+            .await?;
+        Ok(Response::new(pb::CreateSchemaResponse { created }))
+    }
+
+    async fn list_schemas(
+        &self,
+        request: Request<pb::ListSchemasRequest>,
+    ) -> Result<Response<pb::ListSchemasResponse>, Status> {
+        let r = request.into_inner();
+        let cluster = self.meta.cluster(&r.cluster)?;
+        Ok(Response::new(pb::ListSchemasResponse {
+            schemas: cluster.list_schemas(&r.catalog),
+        }))
+    }
+
+    async fn create_table(
+        &self,
+        request: Request<pb::CreateTableRequest>,
+    ) -> Result<Response<pb::CreateTableResponse>, Status> {
+        let r = request.into_inner();
+        let name = table_name(&r.catalog, &r.schema, &r.table)?;
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let (table, created) = cluster
+            .create_table(name, rule_from_wire(r.partition_rule), r.if_not_exists)
+            .await?;
+        Ok(Response::new(pb::CreateTableResponse {
+            table: Some((&table).into()),
+            created,
+        }))
+    }
+
+    async fn drop_table(
+        &self,
+        request: Request<pb::DropTableRequest>,
+    ) -> Result<Response<pb::DropTableResponse>, Status> {
+        let r = request.into_inner();
+        let name = table_name(&r.catalog, &r.schema, &r.table)?;
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let dropped = cluster.drop_table(&name, r.if_exists).await?;
+        Ok(Response::new(pb::DropTableResponse { dropped }))
+    }
+
+    async fn rename_table(
+        &self,
+        request: Request<pb::RenameTableRequest>,
+    ) -> Result<Response<pb::RenameTableResponse>, Status> {
+        let r = request.into_inner();
+        let name = table_name(&r.catalog, &r.schema, &r.table)?;
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let table = cluster.rename_table(&name, &r.new_name).await?;
+        Ok(Response::new(pb::RenameTableResponse {
+            table: Some((&table).into()),
+        }))
+    }
+
+    async fn get_table(
+        &self,
+        request: Request<pb::GetTableRequest>,
+    ) -> Result<Response<pb::GetTableResponse>, Status> {
+        let r = request.into_inner();
+        let name = table_name(&r.catalog, &r.schema, &r.table)?;
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let table = cluster
+            .get_table(&name)
+            .ok_or_else(|| Status::not_found(format!("table {name} not found")))?;
+        Ok(Response::new(pb::GetTableResponse {
+            table: Some((&table).into()),
+        }))
+    }
+
+    async fn list_tables(
+        &self,
+        request: Request<pb::ListTablesRequest>,
+    ) -> Result<Response<pb::ListTablesResponse>, Status> {
+        let r = request.into_inner();
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let tables = cluster
+            .list_tables(&r.catalog, &r.schema)
+            .iter()
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(pb::ListTablesResponse { tables }))
+    }
+}

@@ -1,0 +1,231 @@
+//! The `Heartbeat` stream: where a database node enters.
+//!
+//! The first message registers the node; later ones carry load and shard reports (answered
+//! with a lease ack) and answers to instructions. Liveness is kept in memory only: nothing
+//! is written to the store per heartbeat.
+
+use crate::meta::{Cluster, Meta};
+use meridian_model::{NodeId, ReplicaRole, ShardReport};
+use meridian_proto as pb;
+use meridian_proto::convert::shard_report_from_wire;
+use pb::node_heartbeat::Body;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// How long a new stream may take to send its `register` message.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The node-facing service.
+pub struct NodeSvc {
+    meta: Arc<Meta>,
+    heartbeat_interval_ms: u64,
+    lease_ms: u64,
+}
+
+impl NodeSvc {
+    /// A service over `meta`, granting `lease_ms` leader leases per heartbeat.
+    pub fn new(meta: Arc<Meta>, heartbeat_interval_ms: u64, lease_ms: u64) -> Self {
+        Self {
+            meta,
+            heartbeat_interval_ms,
+            lease_ms,
+        }
+    }
+}
+
+fn reports_from_wire(reports: &[pb::ShardReport]) -> Result<Vec<ShardReport>, Status> {
+    reports
+        .iter()
+        .map(|r| {
+            shard_report_from_wire(r).ok_or_else(|| {
+                Status::invalid_argument(format!("report for shard {} has no role", r.shard_id))
+            })
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl pb::node_service_server::NodeService for NodeSvc {
+    type HeartbeatStream = ReceiverStream<Result<pb::MetaMessage, Status>>;
+
+    async fn heartbeat(
+        &self,
+        request: Request<Streaming<pb::NodeHeartbeat>>,
+    ) -> Result<Response<Self::HeartbeatStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = match tokio::time::timeout(REGISTER_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => {
+                return Err(Status::invalid_argument("stream closed before `register`"))
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(
+                    "no `register` message within 10 s",
+                ))
+            }
+        };
+        let register = match first.body {
+            Some(Body::Register(r)) => r,
+            Some(_) => {
+                return Err(Status::failed_precondition(
+                    "the first heartbeat message must be `register`: a node reports only after registering",
+                ))
+            }
+            None => return Err(Status::invalid_argument("heartbeat message has no body")),
+        };
+        let reports = reports_from_wire(&register.shards)?;
+        let cluster = self.meta.cluster(&register.cluster)?;
+        let now = self.meta.now_ms();
+        let node = cluster.register(&register, now).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let session = cluster.sessions.attach(node, tx.clone());
+        let registered = pb::MetaMessage {
+            body: Some(pb::meta_message::Body::Registered(pb::Registered {
+                cluster_id: cluster.id.0,
+                node_id: node.0,
+                heartbeat_interval_ms: self.heartbeat_interval_ms,
+                lease_ms: self.lease_ms,
+            })),
+        };
+        if tx.send(Ok(registered)).await.is_err() {
+            cluster.sessions.detach(node, session);
+            return Err(Status::cancelled("stream closed"));
+        }
+        tracing::info!(cluster = %cluster.id, %node, name = %register.name, endpoint = %register.endpoint, "node registered");
+        metrics::counter!("meridian_node_registrations_total").increment(1);
+        reconcile(&cluster, node, &reports, now);
+        {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                if let Err(e) = cluster.maybe_create_shards().await {
+                    tracing::warn!(cluster = %cluster.id, "creating shards: {e}");
+                }
+            });
+        }
+        let meta = self.meta.clone();
+        let lease_ms = self.lease_ms;
+        tokio::spawn(async move {
+            serve_stream(meta, cluster.clone(), node, inbound, tx, lease_ms).await;
+            cluster.sessions.detach(node, session);
+            tracing::info!(cluster = %cluster.id, %node, "node stream closed");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// After registration: close shards the node holds but lost, open those it should hold but
+/// does not report (e.g. it restarted empty).
+fn reconcile(cluster: &Arc<Cluster>, node: NodeId, reports: &[ShardReport], now: u64) {
+    let closes = cluster.on_report(node, None, reports, now);
+    send_closes(cluster, node, closes);
+    for shard in cluster.shard_entries() {
+        let Some(role) = shard.shard.role_of(node) else {
+            continue;
+        };
+        let held = reports.iter().any(|r| {
+            r.shard == shard.shard.id && r.version >= shard.shard.version && r.role == role
+        });
+        if !held {
+            let cluster = cluster.clone();
+            let id = shard.shard.id;
+            tokio::spawn(async move {
+                let outcome = cluster.open_shard_on(id, node, role).await;
+                tracing::debug!(%node, shard = %id, ?outcome, "reopened shard after registration");
+            });
+        }
+    }
+    let _ = ReplicaRole::Leader;
+}
+
+fn send_closes(
+    cluster: &Arc<Cluster>,
+    node: NodeId,
+    closes: Vec<(meridian_model::ShardId, meridian_model::ShardVersion)>,
+) {
+    for (shard, version) in closes {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let instruction = pb::Instruction {
+                shard_id: shard.0,
+                shard_version: version.0,
+                kind: Some(pb::instruction::Kind::CloseShard(pb::CloseShard {})),
+                ..Default::default()
+            };
+            let outcome = cluster
+                .sessions
+                .instruct(node, instruction, cluster.instruction_timeout())
+                .await;
+            tracing::info!(%node, %shard, ?outcome, "told returning node to close a shard it lost");
+        });
+    }
+}
+
+async fn serve_stream(
+    meta: Arc<Meta>,
+    cluster: Arc<Cluster>,
+    node: NodeId,
+    mut inbound: Streaming<pb::NodeHeartbeat>,
+    tx: mpsc::Sender<Result<pb::MetaMessage, Status>>,
+    lease_ms: u64,
+) {
+    loop {
+        let msg = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(status) => {
+                tracing::debug!(%node, "heartbeat stream error: {status}");
+                return;
+            }
+        };
+        let started = Instant::now();
+        match msg.body {
+            Some(Body::Report(report)) => {
+                let reports = match reports_from_wire(&report.shards) {
+                    Ok(r) => r,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let n = reports.len() as u64;
+                let closes =
+                    cluster.on_report(node, report.stats.map(Into::into), &reports, meta.now_ms());
+                send_closes(&cluster, node, closes);
+                let ack = pb::MetaMessage {
+                    body: Some(pb::meta_message::Body::Ack(pb::HeartbeatAck {
+                        sent_at_ms: msg.sent_at_ms,
+                        lease_ms,
+                    })),
+                };
+                if tx.try_send(Ok(ack)).is_err() {
+                    tracing::debug!(%node, "ack dropped: node is not reading its stream");
+                }
+                metrics::counter!("meridian_heartbeats_total").increment(1);
+                metrics::counter!("meridian_shard_reports_total").increment(n);
+                metrics::histogram!("meridian_heartbeat_handle_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Some(Body::Result(result)) => cluster.sessions.answer(node, &result),
+            Some(Body::Register(_)) => {
+                let _ = tx
+                    .send(Err(Status::failed_precondition(
+                        "node is already registered on this stream",
+                    )))
+                    .await;
+                return;
+            }
+            None => {
+                let _ = tx
+                    .send(Err(Status::invalid_argument(
+                        "heartbeat message has no body",
+                    )))
+                    .await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Scheduling admin over HTTP: operators, scheduler switches, maintenance mode, manual
+//! transfer-leader and move-shard, and node drain / cordon / uncordon / remove.
+
+use super::{body, AppState};
+use crate::error::ServerError;
+use crate::meta::Cluster;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use meridian_model::{NodeId, OperatorId, ShardId};
+use meridian_scheduler::Step;
+use serde::Deserialize;
+use serde_json::json;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/clusters/{cluster}/operators", get(list_operators))
+        .route(
+            "/api/v1/clusters/{cluster}/operators/{id}",
+            delete(cancel_operator),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/schedulers",
+            get(list_schedulers),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/schedulers/{name}/{action}",
+            post(switch_scheduler),
+        )
+        .route("/api/v1/clusters/{cluster}/maintenance", put(maintenance))
+        .route(
+            "/api/v1/clusters/{cluster}/shards/{shard}/transfer-leader",
+            post(transfer_leader),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/shards/{shard}/move",
+            post(move_shard),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/nodes/{node}/{action}",
+            post(node_action),
+        )
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    history: bool,
+}
+
+async fn list_operators(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let (running, history) = s.scheduling.operators(c.id, q.history);
+    let mut v = json!({ "operators": running });
+    if q.history {
+        v["history"] = json!(history);
+    }
+    Ok(Json(v))
+}
+
+async fn cancel_operator(
+    State(s): State<AppState>,
+    Path((cluster, id)): Path<(String, u64)>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    if s.scheduling.cancel_operator(c.id, OperatorId(id)) {
+        Ok(Json(json!({ "cancelled": id })))
+    } else {
+        Err(ServerError::NotFound(format!("no running operator {id}")))
+    }
+}
+
+async fn list_schedulers(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let (maintenance, list) = s.scheduling.schedulers(c.id);
+    Ok(Json(
+        json!({ "maintenance": maintenance, "schedulers": list }),
+    ))
+}
+
+async fn switch_scheduler(
+    State(s): State<AppState>,
+    Path((cluster, name, action)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let paused = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
+        other => {
+            return Err(ServerError::NotFound(format!(
+                "unknown scheduler action {other:?}: use pause or resume"
+            )))
+        }
+    };
+    s.scheduling
+        .set_paused(c.id, &name, paused)
+        .map_err(ServerError::NotFound)?;
+    Ok(Json(json!({ "scheduler": name, "paused": paused })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    enabled: bool,
+}
+
+async fn maintenance(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    req: Result<Json<MaintenanceBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let c = s
+        .meta
+        .cluster(&cluster)
+        .map_err(IntoResponse::into_response)?;
+    s.scheduling.set_maintenance(c.id, b.enabled);
+    Ok(Json(json!({ "maintenance": b.enabled })).into_response())
+}
+
+fn node_id(c: &Cluster, key: &str) -> Result<NodeId, ServerError> {
+    c.find_node(key)
+        .map(|n| n.node.id)
+        .ok_or_else(|| ServerError::NotFound(format!("node {key:?} not found in cluster {}", c.id)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: String,
+}
+
+async fn transfer_leader(
+    State(s): State<AppState>,
+    Path((cluster, shard)): Path<(String, u32)>,
+    req: Result<Json<TransferBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let run = || -> Result<OperatorId, ServerError> {
+        let c = s.meta.cluster(&cluster)?;
+        let shard = ShardId(shard);
+        let current = c
+            .shard(shard)
+            .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
+        let to = node_id(&c, &b.to)?;
+        let from = current.leader().ok_or_else(|| {
+            ServerError::FailedPrecondition(format!("{shard} has no leader to transfer from"))
+        })?;
+        s.scheduling
+            .submit(
+                &c,
+                shard,
+                vec![Step::TransferLeader { from, to }],
+                "admin: transfer leader",
+            )
+            .map_err(ServerError::FailedPrecondition)
+    };
+    let id = run().map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "operator": id })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    from: String,
+    to: String,
+}
+
+async fn move_shard(
+    State(s): State<AppState>,
+    Path((cluster, shard)): Path<(String, u32)>,
+    req: Result<Json<MoveBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let run = || -> Result<OperatorId, ServerError> {
+        let c = s.meta.cluster(&cluster)?;
+        let shard = ShardId(shard);
+        let current = c
+            .shard(shard)
+            .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
+        let (from, to) = (node_id(&c, &b.from)?, node_id(&c, &b.to)?);
+        let mut steps = vec![Step::AddFollower { node: to }];
+        if current.leader() == Some(from) {
+            steps.push(Step::TransferLeader { from, to });
+        }
+        steps.push(Step::RemoveReplica { node: from });
+        s.scheduling
+            .submit(&c, shard, steps, "admin: move shard")
+            .map_err(ServerError::FailedPrecondition)
+    };
+    let id = run().map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "operator": id })).into_response())
+}
+
+async fn node_action(
+    State(s): State<AppState>,
+    Path((cluster, node, action)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let id = node_id(&c, &node)?;
+    let held = c
+        .shard_entries()
+        .iter()
+        .filter(|e| e.shard.has_replica_on(id))
+        .count();
+    let updated = match action.as_str() {
+        "cordon" => c.update_node_flags(id, |n| { n.cordoned = true; Ok(()) }).await?,
+        "uncordon" => c.update_node_flags(id, |n| { n.cordoned = false; n.draining = false; Ok(()) }).await?,
+        "drain" => c.update_node_flags(id, |n| { n.draining = true; Ok(()) }).await?,
+        "remove" => {
+            c.update_node_flags(id, |n| {
+                if held > 0 {
+                    return Err(ServerError::FailedPrecondition(format!(
+                        "{id} still holds {held} replicas: drain it first (`meridian ctl drain {id}`) and wait until it holds none"
+                    )));
+                }
+                n.removed = true;
+                Ok(())
+            })
+            .await?
+        }
+        other => {
+            return Err(ServerError::NotFound(format!(
+                "unknown node action {other:?}: use drain, cordon, uncordon or remove"
+            )))
+        }
+    };
+    Ok(Json(json!({ "node": updated, "replicas": held })))
+}

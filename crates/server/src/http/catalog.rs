@@ -1,0 +1,228 @@
+//! Clusters, nodes, shards, tables and routes over HTTP.
+
+use super::{body, AppState};
+use crate::error::ServerError;
+use crate::meta::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use meridian_model::{ClusterConfig, PartitionRule, TableName};
+use serde::Deserialize;
+use serde_json::json;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/clusters", get(list_clusters).post(create_cluster))
+        .route("/api/v1/clusters/{cluster}/nodes", get(list_nodes))
+        .route("/api/v1/clusters/{cluster}/shards", get(list_shards))
+        .route(
+            "/api/v1/clusters/{cluster}/tables",
+            get(list_tables).post(create_table),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/tables/{catalog}/{schema}/{table}",
+            get(get_table).delete(drop_table),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/routes/{catalog}/{schema}/{table}",
+            get(route_table),
+        )
+        .route("/api/v1/clusters/{cluster}/schemas", post(create_schema))
+}
+
+fn cluster_json(c: &crate::meta::Cluster) -> serde_json::Value {
+    let nodes = c.node_infos();
+    json!({
+        "id": c.id,
+        "config": c.config(),
+        "nodes": nodes.len(),
+        "nodes_online": nodes.iter().filter(|n| n.state == meridian_model::NodeState::Online).count(),
+        "shards": c.shard_entries().len(),
+        "tables": c.table_count(),
+    })
+}
+
+async fn list_clusters(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let clusters: Vec<_> = s.meta.clusters().iter().map(|c| cluster_json(c)).collect();
+    Json(json!({ "clusters": clusters }))
+}
+
+async fn create_cluster(
+    State(s): State<AppState>,
+    req: Result<Json<ClusterConfig>, JsonRejection>,
+) -> Result<Response, Response> {
+    let config = body(req)?;
+    let c = s
+        .meta
+        .create_cluster(config)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((StatusCode::CREATED, Json(cluster_json(&c))).into_response())
+}
+
+async fn list_nodes(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    Ok(Json(json!({ "nodes": c.node_infos() })))
+}
+
+async fn list_shards(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    Ok(Json(json!({ "shards": c.shard_infos() })))
+}
+
+#[derive(Deserialize)]
+struct TableFilter {
+    #[serde(default)]
+    catalog: String,
+    #[serde(default)]
+    schema: String,
+}
+
+async fn list_tables(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    Query(f): Query<TableFilter>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    Ok(Json(
+        json!({ "tables": c.list_tables(&f.catalog, &f.schema) }),
+    ))
+}
+
+fn default_catalog() -> String {
+    DEFAULT_CATALOG.into()
+}
+fn default_schema() -> String {
+    DEFAULT_SCHEMA.into()
+}
+
+/// Body of `POST .../tables`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTableBody {
+    #[serde(default = "default_catalog")]
+    catalog: String,
+    #[serde(default = "default_schema")]
+    schema: String,
+    name: String,
+    #[serde(default)]
+    partition: PartitionRule,
+    #[serde(default)]
+    if_not_exists: bool,
+}
+
+async fn create_table(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    req: Result<Json<CreateTableBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let run = async {
+        let name = TableName::new(&b.catalog, &b.schema, &b.name)?;
+        let c = s.meta.cluster(&cluster)?;
+        c.create_table(name, b.partition, b.if_not_exists).await
+    };
+    let (table, created) = run.await.map_err(IntoResponse::into_response)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "table": table, "created": created }))).into_response())
+}
+
+/// Body of `POST .../schemas`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSchemaBody {
+    #[serde(default = "default_catalog")]
+    catalog: String,
+    name: String,
+    #[serde(default)]
+    if_not_exists: bool,
+}
+
+async fn create_schema(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    req: Result<Json<CreateSchemaBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let run = async {
+        let c = s.meta.cluster(&cluster)?;
+        c.create_schema(&b.catalog, &b.name, b.if_not_exists).await
+    };
+    let created = run.await.map_err(IntoResponse::into_response)?;
+    Ok((StatusCode::CREATED, Json(json!({ "created": created }))).into_response())
+}
+
+async fn get_table(
+    State(s): State<AppState>,
+    Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let name = TableName::new(&catalog, &schema, &table)?;
+    let c = s.meta.cluster(&cluster)?;
+    let t = c
+        .get_table(&name)
+        .ok_or_else(|| ServerError::NotFound(format!("table {name} not found")))?;
+    Ok(Json(json!({ "table": t })))
+}
+
+#[derive(Deserialize)]
+struct DropQuery {
+    #[serde(default)]
+    if_exists: bool,
+}
+
+async fn drop_table(
+    State(s): State<AppState>,
+    Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
+    Query(q): Query<DropQuery>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let name = TableName::new(&catalog, &schema, &table)?;
+    let c = s.meta.cluster(&cluster)?;
+    let dropped = c.drop_table(&name, q.if_exists).await?;
+    Ok(Json(json!({ "dropped": dropped })))
+}
+
+async fn route_table(
+    State(s): State<AppState>,
+    Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let name = TableName::new(&catalog, &schema, &table)?;
+    let c = s.meta.cluster(&cluster)?;
+    let resp = c.route_tables(
+        &name.catalog,
+        &name.schema,
+        std::slice::from_ref(&name.table),
+    );
+    let Some(route) = resp.routes.first() else {
+        return Err(ServerError::NotFound(format!("table {name} not found")));
+    };
+    let partitions: Vec<_> = route
+        .partitions
+        .iter()
+        .map(|p| {
+            let shard = p.shard.clone().unwrap_or_default();
+            json!({
+                "partition": p.index,
+                "shard": shard.shard_id,
+                "version": shard.version,
+                "leader": shard.leader.map(|l| json!({"node": l.node_id, "endpoint": l.endpoint})),
+                "followers": shard.followers.iter().map(|f| json!({"node": f.node_id, "endpoint": f.endpoint})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "table": name.to_string(), "table_id": route.table_id, "partitions": partitions }),
+    ))
+}

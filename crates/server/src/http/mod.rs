@@ -1,0 +1,74 @@
+//! The HTTP admin API (JSON under `/api/v1`), `/health` and `/metrics`.
+//! Documented in docs/http-api.md.
+
+mod admin;
+mod catalog;
+
+use crate::error::ServerError;
+use crate::meta::Meta;
+use crate::schedule::Scheduling;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Metadata.
+    pub meta: Arc<Meta>,
+    /// Scheduling state (operators, schedulers).
+    pub scheduling: Arc<Scheduling>,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .merge(catalog::routes())
+        .merge(admin::routes())
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "clusters": s.meta.clusters().len(),
+        "uptime_ms": s.meta.now_ms(),
+    }))
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(&s.meta),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ServerError::NotFound(format!("no such endpoint: {}", uri.path())).into_response()
+}
+
+/// Turns a JSON body rejection into our JSON error, keeping its 4xx status.
+pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+    r.map(|Json(v)| v).map_err(|e| {
+        let status = e.status();
+        let status = if status.is_client_error() {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let body = serde_json::json!({
+            "error": { "code": "invalid_argument", "message": e.body_text() }
+        });
+        (status, Json(body)).into_response()
+    })
+}

@@ -1,0 +1,147 @@
+//! Metadata: the clusters this Meridian manages, loaded from the store at start.
+
+pub mod cluster;
+pub mod session;
+
+pub use cluster::{
+    Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
+};
+pub use session::{InstructionOutcome, Sessions};
+
+use crate::error::{Result, ServerError};
+use meridian_model::{ClusterConfig, ClusterId};
+use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Name of the cluster created on first start.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// Every managed cluster, by name.
+pub struct Meta {
+    store: Arc<dyn KvBackend>,
+    clusters: RwLock<BTreeMap<String, Arc<Cluster>>>,
+    cluster_ids: SequenceAllocator,
+    create_lock: tokio::sync::Mutex<()>,
+    started: Instant,
+    instruction_timeout: Duration,
+}
+
+impl Meta {
+    /// Loads every cluster from the store, creating the `default` cluster on first start.
+    pub async fn load(
+        store: Arc<dyn KvBackend>,
+        instruction_timeout: Duration,
+    ) -> Result<Arc<Self>> {
+        let meta = Arc::new(Self {
+            cluster_ids: SequenceAllocator::new(store.clone(), keys::cluster_id_sequence(), 1),
+            store: store.clone(),
+            clusters: RwLock::new(BTreeMap::new()),
+            create_lock: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+            instruction_timeout,
+        });
+        for kv in store
+            .range(keys::cluster_names_prefix().as_slice(), 0)
+            .await?
+        {
+            let id: u32 = std::str::from_utf8(&kv.value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    ServerError::Corrupt(format!(
+                        "bad cluster id under {}",
+                        String::from_utf8_lossy(&kv.key)
+                    ))
+                })?;
+            let id = ClusterId(id);
+            let Some(raw) = store.get(&keys::cluster_config(id)).await? else {
+                return Err(ServerError::Corrupt(format!(
+                    "{id} has a name but no config"
+                )));
+            };
+            let config: ClusterConfig = serde_json::from_slice(&raw)
+                .map_err(|e| ServerError::Corrupt(format!("{id} config: {e}")))?;
+            let cluster =
+                Cluster::load(store.clone(), id, config.clone(), instruction_timeout).await?;
+            meta.clusters.write().insert(config.name, cluster);
+        }
+        if meta.cluster(DEFAULT_CLUSTER).is_err() {
+            meta.create_cluster(ClusterConfig::default_cluster())
+                .await?;
+        }
+        Ok(meta)
+    }
+
+    /// Monotonic milliseconds since this server started (the scheduler's clock).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn KvBackend> {
+        &self.store
+    }
+
+    /// A cluster by name; the empty name means `default`.
+    pub fn cluster(&self, name: &str) -> Result<Arc<Cluster>> {
+        let name = if name.is_empty() {
+            DEFAULT_CLUSTER
+        } else {
+            name
+        };
+        self.clusters
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServerError::NotFound(format!("cluster {name:?} not found")))
+    }
+
+    /// Every cluster.
+    pub fn clusters(&self) -> Vec<Arc<Cluster>> {
+        self.clusters.read().values().cloned().collect()
+    }
+
+    /// Creates a cluster with a fresh id from the persistent allocator.
+    pub async fn create_cluster(&self, config: ClusterConfig) -> Result<Arc<Cluster>> {
+        config.validate()?;
+        let _guard = self.create_lock.lock().await;
+        if self.clusters.read().contains_key(&config.name) {
+            return Err(ServerError::AlreadyExists(format!(
+                "cluster {:?} already exists",
+                config.name
+            )));
+        }
+        let id = ClusterId(
+            u32::try_from(self.cluster_ids.next().await?)
+                .map_err(|_| ServerError::FailedPrecondition("cluster ids exhausted".into()))?,
+        );
+        let body = serde_json::to_vec(&config).map_err(|e| ServerError::Corrupt(e.to_string()))?;
+        let name_key = keys::cluster_name(&config.name);
+        let txn = Txn::new()
+            .when_absent(name_key.clone())
+            .then(WriteOp::put(name_key, id.0.to_string().into_bytes()))
+            .then(WriteOp::put(keys::cluster_config(id), body));
+        if !self.store.txn(txn).await?.succeeded {
+            return Err(ServerError::AlreadyExists(format!(
+                "cluster {:?} already exists",
+                config.name
+            )));
+        }
+        let cluster = Cluster::load(
+            self.store.clone(),
+            id,
+            config.clone(),
+            self.instruction_timeout,
+        )
+        .await?;
+        cluster.ensure_default_schema().await?;
+        self.clusters
+            .write()
+            .insert(config.name.clone(), cluster.clone());
+        tracing::info!(cluster = %id, name = %config.name, "created cluster");
+        Ok(cluster)
+    }
+}

@@ -1,0 +1,173 @@
+//! Connected node sessions and the instructions in flight to them.
+//!
+//! Every instruction gets an id; the sender waits for the node's `InstructionResult` with
+//! that id or for the timeout, whichever comes first. A node that disconnects fails every
+//! instruction it still owes.
+
+use meridian_model::NodeId;
+use meridian_proto as pb;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The outgoing half of a node's heartbeat stream.
+pub type MessageSender = mpsc::Sender<Result<pb::MetaMessage, tonic::Status>>;
+
+/// How an instruction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstructionOutcome {
+    /// The node carried it out.
+    Done,
+    /// The node refused or failed it.
+    Failed(String),
+    /// No answer in time, or the node went away.
+    Lost(String),
+}
+
+struct Session {
+    id: u64,
+    tx: MessageSender,
+    /// Instructions sent on this session and not yet answered.
+    owed: Vec<u64>,
+}
+
+/// Sessions of one cluster's nodes, and instruction tracking.
+#[derive(Default)]
+pub struct Sessions {
+    next_session: AtomicU64,
+    next_instruction: AtomicU64,
+    sessions: Mutex<HashMap<NodeId, Session>>,
+    pending: Mutex<HashMap<u64, (NodeId, oneshot::Sender<InstructionOutcome>)>>,
+}
+
+impl Sessions {
+    /// Registers the stream of a node that just registered; replaces an older session of it.
+    /// Returns the session id, used to unregister exactly this session later.
+    pub fn attach(&self, node: NodeId, tx: MessageSender) -> u64 {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        let old = self.sessions.lock().insert(
+            node,
+            Session {
+                id,
+                tx,
+                owed: Vec::new(),
+            },
+        );
+        if let Some(old) = old {
+            self.fail_owed(node, old.owed, "node opened a new session");
+        }
+        id
+    }
+
+    /// Removes a session (stream closed); fails what it owes.
+    pub fn detach(&self, node: NodeId, session: u64) {
+        let removed = {
+            let mut sessions = self.sessions.lock();
+            match sessions.get(&node) {
+                Some(s) if s.id == session => sessions.remove(&node),
+                _ => None,
+            }
+        };
+        if let Some(s) = removed {
+            self.fail_owed(node, s.owed, "node disconnected");
+        }
+    }
+
+    /// Whether a node has a live stream, and its session id.
+    pub fn session_of(&self, node: NodeId) -> Option<u64> {
+        self.sessions.lock().get(&node).map(|s| s.id)
+    }
+
+    /// Number of connected nodes.
+    pub fn connected(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    fn fail_owed(&self, node: NodeId, owed: Vec<u64>, why: &str) {
+        let mut pending = self.pending.lock();
+        for id in owed {
+            if let Some((_, tx)) = pending.remove(&id) {
+                let _ = tx.send(InstructionOutcome::Lost(format!("{node}: {why}")));
+            }
+        }
+    }
+
+    /// Sends a message that needs no answer (ack, registered). Best effort.
+    pub fn send(&self, node: NodeId, msg: pb::MetaMessage) -> bool {
+        let tx = self.sessions.lock().get(&node).map(|s| s.tx.clone());
+        match tx {
+            Some(tx) => tx.try_send(Ok(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Sends an instruction (its id is assigned here) and waits for the node's answer.
+    pub async fn instruct(
+        &self,
+        node: NodeId,
+        mut instruction: pb::Instruction,
+        timeout: Duration,
+    ) -> InstructionOutcome {
+        let id = self.next_instruction.fetch_add(1, Ordering::Relaxed) + 1;
+        instruction.id = id;
+        let (done_tx, done_rx) = oneshot::channel();
+        let tx = {
+            let mut sessions = self.sessions.lock();
+            let Some(session) = sessions.get_mut(&node) else {
+                return InstructionOutcome::Lost(format!("{node} is not connected"));
+            };
+            session.owed.push(id);
+            self.pending.lock().insert(id, (node, done_tx));
+            session.tx.clone()
+        };
+        let msg = pb::MetaMessage {
+            body: Some(pb::meta_message::Body::Instruction(instruction)),
+        };
+        if tx.send(Ok(msg)).await.is_err() {
+            self.forget(node, id);
+            return InstructionOutcome::Lost(format!("{node} stream closed"));
+        }
+        match tokio::time::timeout(timeout, done_rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => InstructionOutcome::Lost(format!("{node} session ended")),
+            Err(_) => {
+                self.forget(node, id);
+                InstructionOutcome::Lost(format!(
+                    "{node} did not answer instruction {id} within {} ms",
+                    timeout.as_millis()
+                ))
+            }
+        }
+    }
+
+    fn forget(&self, node: NodeId, id: u64) {
+        self.pending.lock().remove(&id);
+        if let Some(s) = self.sessions.lock().get_mut(&node) {
+            s.owed.retain(|x| *x != id);
+        }
+    }
+
+    /// Delivers a node's answer. Answers for unknown ids (late, after a timeout) are dropped.
+    pub fn answer(&self, node: NodeId, result: &pb::InstructionResult) {
+        let entry = self.pending.lock().remove(&result.instruction_id);
+        let Some((owner, tx)) = entry else { return };
+        if owner != node {
+            // Another node answered an instruction it never got: ignore, and keep waiting.
+            self.pending
+                .lock()
+                .insert(result.instruction_id, (owner, tx));
+            return;
+        }
+        if let Some(s) = self.sessions.lock().get_mut(&node) {
+            s.owed.retain(|x| *x != result.instruction_id);
+        }
+        let outcome = if result.ok {
+            InstructionOutcome::Done
+        } else {
+            InstructionOutcome::Failed(result.error.clone())
+        };
+        let _ = tx.send(outcome);
+    }
+}

@@ -1,0 +1,424 @@
+//! The scheduling loop: liveness, schedulers and operator execution, once per tick.
+//!
+//! Each tick, per cluster: feed heartbeat times to the liveness tracker and mark node
+//! states; create the cluster's shards once it has enough nodes; build the scheduler's
+//! view; let the schedulers propose operators; let the controller start steps; execute
+//! them. Executing a step means: persist the shard's new placement with a compare-and-swap
+//! on its version (so a stale step can never overwrite a newer placement), publish the new
+//! route, then send the step's instructions and report their acks back.
+
+use crate::meta::{Cluster, InstructionOutcome, Meta};
+use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ReplicaRole, ShardId};
+use meridian_proto as pb;
+use meridian_scheduler::{
+    ClusterView, ControllerConfig, ControllerEvent, InstructionKind, LivenessConfig,
+    LivenessTracker, NodeInstruction, Operator, OperatorController, OperatorKind, SchedulerConfig,
+    SchedulerSet, SchedulerStatus, Step,
+};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Scheduling state of one cluster.
+pub struct ClusterScheduling {
+    liveness: LivenessTracker,
+    /// Last heartbeat time fed to the tracker, per node.
+    fed: HashMap<NodeId, u64>,
+    schedulers: SchedulerSet,
+    controller: OperatorController,
+}
+
+/// Scheduling state of every cluster, and the loop that drives it.
+pub struct Scheduling {
+    meta: Arc<Meta>,
+    liveness: LivenessConfig,
+    schedulers: SchedulerConfig,
+    operators: ControllerConfig,
+    clusters: Mutex<HashMap<ClusterId, Arc<Mutex<ClusterScheduling>>>>,
+}
+
+/// An operator as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorInfo {
+    /// Operator id.
+    pub id: OperatorId,
+    /// Shard it changes.
+    pub shard: ShardId,
+    /// What made it.
+    pub kind: &'static str,
+    /// Why.
+    pub reason: String,
+    /// Its state.
+    pub state: meridian_scheduler::OperatorState,
+    /// Index of the current step.
+    pub current: usize,
+    /// Steps.
+    pub steps: Vec<Step>,
+    /// Age in ms (running) or duration (finished).
+    pub age_ms: u64,
+}
+
+impl OperatorInfo {
+    fn of(op: &Operator, now: u64) -> Self {
+        Self {
+            id: op.id,
+            shard: op.shard,
+            kind: op.kind.name(),
+            reason: op.reason.clone(),
+            state: op.state.clone(),
+            current: op.current,
+            steps: op.steps.clone(),
+            age_ms: op.finished_ms.unwrap_or(now).saturating_sub(op.created_ms),
+        }
+    }
+}
+
+impl Scheduling {
+    /// Scheduling over `meta` with the given tuning.
+    pub fn new(
+        meta: Arc<Meta>,
+        liveness: LivenessConfig,
+        schedulers: SchedulerConfig,
+        operators: ControllerConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            meta,
+            liveness,
+            schedulers,
+            operators,
+            clusters: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The state of one cluster, created on first use. The liveness tracker starts now, so
+    /// the grace period runs from this server's start (or takeover).
+    pub fn cluster_state(&self, id: ClusterId) -> Arc<Mutex<ClusterScheduling>> {
+        let now = self.meta.now_ms();
+        self.clusters
+            .lock()
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(ClusterScheduling {
+                    liveness: LivenessTracker::new(self.liveness, now),
+                    fed: HashMap::new(),
+                    schedulers: SchedulerSet::new(self.schedulers),
+                    controller: OperatorController::new(self.operators),
+                }))
+            })
+            .clone()
+    }
+
+    /// Runs [`Scheduling::tick`] every `interval` until `stop` turns true.
+    pub fn spawn_loop(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                for cluster in self.meta.clusters() {
+                    self.tick(&cluster).await;
+                }
+            }
+        })
+    }
+
+    /// One round for one cluster.
+    pub async fn tick(&self, cluster: &Arc<Cluster>) {
+        let now = self.meta.now_ms();
+        let state = self.cluster_state(cluster.id);
+        let events = {
+            let mut s = state.lock();
+            let s = &mut *s;
+            // Liveness: feed heartbeat times, then let silence do its work.
+            let mut changes = Vec::new();
+            for (node, last, current) in cluster.heartbeats() {
+                if current == NodeState::Removed {
+                    s.liveness.forget(node);
+                    continue;
+                }
+                match last {
+                    Some(t) if s.fed.get(&node) != Some(&t) => {
+                        s.fed.insert(node, t);
+                        changes.extend(s.liveness.on_heartbeat(node, t));
+                    }
+                    Some(_) => {}
+                    // Known from the store but not heard since start: the grace period
+                    // gives it time to reconnect before it is declared dead.
+                    None if s.liveness.state(node).is_none() => s.liveness.track(node, now),
+                    None => {}
+                }
+            }
+            changes.extend(s.liveness.tick(now));
+            if !changes.is_empty() {
+                for c in &changes {
+                    tracing::info!(cluster = %cluster.id, node = %c.node, from = ?c.from, to = ?c.to, "node state changed");
+                    metrics::counter!("meridian_node_state_changes_total", "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
+                }
+                let states: Vec<(NodeId, NodeState)> =
+                    changes.iter().map(|c| (c.node, c.to)).collect();
+                cluster.set_node_states(&states);
+            }
+            if !cluster.has_shards() {
+                None
+            } else {
+                // Progress from heartbeats: reports that show a running step's work done.
+                let running: Vec<ShardId> = s.controller.running().map(|o| o.shard).collect();
+                for shard in running {
+                    for (node, report) in cluster.shard_reports(shard) {
+                        s.controller.on_shard_report(node, &report);
+                    }
+                }
+                let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
+                let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
+                    .with_operators(
+                        s.controller.running(),
+                        Some(s.controller.config().limits.per_node),
+                    );
+                for op in s.schedulers.schedule(&view, now) {
+                    let (kind, shard) = (op.kind, op.shard);
+                    match s.controller.try_add(op) {
+                        Ok(id) => {
+                            tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
+                            metrics::counter!("meridian_operators_added_total", "kind" => kind.name()).increment(1);
+                        }
+                        Err(e) => {
+                            tracing::debug!(cluster = %cluster.id, %shard, "operator rejected: {e}")
+                        }
+                    }
+                }
+                Some(s.controller.tick(now, &mut |id| cluster.shard(id)))
+            }
+        };
+        match events {
+            None => {
+                let cluster = cluster.clone();
+                if let Err(e) = cluster.maybe_create_shards().await {
+                    tracing::warn!(cluster = %cluster.id, "creating shards: {e}");
+                }
+            }
+            Some(events) => self.execute(cluster, &state, events).await,
+        }
+    }
+
+    async fn execute(
+        &self,
+        cluster: &Arc<Cluster>,
+        state: &Arc<Mutex<ClusterScheduling>>,
+        events: Vec<ControllerEvent>,
+    ) {
+        for event in events {
+            match event {
+                ControllerEvent::StepStarted(step) => {
+                    if step.shard_after != step.shard_before {
+                        match cluster
+                            .swap_shard(step.shard_before.version, step.shard_after.clone())
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                state.lock().controller.fail(
+                                    step.op,
+                                    "the shard changed under the step",
+                                    self.meta.now_ms(),
+                                );
+                                continue;
+                            }
+                            Err(e) => {
+                                state.lock().controller.fail(
+                                    step.op,
+                                    format!("persisting the step: {e}"),
+                                    self.meta.now_ms(),
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                    tracing::info!(cluster = %cluster.id, op = %step.op, shard = %step.shard_after.id, version = %step.shard_after.version, step = ?step.step, "step started");
+                    self.send(cluster, state, step.instructions);
+                }
+                ControllerEvent::Send { instructions, .. } => {
+                    self.send(cluster, state, instructions)
+                }
+                ControllerEvent::Finished {
+                    op,
+                    shard,
+                    kind,
+                    state: end,
+                } => {
+                    tracing::info!(cluster = %cluster.id, %op, %shard, kind = kind.name(), state = ?end, "operator finished");
+                    metrics::counter!("meridian_operators_finished_total", "kind" => kind.name())
+                        .increment(1);
+                }
+            }
+        }
+    }
+
+    /// Sends instructions in the background; acks go back to the controller.
+    fn send(
+        &self,
+        cluster: &Arc<Cluster>,
+        state: &Arc<Mutex<ClusterScheduling>>,
+        instructions: Vec<NodeInstruction>,
+    ) {
+        for i in instructions {
+            let (cluster, state) = (cluster.clone(), state.clone());
+            tokio::spawn(async move {
+                let outcome = match i.kind {
+                    // Opening carries the shard's tables; promotion is an open as leader, so
+                    // it also works on a node that restarted and lost the follower.
+                    InstructionKind::OpenShard { role } => {
+                        cluster.open_shard_on(i.shard, i.node, role).await
+                    }
+                    InstructionKind::Promote => {
+                        cluster
+                            .open_shard_on(i.shard, i.node, ReplicaRole::Leader)
+                            .await
+                    }
+                    InstructionKind::Demote | InstructionKind::CloseShard => {
+                        let kind = if i.kind == InstructionKind::CloseShard {
+                            pb::instruction::Kind::CloseShard(pb::CloseShard {})
+                        } else {
+                            pb::instruction::Kind::ChangeRole(pb::ChangeRole {
+                                role: pb::Role::Follower as i32,
+                            })
+                        };
+                        let instruction = pb::Instruction {
+                            operator_id: i.op.map(|o| o.0).unwrap_or(0),
+                            shard_id: i.shard.0,
+                            shard_version: i.version.0,
+                            kind: Some(kind),
+                            ..Default::default()
+                        };
+                        cluster
+                            .sessions
+                            .instruct(i.node, instruction, cluster.instruction_timeout())
+                            .await
+                    }
+                };
+                match outcome {
+                    InstructionOutcome::Done => {
+                        if let Some(op) = i.op {
+                            state
+                                .lock()
+                                .controller
+                                .on_instruction_acked(op, i.node, i.version);
+                        }
+                    }
+                    other => {
+                        tracing::debug!(node = %i.node, shard = %i.shard, ?other, "instruction not done")
+                    }
+                }
+            });
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Admin
+    // ----------------------------------------------------------------------------------
+
+    /// Running operators, and with `history` the finished ones too (newest last).
+    pub fn operators(
+        &self,
+        cluster: ClusterId,
+        history: bool,
+    ) -> (Vec<OperatorInfo>, Vec<OperatorInfo>) {
+        let now = self.meta.now_ms();
+        let state = self.cluster_state(cluster);
+        let s = state.lock();
+        let running = s
+            .controller
+            .running()
+            .map(|o| OperatorInfo::of(o, now))
+            .collect();
+        let done = if history {
+            s.controller
+                .history()
+                .map(|o| OperatorInfo::of(o, now))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (running, done)
+    }
+
+    /// Cancels a running operator.
+    pub fn cancel_operator(&self, cluster: ClusterId, id: OperatorId) -> bool {
+        let now = self.meta.now_ms();
+        self.cluster_state(cluster)
+            .lock()
+            .controller
+            .cancel(id, now)
+    }
+
+    /// Schedulers and their switches.
+    pub fn schedulers(&self, cluster: ClusterId) -> (bool, Vec<SchedulerStatus>) {
+        let state = self.cluster_state(cluster);
+        let s = state.lock();
+        (s.schedulers.maintenance(), s.schedulers.status())
+    }
+
+    /// Pauses or resumes a scheduler by name.
+    pub fn set_paused(&self, cluster: ClusterId, name: &str, paused: bool) -> Result<(), String> {
+        let state = self.cluster_state(cluster);
+        let mut s = state.lock();
+        let r = if paused {
+            s.schedulers.pause(name)
+        } else {
+            s.schedulers.resume(name)
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    /// Maintenance mode: only essential schedulers (failover, repair) run.
+    pub fn set_maintenance(&self, cluster: ClusterId, on: bool) {
+        self.cluster_state(cluster)
+            .lock()
+            .schedulers
+            .set_maintenance(on);
+    }
+
+    /// Submits an admin operator (transfer leader, move shard).
+    pub fn submit(
+        &self,
+        cluster: &Cluster,
+        shard: ShardId,
+        steps: Vec<Step>,
+        reason: &str,
+    ) -> Result<OperatorId, String> {
+        let current = cluster
+            .shard(shard)
+            .ok_or_else(|| format!("{shard} not found"))?;
+        // Check the steps apply now, so a bad request fails at once with a clear reason.
+        let mut probe = current.clone();
+        for step in &steps {
+            probe = step.apply(&probe).map_err(|e| e.to_string())?;
+        }
+        let op = Operator::new(
+            OperatorKind::Manual,
+            &current,
+            steps,
+            self.meta.now_ms(),
+            reason,
+        );
+        self.cluster_state(cluster.id)
+            .lock()
+            .controller
+            .try_add(op)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Liveness state of a node per the tracker.
+    pub fn node_state(&self, cluster: ClusterId, node: NodeId) -> Option<NodeState> {
+        self.cluster_state(cluster).lock().liveness.state(node)
+    }
+}

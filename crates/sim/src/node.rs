@@ -1,0 +1,208 @@
+//! A simulated database node over real gRPC, built on [`NodeAgent`]: it keeps its shards
+//! and tables in memory, obeys instructions, and reports synthetic load.
+
+use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
+use meridian_model::{
+    NodeStats, ReplicaRole, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
+};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One shard replica held by a simulated node.
+#[derive(Debug, Clone)]
+pub struct SimShard {
+    /// Version applied.
+    pub version: ShardVersion,
+    /// Role.
+    pub role: ReplicaRole,
+    /// Table partitions held.
+    pub tables: BTreeSet<(u64, u32)>,
+}
+
+/// In-memory shards of a simulated node; implements [`ShardHandler`].
+#[derive(Default)]
+pub struct SimShards {
+    shards: Mutex<BTreeMap<ShardId, SimShard>>,
+    /// Extra write units per second reported for some shards (to make a shard hot).
+    hot: Mutex<BTreeMap<ShardId, f64>>,
+    ticks: AtomicU64,
+    /// Synthetic report size: report this many extra shards' worth of zero-load entries
+    /// is not done; reports always mirror what is held.
+    base_units: f64,
+}
+
+impl SimShards {
+    /// Empty shard set with a base load per shard.
+    pub fn new(base_units: f64) -> Self {
+        Self {
+            base_units,
+            ..Default::default()
+        }
+    }
+
+    /// Snapshot of what the node holds.
+    pub fn shards(&self) -> BTreeMap<ShardId, SimShard> {
+        self.shards.lock().clone()
+    }
+
+    /// Makes a shard report extra write load.
+    pub fn set_hot(&self, shard: ShardId, write_units: f64) {
+        self.hot.lock().insert(shard, write_units);
+    }
+
+    /// Shards this node leads.
+    pub fn leaders(&self) -> Vec<ShardId> {
+        self.shards
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.role == ReplicaRole::Leader)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardHandler for SimShards {
+    async fn open_shard(
+        &self,
+        shard: ShardId,
+        version: ShardVersion,
+        role: ReplicaRole,
+        tables: Vec<TableRef>,
+    ) -> Result<(), String> {
+        let tables = tables.iter().map(|t| (t.id.0, t.partition)).collect();
+        self.shards.lock().insert(
+            shard,
+            SimShard {
+                version,
+                role,
+                tables,
+            },
+        );
+        Ok(())
+    }
+
+    async fn close_shard(&self, shard: ShardId, _version: ShardVersion) -> Result<(), String> {
+        self.shards.lock().remove(&shard);
+        Ok(())
+    }
+
+    async fn change_role(
+        &self,
+        shard: ShardId,
+        version: ShardVersion,
+        role: ReplicaRole,
+    ) -> Result<(), String> {
+        let mut shards = self.shards.lock();
+        let s = shards
+            .get_mut(&shard)
+            .ok_or_else(|| format!("{shard} is not open here"))?;
+        s.role = role;
+        s.version = version;
+        Ok(())
+    }
+
+    async fn create_table(
+        &self,
+        shard: ShardId,
+        _version: ShardVersion,
+        table: TableRef,
+    ) -> Result<(), String> {
+        let mut shards = self.shards.lock();
+        let s = shards
+            .get_mut(&shard)
+            .ok_or_else(|| format!("{shard} is not open here"))?;
+        if s.role != ReplicaRole::Leader {
+            return Err(format!("not the leader of {shard}"));
+        }
+        s.tables.insert((table.id.0, table.partition));
+        Ok(())
+    }
+
+    async fn drop_table(
+        &self,
+        shard: ShardId,
+        _version: ShardVersion,
+        table: TableRef,
+    ) -> Result<(), String> {
+        if let Some(s) = self.shards.lock().get_mut(&shard) {
+            s.tables.remove(&(table.id.0, table.partition));
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> (NodeStats, Vec<ShardReport>) {
+        let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
+        let hot = self.hot.lock().clone();
+        let shards = self.shards.lock();
+        let mut total = NodeStats {
+            disk_total_bytes: 1 << 40,
+            ..Default::default()
+        };
+        let reports: Vec<ShardReport> = shards
+            .iter()
+            .map(|(id, s)| {
+                let tables = s.tables.len() as u64;
+                let extra = hot.get(id).copied().unwrap_or(0.0);
+                let write = if s.role == ReplicaRole::Leader {
+                    self.base_units * (1 + tables) as f64 + extra
+                } else {
+                    0.0
+                };
+                let stats = ShardStats {
+                    size_bytes: (tables + 1) * (1 << 20) + tick * 1024,
+                    rows: tables * 1000 + tick * 10,
+                    read_units_per_sec: self.base_units * (1 + tables) as f64,
+                    write_units_per_sec: write,
+                };
+                total.read_units_per_sec += stats.read_units_per_sec;
+                total.write_units_per_sec += stats.write_units_per_sec;
+                total.disk_used_bytes += stats.size_bytes;
+                ShardReport {
+                    shard: *id,
+                    version: s.version,
+                    role: s.role,
+                    status: ShardStatus::Ready,
+                    stats,
+                }
+            })
+            .collect();
+        total.cpu_usage = (total.write_units_per_sec / 10_000.0).min(1.0);
+        total.memory_used_bytes = 256 << 20;
+        (total, reports)
+    }
+}
+
+/// A simulated node: its shards plus the agent streaming heartbeats for it.
+pub struct SimNode {
+    /// Its name.
+    pub name: String,
+    /// What it holds.
+    pub shards: Arc<SimShards>,
+    /// The heartbeat loop.
+    pub agent: NodeAgent,
+}
+
+impl SimNode {
+    /// Starts a simulated node that joins Meridian at `config.meta_addrs`.
+    pub fn start(config: NodeAgentConfig) -> Self {
+        Self::start_with_channel(config, None)
+    }
+
+    /// Like [`SimNode::start`] over a shared channel.
+    pub fn start_with_channel(
+        config: NodeAgentConfig,
+        channel: Option<tonic::transport::Channel>,
+    ) -> Self {
+        let shards = Arc::new(SimShards::new(10.0));
+        let name = config.name.clone();
+        let agent = NodeAgent::start_with_channel(config, shards.clone(), channel);
+        Self {
+            name,
+            shards,
+            agent,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! THE key layout. Every key Meridian stores is built here and nowhere else.
+//!
+//! All keys live under `/meridian/v1/`. Ids are zero-padded decimal (cluster and shard ids
+//! to 10 digits, node and table ids to 20) so lexical order is numeric order and a prefix
+//! scan lists a collection by id. Names are validated by `meridian_model::validate_name`,
+//! which refuses `/`, so a name never spills into the next path segment. Ids stored as
+//! values are decimal ASCII ([`encode_id`] / [`decode_id`]); objects are JSON.
+//!
+//! `{c}` is a `ClusterId` padded to 10 digits.
+//!
+//! | key pattern                                          | value                | written by                         | deleted when                 |
+//! |------------------------------------------------------|----------------------|------------------------------------|------------------------------|
+//! | `/meridian/v1/id/cluster`                            | high-water cluster id| `SequenceAllocator`                | never                        |
+//! | `/meridian/v1/cluster_names/{name}`                  | cluster id           | cluster creation (CAS when absent) | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/config`                   | `ClusterConfig` JSON | cluster creation                   | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/id/node`                  | high-water node id   | `SequenceAllocator`                | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/id/table`                 | high-water table id  | `SequenceAllocator`                | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/nodes/{node:020}`         | `Node` JSON          | registration, state changes        | the node is removed          |
+//! | `/meridian/v1/clusters/{c}/node_names/{name}`        | node id              | first registration (CAS absent)    | the node is removed          |
+//! | `/meridian/v1/clusters/{c}/shards/{shard:010}`       | `Shard` JSON         | shard creation, operator steps     | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/catalogs/{catalog}`       | catalog JSON         | DDL: create catalog                | DDL: drop catalog            |
+//! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
+//! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
+//! | `/meridian/v1/clusters/{c}/table_names/{catalog}/{schema}/{table}` | table id | DDL: create table (CAS absent, with the table) | DDL: drop table |
+//!
+//! Deleting a whole cluster is one range of deletes under [`cluster_prefix`] plus its
+//! [`cluster_name`] key.
+
+use crate::{Result, StoreError};
+use meridian_model::{ClusterId, NodeId, ShardId, TableId, TableName};
+
+/// The root of every key.
+pub const ROOT: &str = "/meridian/v1/";
+
+/// The cluster id sequence.
+pub fn cluster_id_sequence() -> Vec<u8> {
+    format!("{ROOT}id/cluster").into_bytes()
+}
+
+/// Name -> id of a cluster.
+pub fn cluster_name(name: &str) -> Vec<u8> {
+    format!("{ROOT}cluster_names/{name}").into_bytes()
+}
+
+/// Every cluster name key.
+pub fn cluster_names_prefix() -> Vec<u8> {
+    format!("{ROOT}cluster_names/").into_bytes()
+}
+
+/// Every key of every cluster.
+pub fn clusters_prefix() -> Vec<u8> {
+    format!("{ROOT}clusters/").into_bytes()
+}
+
+/// Every key of one cluster.
+pub fn cluster_prefix(cluster: ClusterId) -> Vec<u8> {
+    format!("{ROOT}clusters/{:010}/", cluster.get()).into_bytes()
+}
+
+fn in_cluster(cluster: ClusterId, rest: std::fmt::Arguments<'_>) -> Vec<u8> {
+    format!("{ROOT}clusters/{:010}/{rest}", cluster.get()).into_bytes()
+}
+
+/// A cluster's `ClusterConfig`.
+pub fn cluster_config(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("config"))
+}
+
+/// A cluster's node id sequence.
+pub fn node_id_sequence(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("id/node"))
+}
+
+/// A cluster's table id sequence.
+pub fn table_id_sequence(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("id/table"))
+}
+
+/// One node.
+pub fn node(cluster: ClusterId, node: NodeId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("nodes/{:020}", node.get()))
+}
+
+/// Every node of a cluster.
+pub fn nodes_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("nodes/"))
+}
+
+/// Name -> id of a node.
+pub fn node_name(cluster: ClusterId, name: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("node_names/{name}"))
+}
+
+/// Every node name of a cluster.
+pub fn node_names_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("node_names/"))
+}
+
+/// One shard.
+pub fn shard(cluster: ClusterId, shard: ShardId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("shards/{:010}", shard.get()))
+}
+
+/// Every shard of a cluster.
+pub fn shards_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("shards/"))
+}
+
+/// One catalog.
+pub fn catalog(cluster: ClusterId, catalog: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("catalogs/{catalog}"))
+}
+
+/// Every catalog of a cluster.
+pub fn catalogs_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("catalogs/"))
+}
+
+/// One schema.
+pub fn schema(cluster: ClusterId, catalog: &str, schema: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("schemas/{catalog}/{schema}"))
+}
+
+/// Every schema of one catalog.
+pub fn schemas_prefix(cluster: ClusterId, catalog: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("schemas/{catalog}/"))
+}
+
+/// One table.
+pub fn table(cluster: ClusterId, table: TableId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("tables/{:020}", table.get()))
+}
+
+/// Every table of a cluster, by id.
+pub fn tables_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("tables/"))
+}
+
+/// Qualified name -> id of a table.
+pub fn table_name(cluster: ClusterId, name: &TableName) -> Vec<u8> {
+    let TableName {
+        catalog,
+        schema,
+        table,
+    } = name;
+    in_cluster(
+        cluster,
+        format_args!("table_names/{catalog}/{schema}/{table}"),
+    )
+}
+
+/// Every table name of one schema.
+pub fn table_names_prefix(cluster: ClusterId, catalog: &str, schema: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("table_names/{catalog}/{schema}/"))
+}
+
+/// The last `/`-separated segment of `key` if `key` starts with `prefix`.
+fn last_segment<'k>(key: &'k [u8], prefix: &[u8]) -> Option<&'k str> {
+    let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// The cluster id of any key under [`clusters_prefix`].
+pub fn parse_cluster_id(key: &[u8]) -> Option<ClusterId> {
+    let rest = key.strip_prefix(clusters_prefix().as_slice())?;
+    let digits = std::str::from_utf8(rest.get(..10)?).ok()?;
+    digits.parse().ok().map(ClusterId)
+}
+
+/// The cluster name of a [`cluster_name`] key.
+pub fn parse_cluster_name(key: &[u8]) -> Option<&str> {
+    last_segment(key, &cluster_names_prefix())
+}
+
+/// The node id of a [`node`] key of `cluster`.
+pub fn parse_node(cluster: ClusterId, key: &[u8]) -> Option<NodeId> {
+    last_segment(key, &nodes_prefix(cluster))?
+        .parse()
+        .ok()
+        .map(NodeId)
+}
+
+/// The shard id of a [`shard`] key of `cluster`.
+pub fn parse_shard(cluster: ClusterId, key: &[u8]) -> Option<ShardId> {
+    last_segment(key, &shards_prefix(cluster))?
+        .parse()
+        .ok()
+        .map(ShardId)
+}
+
+/// The table id of a [`table`] key of `cluster`.
+pub fn parse_table(cluster: ClusterId, key: &[u8]) -> Option<TableId> {
+    last_segment(key, &tables_prefix(cluster))?
+        .parse()
+        .ok()
+        .map(TableId)
+}
+
+/// An id as stored in a value (decimal ASCII).
+pub fn encode_id(id: u64) -> Vec<u8> {
+    id.to_string().into_bytes()
+}
+
+/// An id stored by [`encode_id`].
+pub fn decode_id(value: &[u8]) -> Result<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("id value {value:?} is not a decimal u64")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_padded_so_lexical_order_is_numeric_order() {
+        let c = ClusterId(7);
+        assert_eq!(
+            node(c, NodeId(42)),
+            b"/meridian/v1/clusters/0000000007/nodes/00000000000000000042".to_vec()
+        );
+        assert!(table(c, TableId(9)) < table(c, TableId(10)));
+        assert!(shard(c, ShardId(99)) < shard(c, ShardId(100)));
+        assert!(node(c, NodeId(u64::MAX)).starts_with(&nodes_prefix(c)));
+        assert!(cluster_prefix(ClusterId(u32::MAX)).starts_with(&clusters_prefix()));
+    }
+
+    #[test]
+    fn parsers_invert_builders() {
+        let c = ClusterId(3);
+        assert_eq!(parse_node(c, &node(c, NodeId(5))), Some(NodeId(5)));
+        assert_eq!(parse_shard(c, &shard(c, ShardId(8))), Some(ShardId(8)));
+        assert_eq!(parse_table(c, &table(c, TableId(13))), Some(TableId(13)));
+        assert_eq!(parse_cluster_id(&cluster_config(c)), Some(c));
+        assert_eq!(parse_cluster_name(&cluster_name("prod")), Some("prod"));
+        assert_eq!(parse_node(ClusterId(4), &node(c, NodeId(5))), None);
+        assert_eq!(decode_id(&encode_id(77)).unwrap(), 77);
+        assert!(decode_id(b"x").is_err());
+    }
+
+    #[test]
+    fn collections_do_not_overlap() {
+        let c = ClusterId(1);
+        let name = TableName::new("greptime", "public", "t").unwrap();
+        assert!(!table_name(c, &name).starts_with(&tables_prefix(c)));
+        assert!(table_name(c, &name).starts_with(&table_names_prefix(c, "greptime", "public")));
+        assert!(!schema(c, "ab", "s").starts_with(&schemas_prefix(c, "a")));
+        assert!(!node_name(c, "n").starts_with(&nodes_prefix(c)));
+        assert!(!cluster_prefix(ClusterId(1)).starts_with(&cluster_prefix(ClusterId(10))));
+    }
+}
