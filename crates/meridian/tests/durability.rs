@@ -157,6 +157,10 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
         acked.len()
     );
     let max_id = *acked.values().max().unwrap();
+    eprintln!(
+        "{} creates acknowledged before SIGKILL; max id {max_id}",
+        acked.len()
+    );
 
     let mut server = spawn_server(dir.path(), grpc, http);
     wait_healthy(http).await;

@@ -522,12 +522,19 @@ impl ReportBook {
             .collect()
     }
 
-    /// The load the leader last reported (zero if unknown).
+    /// The shard's load: what its leader reports as leader; right after a leadership change,
+    /// until the new leader's first report as leader, the last figures a leader reported
+    /// (otherwise the shard would look idle for a heartbeat and attract more load).
     pub fn leader_stats(&self, shard: &Shard) -> ShardStats {
-        shard
-            .leader()
-            .and_then(|l| self.get(shard.id, l))
-            .map(|r| r.stats)
+        let leader = shard.leader();
+        let Some(entries) = self.by_shard.get(&shard.id) else {
+            return ShardStats::default();
+        };
+        entries
+            .iter()
+            .filter(|(_, r)| r.role == ReplicaRole::Leader)
+            .max_by_key(|(n, r)| (Some(*n) == leader, r.version))
+            .map(|(_, r)| r.stats)
             .unwrap_or_default()
     }
 

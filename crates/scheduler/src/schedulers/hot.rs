@@ -12,11 +12,12 @@ use std::collections::HashMap;
 ///
 /// For each such node, hottest shard first, it transfers leadership to an in-sync follower
 /// or, failing that, moves the leader replica (`AddFollower`, `TransferLeader`,
-/// `RemoveReplica`) to the coolest domain-respecting node, but only where the receiver stays
-/// under the hot line: a move never creates a new hot spot, so load cannot slosh around. A
-/// shard hotter than the line by itself is never moved for load (it would only carry the
-/// hot spot along; splitting it is the remedy); its node sheds its other shards instead. A
-/// moved shard is left alone for `hot_cooldown_ms`.
+/// `RemoveReplica`) to the coolest domain-respecting node. A receiver that stays under the
+/// hot line is preferred; any move must leave the receiver cooler than the source was
+/// (`receiver + x < source`), which strictly lowers the sum of squared node loads, so moves
+/// cannot cycle while loads hold still. A shard hotter than the line by itself is never
+/// moved for load (it would only carry the hot spot along; splitting it is the remedy): its
+/// node sheds its other shards instead. A moved shard is left alone for `hot_cooldown_ms`.
 #[derive(Debug)]
 pub struct HotShardScheduler {
     config: SchedulerConfig,
@@ -101,23 +102,19 @@ impl Scheduler for HotShardScheduler {
             let mut choice = None;
             for sv in &led {
                 let x = sv.load();
-                let fits = |i: &usize| tally.load[*i] + x <= line && tally.has_capacity(*i);
+                let room = |i: &usize| tally.has_capacity(*i) && tally.load[*i] + x < load_h;
                 let follower = sv
                     .in_sync
                     .iter()
                     .filter_map(|&n| view.node_index(n))
-                    .filter(|i| nodes[*i].can_receive() && fits(i))
+                    .filter(|i| nodes[*i].can_receive() && room(i))
                     .min_by(|&a, &b| tally.load[a].total_cmp(&tally.load[b]));
-                if let Some(f) = follower {
-                    choice = Some((*sv, f, false, x));
-                    break;
-                }
                 // The coolest node that may take the replica without a new domain violation.
                 let target = (0..nodes.len())
                     .filter(|i| {
                         nodes[*i].can_receive()
                             && !sv.shard.has_replica_on(nodes[*i].id)
-                            && fits(i)
+                            && room(i)
                             && {
                                 let (b, a) =
                                     violations_around(view, &sv.shard, &[from], nodes[*i].id);
@@ -125,8 +122,16 @@ impl Scheduler for HotShardScheduler {
                             }
                     })
                     .min_by(|&a, &b| tally.load[a].total_cmp(&tally.load[b]));
-                if let Some(t) = target {
-                    choice = Some((*sv, t, true, x));
+                let fits = |i: usize| tally.load[i] + x <= line;
+                let pick = match (follower, target) {
+                    (Some(f), _) if fits(f) => Some((f, false)),
+                    (_, Some(t)) if fits(t) => Some((t, true)),
+                    (Some(f), _) => Some((f, false)),
+                    (_, Some(t)) => Some((t, true)),
+                    _ => None,
+                };
+                if let Some((to, copy)) = pick {
+                    choice = Some((*sv, to, copy, x));
                     break;
                 }
             }
