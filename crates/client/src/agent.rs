@@ -450,3 +450,106 @@ async fn execute(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it was told to do.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl ShardHandler for Recorder {
+        async fn open_shard(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            r: ReplicaRole,
+            _: Vec<TableRef>,
+        ) -> Result<(), String> {
+            self.0.lock().push(format!("open {s} {v} {r:?}"));
+            Ok(())
+        }
+        async fn close_shard(&self, s: ShardId, v: ShardVersion) -> Result<(), String> {
+            self.0.lock().push(format!("close {s} {v}"));
+            Ok(())
+        }
+        async fn change_role(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            r: ReplicaRole,
+        ) -> Result<(), String> {
+            self.0.lock().push(format!("role {s} {v} {r:?}"));
+            Ok(())
+        }
+        async fn create_table(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            t: TableRef,
+        ) -> Result<(), String> {
+            self.0.lock().push(format!("create {s} {v} {}", t.table));
+            Ok(())
+        }
+        async fn drop_table(&self, _: ShardId, _: ShardVersion, _: TableRef) -> Result<(), String> {
+            Ok(())
+        }
+        fn report(&self) -> (NodeStats, Vec<ShardReport>) {
+            (NodeStats::default(), Vec::new())
+        }
+    }
+
+    fn open(version: u64, role: pb::Role) -> pb::Instruction {
+        pb::Instruction {
+            id: version,
+            shard_id: 7,
+            shard_version: version,
+            kind: Some(pb::instruction::Kind::OpenShard(pb::OpenShard {
+                role: role as i32,
+                tables: vec![],
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn instructions_older_than_the_applied_version_are_refused() {
+        let handler = Recorder::default();
+        let versions = Mutex::new(HashMap::new());
+        execute(&handler, &versions, open(5, pb::Role::Leader))
+            .await
+            .unwrap();
+        let err = execute(&handler, &versions, open(4, pb::Role::Follower))
+            .await
+            .unwrap_err();
+        assert!(err.contains("stale instruction"), "{err}");
+        // The same version again is fine (instructions are idempotent and may be resent).
+        execute(&handler, &versions, open(5, pb::Role::Leader))
+            .await
+            .unwrap();
+        execute(&handler, &versions, open(6, pb::Role::Follower))
+            .await
+            .unwrap();
+        assert_eq!(
+            *handler.0.lock(),
+            vec![
+                "open shard-7 v5 Leader",
+                "open shard-7 v5 Leader",
+                "open shard-7 v6 Follower"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instruction_without_a_role_is_refused() {
+        let handler = Recorder::default();
+        let versions = Mutex::new(HashMap::new());
+        let err = execute(&handler, &versions, open(1, pb::Role::Unspecified))
+            .await
+            .unwrap_err();
+        assert!(err.contains("role"), "{err}");
+        assert!(handler.0.lock().is_empty());
+    }
+}

@@ -8,12 +8,11 @@
 //! route, then send the step's instructions and report their acks back.
 
 use crate::meta::{Cluster, InstructionOutcome, Meta};
-use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ReplicaRole, ShardId};
-use meridian_proto as pb;
+use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
 use meridian_scheduler::{
-    ClusterView, ControllerConfig, ControllerEvent, InstructionKind, LivenessConfig,
-    LivenessTracker, NodeInstruction, Operator, OperatorController, OperatorKind, SchedulerConfig,
-    SchedulerSet, SchedulerStatus, Step,
+    ClusterView, ControllerConfig, ControllerEvent, LivenessConfig, LivenessTracker,
+    NodeInstruction, Operator, OperatorController, OperatorKind, SchedulerConfig, SchedulerSet,
+    SchedulerStatus, Step,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -273,38 +272,7 @@ impl Scheduling {
         for i in instructions {
             let (cluster, state) = (cluster.clone(), state.clone());
             tokio::spawn(async move {
-                let outcome = match i.kind {
-                    // Opening carries the shard's tables; promotion is an open as leader, so
-                    // it also works on a node that restarted and lost the follower.
-                    InstructionKind::OpenShard { role } => {
-                        cluster.open_shard_on(i.shard, i.node, role).await
-                    }
-                    InstructionKind::Promote => {
-                        cluster
-                            .open_shard_on(i.shard, i.node, ReplicaRole::Leader)
-                            .await
-                    }
-                    InstructionKind::Demote | InstructionKind::CloseShard => {
-                        let kind = if i.kind == InstructionKind::CloseShard {
-                            pb::instruction::Kind::CloseShard(pb::CloseShard {})
-                        } else {
-                            pb::instruction::Kind::ChangeRole(pb::ChangeRole {
-                                role: pb::Role::Follower as i32,
-                            })
-                        };
-                        let instruction = pb::Instruction {
-                            operator_id: i.op.map(|o| o.0).unwrap_or(0),
-                            shard_id: i.shard.0,
-                            shard_version: i.version.0,
-                            kind: Some(kind),
-                            ..Default::default()
-                        };
-                        cluster
-                            .sessions
-                            .instruct(i.node, instruction, cluster.instruction_timeout())
-                            .await
-                    }
-                };
+                let outcome = cluster.execute(&i).await;
                 match outcome {
                     InstructionOutcome::Done => {
                         if let Some(op) = i.op {

@@ -5,7 +5,7 @@
 //! is written to the store per heartbeat.
 
 use crate::meta::{Cluster, Meta};
-use meridian_model::{NodeId, ReplicaRole, ShardReport};
+use meridian_model::{NodeId, ShardReport};
 use meridian_proto as pb;
 use meridian_proto::convert::shard_report_from_wire;
 use pb::node_heartbeat::Body;
@@ -120,8 +120,8 @@ impl pb::node_service_server::NodeService for NodeSvc {
 /// After registration: close shards the node holds but lost, open those it should hold but
 /// does not report (e.g. it restarted empty).
 fn reconcile(cluster: &Arc<Cluster>, node: NodeId, reports: &[ShardReport], now: u64) {
-    let closes = cluster.on_report(node, None, reports, now);
-    send_closes(cluster, node, closes);
+    let orders = cluster.on_report(node, None, reports, now);
+    send_orders(cluster, orders);
     for shard in cluster.shard_entries() {
         let Some(role) = shard.shard.role_of(node) else {
             continue;
@@ -138,28 +138,14 @@ fn reconcile(cluster: &Arc<Cluster>, node: NodeId, reports: &[ShardReport], now:
             });
         }
     }
-    let _ = ReplicaRole::Leader;
 }
 
-fn send_closes(
-    cluster: &Arc<Cluster>,
-    node: NodeId,
-    closes: Vec<(meridian_model::ShardId, meridian_model::ShardVersion)>,
-) {
-    for (shard, version) in closes {
+fn send_orders(cluster: &Arc<Cluster>, orders: Vec<meridian_scheduler::NodeInstruction>) {
+    for order in orders {
         let cluster = cluster.clone();
         tokio::spawn(async move {
-            let instruction = pb::Instruction {
-                shard_id: shard.0,
-                shard_version: version.0,
-                kind: Some(pb::instruction::Kind::CloseShard(pb::CloseShard {})),
-                ..Default::default()
-            };
-            let outcome = cluster
-                .sessions
-                .instruct(node, instruction, cluster.instruction_timeout())
-                .await;
-            tracing::info!(%node, %shard, ?outcome, "told returning node to close a shard it lost");
+            let outcome = cluster.execute(&order).await;
+            tracing::info!(node = %order.node, shard = %order.shard, kind = ?order.kind, ?outcome, "reconciled a node's shard with the metadata");
         });
     }
 }
@@ -192,9 +178,9 @@ async fn serve_stream(
                     }
                 };
                 let n = reports.len() as u64;
-                let closes =
+                let orders =
                     cluster.on_report(node, report.stats.map(Into::into), &reports, meta.now_ms());
-                send_closes(&cluster, node, closes);
+                send_orders(&cluster, orders);
                 let ack = pb::MetaMessage {
                     body: Some(pb::meta_message::Body::Ack(pb::HeartbeatAck {
                         sent_at_ms: msg.sent_at_ms,

@@ -11,7 +11,7 @@ use meridian_model::{
     ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, Table, TableId, TableName,
 };
 use meridian_proto as pb;
-use meridian_scheduler::{NodeView, ShardView};
+use meridian_scheduler::{InstructionKind, NodeInstruction, NodeView, ShardView};
 use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
 use parking_lot::RwLock;
 use serde::{de::DeserializeOwned, Serialize};
@@ -38,8 +38,8 @@ pub struct NodeEntry {
     pub last_heartbeat_ms: Option<u64>,
     /// Last report per shard held by the node.
     pub reports: HashMap<ShardId, ShardReport>,
-    /// Shards the node was told to close and still reports.
-    pub closing: HashSet<ShardId>,
+    /// Shards the node was told to fix (close, demote), at which version: sent once.
+    pub reconciling: HashMap<ShardId, meridian_model::ShardVersion>,
 }
 
 /// A shard with what hangs off it.
@@ -168,7 +168,7 @@ impl Cluster {
                     stats: NodeStats::default(),
                     last_heartbeat_ms: None,
                     reports: HashMap::new(),
-                    closing: HashSet::new(),
+                    reconciling: HashMap::new(),
                 },
             );
         }
@@ -375,13 +375,13 @@ impl Cluster {
             stats: NodeStats::default(),
             last_heartbeat_ms: None,
             reports: HashMap::new(),
-            closing: HashSet::new(),
+            reconciling: HashMap::new(),
         });
         entry.node = node;
         entry.state = NodeState::Online;
         entry.last_heartbeat_ms = Some(now_ms);
         entry.reports.clear();
-        entry.closing.clear();
+        entry.reconciling.clear();
         Ok(id)
     }
 
@@ -395,21 +395,22 @@ impl Cluster {
         Ok(())
     }
 
-    /// Records a heartbeat: load and shard reports. Stale reports (older version than
-    /// Meridian holds) are ignored. Returns shards the node holds but must close (it lost
-    /// them while away), with the version to close them at.
+    /// Records a heartbeat: load and shard reports. Returns what the node must be told
+    /// because its report disagrees with the metadata in a way that cannot wait (invariant
+    /// 5): close a shard it lost while away, step down from a leadership it lost. Each such
+    /// instruction is sent once per shard version, not on every heartbeat.
     pub fn on_report(
         &self,
         node: NodeId,
         stats: Option<NodeStats>,
         reports: &[ShardReport],
         now_ms: u64,
-    ) -> Vec<(ShardId, meridian_model::ShardVersion)> {
-        let mut to_close = Vec::new();
+    ) -> Vec<NodeInstruction> {
+        let mut orders = Vec::new();
         let mut state = self.state.write();
         let state = &mut *state;
         let Some(entry) = state.nodes.get_mut(&node) else {
-            return to_close;
+            return orders;
         };
         entry.last_heartbeat_ms = Some(now_ms);
         if let Some(stats) = stats {
@@ -418,31 +419,64 @@ impl Cluster {
         let mut seen = HashSet::with_capacity(reports.len());
         for report in reports {
             seen.insert(report.shard);
-            let Some(shard) = state.shards.get(&report.shard) else {
-                continue;
-            };
-            if report.version < shard.shard.version && !shard.shard.has_replica_on(node) {
-                // The node holds an old copy of a shard it no longer has: close it (once).
-                if report.status != ShardStatus::Closed && entry.closing.insert(report.shard) {
-                    to_close.push((report.shard, shard.shard.version));
+            let shard = state.shards.get(&report.shard).map(|e| &e.shard);
+            // `true`: only what must happen even while an operator works on the shard.
+            if let Some(order) = meridian_scheduler::reconcile(node, report, shard, true) {
+                if entry.reconciling.get(&report.shard) != Some(&order.version) {
+                    entry.reconciling.insert(report.shard, order.version);
+                    orders.push(order);
                 }
-                continue;
             }
-            if report.version < shard.shard.version {
-                metrics::counter!("meridian_stale_shard_reports_total").increment(1);
+            if let Some(shard) = shard {
+                if report.version < shard.version {
+                    metrics::counter!("meridian_stale_shard_reports_total").increment(1);
+                }
             }
             if let Some(prev) = entry.reports.get(&report.shard) {
                 if report.version < prev.version {
-                    // Older than what the node itself told us: ignore.
-                    metrics::counter!("meridian_stale_shard_reports_total").increment(1);
+                    // Older than what the node itself told us before: ignore it.
                     continue;
                 }
             }
             entry.reports.insert(report.shard, *report);
         }
-        entry.reports.retain(|s, _| seen.contains(s));
-        entry.closing.retain(|s| seen.contains(s));
-        to_close
+        if entry.reports.len() != seen.len() {
+            entry.reports.retain(|s, _| seen.contains(s));
+        }
+        if !entry.reconciling.is_empty() {
+            entry.reconciling.retain(|s, _| seen.contains(s));
+        }
+        orders
+    }
+
+    /// Carries out one instruction for a node and waits for its answer. Opening carries the
+    /// shard's tables; promotion is an open as leader, so it also works on a node that
+    /// restarted and lost its follower copy.
+    pub async fn execute(&self, i: &NodeInstruction) -> InstructionOutcome {
+        let kind = match i.kind {
+            InstructionKind::OpenShard { role } => {
+                return self.open_shard_on(i.shard, i.node, role).await
+            }
+            InstructionKind::Promote => {
+                return self
+                    .open_shard_on(i.shard, i.node, ReplicaRole::Leader)
+                    .await
+            }
+            InstructionKind::CloseShard => pb::instruction::Kind::CloseShard(pb::CloseShard {}),
+            InstructionKind::Demote => pb::instruction::Kind::ChangeRole(pb::ChangeRole {
+                role: pb::Role::Follower as i32,
+            }),
+        };
+        let instruction = pb::Instruction {
+            operator_id: i.op.map(|o| o.0).unwrap_or(0),
+            shard_id: i.shard.0,
+            shard_version: i.version.0,
+            kind: Some(kind),
+            ..Default::default()
+        };
+        self.sessions
+            .instruct(i.node, instruction, self.instruction_timeout)
+            .await
     }
 
     /// Marks the liveness state of nodes; returns the nodes whose state changed.
