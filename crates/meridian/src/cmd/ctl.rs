@@ -430,6 +430,44 @@ async fn node_action(
     .await
 }
 
+/// One line per operator, steps written as `add_follower(node=6) -> remove_replica(node=3)`.
+fn operator_rows(list: &Value) -> Vec<Vec<String>> {
+    let step = |st: &Value| {
+        let name = cell(&st["step"]);
+        let args: Vec<String> = ["from", "to", "node", "on"]
+            .iter()
+            .filter_map(|k| st.get(*k).map(|v| format!("{k}={}", cell(v))))
+            .collect();
+        format!("{name}({})", args.join(","))
+    };
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    let steps: Vec<String> = o["steps"]
+                        .as_array()
+                        .map(|s| s.iter().map(step).collect())
+                        .unwrap_or_default();
+                    let state = match o["state"].get("reason") {
+                        Some(r) => format!("{} ({})", cell(&o["state"]["state"]), cell(r)),
+                        None => cell(&o["state"]["state"]),
+                    };
+                    vec![
+                        cell(&o["id"]),
+                        cell(&o["shard"]),
+                        cell(&o["kind"]),
+                        state,
+                        cell(&o["current"]),
+                        steps.join(" -> "),
+                        cell(&o["age_ms"]),
+                        cell(&o["reason"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn render(command: &CtlCommand, v: &Value) {
     match command {
         CtlCommand::Clusters => print_table(
@@ -543,21 +581,13 @@ fn render(command: &CtlCommand, v: &Value) {
             );
         }
         CtlCommand::Operators { .. } => {
-            print_table(
-                &["id", "shard", "kind", "state", "step", "steps", "age_ms"],
-                rows(
-                    &v["operators"],
-                    &[
-                        "/id", "/shard", "/kind", "/state", "/current", "/steps", "/age_ms",
-                    ],
-                ),
-            );
+            let headers = [
+                "id", "shard", "kind", "state", "step", "steps", "age_ms", "reason",
+            ];
+            print_table(&headers, operator_rows(&v["operators"]));
             if let Some(h) = v.get("history") {
-                println!("\nhistory:");
-                print_table(
-                    &["id", "shard", "kind", "state", "steps"],
-                    rows(h, &["/id", "/shard", "/kind", "/state", "/steps"]),
-                );
+                println!("\nhistory (newest last):");
+                print_table(&headers, operator_rows(h));
             }
         }
         CtlCommand::Schedulers => {

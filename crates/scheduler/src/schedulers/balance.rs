@@ -7,7 +7,7 @@ use crate::operator::{Operator, OperatorKind, Priority, Step};
 use crate::placement::violations_around;
 use crate::view::{ClusterView, ShardView, Tally};
 use meridian_model::{NodeId, ReplicaRole, ShardId};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Hysteresis on a spread: starts at `start`, stops at `stop`.
 #[derive(Debug, Clone, Copy)]
@@ -205,10 +205,16 @@ fn pick_move<'a>(
         })
 }
 
-/// Transfers leadership from the node with the most leaders to an in-sync follower on a
-/// node with at least two fewer, with the same hysteresis as shard balance. Cold shards
-/// move first, and never onto a node they would push over the hot line, so leader balance
-/// and the hot-shard scheduler do not undo each other.
+/// Evens out leader counts with the same hysteresis as shard balance, by leader transfers
+/// to in-sync followers.
+///
+/// A transfer goes from a node with the most leaders towards one with at least two fewer.
+/// Failure domains often forbid the direct transfer (with one replica per zone, two nodes
+/// of one zone never hold replicas of the same shard), so it searches, breadth first, for a
+/// shortest chain `a -> b -> ... -> z` of transfers, each handing one shard's leadership to
+/// a follower on the next node: only `a` and `z` change counts. Cold shards move first, and
+/// never onto a node they would push over the hot line, so leader balance and the
+/// hot-shard scheduler do not undo each other.
 #[derive(Debug)]
 pub struct BalanceLeaderScheduler {
     config: SchedulerConfig,
@@ -225,6 +231,90 @@ impl BalanceLeaderScheduler {
             fruitless: None,
         }
     }
+}
+
+/// One hop of a transfer chain: leadership of `shard` from node `from` to node `to`.
+struct Hop<'a> {
+    from: usize,
+    to: usize,
+    shard: &'a ShardView,
+}
+
+/// Shortest chain of leader transfers from a node with `max` leaders to a node with at most
+/// `max - 2`, over idle shards not yet `used`.
+fn transfer_chain<'a>(
+    view: &'a ClusterView,
+    tally: &Tally,
+    used: &HashSet<ShardId>,
+    members: &[usize],
+    line: Option<f64>,
+) -> Option<Vec<Hop<'a>>> {
+    let nodes = view.nodes();
+    let max = members.iter().map(|&i| tally.leaders[i]).max()?;
+    let mut parent: HashMap<usize, Option<Hop<'a>>> = HashMap::new();
+    let mut queue = VecDeque::new();
+    let mut sources: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&i| tally.leaders[i] == max && tally.has_capacity(i))
+        .collect();
+    sources.sort_by_key(|&i| nodes[i].id);
+    for s in sources {
+        parent.insert(s, None);
+        queue.push_back(s);
+    }
+    while let Some(u) = queue.pop_front() {
+        let from = nodes[u].id;
+        let mut led: Vec<&ShardView> = view
+            .shards_on(from)
+            .filter(|sv| {
+                sv.shard.leader() == Some(from)
+                    && !used.contains(&sv.shard.id)
+                    && view.may_propose(sv.shard.id, Priority::Balance)
+            })
+            .collect();
+        led.sort_by(|a, b| {
+            a.load()
+                .total_cmp(&b.load())
+                .then(a.shard.id.cmp(&b.shard.id))
+        });
+        for sv in led {
+            let mut next: Vec<usize> = sv
+                .in_sync
+                .iter()
+                .filter_map(|&n| view.node_index(n))
+                .filter(|&i| {
+                    !parent.contains_key(&i)
+                        && nodes[i].is_balance_member()
+                        && tally.has_capacity(i)
+                        && line.is_none_or(|l| tally.load[i] + sv.load() <= l)
+                })
+                .collect();
+            next.sort_by_key(|&i| (tally.leaders[i], nodes[i].id));
+            for v in next {
+                parent.insert(
+                    v,
+                    Some(Hop {
+                        from: u,
+                        to: v,
+                        shard: sv,
+                    }),
+                );
+                if tally.leaders[v] + 2 <= max {
+                    let mut chain = Vec::new();
+                    let mut at = v;
+                    while let Some(Some(hop)) = parent.remove(&at) {
+                        at = hop.from;
+                        chain.push(hop);
+                    }
+                    chain.reverse();
+                    return Some(chain);
+                }
+                queue.push_back(v);
+            }
+        }
+    }
+    None
 }
 
 impl Scheduler for BalanceLeaderScheduler {
@@ -249,57 +339,34 @@ impl Scheduler for BalanceLeaderScheduler {
         while ops.len() < self.config.max_ops_per_tick
             && spread_of(&members, &tally.leaders) > self.config.balance_stop_spread
         {
-            let mut srcs = members.clone();
-            srcs.sort_by_key(|&i| (std::cmp::Reverse(tally.leaders[i]), nodes[i].id));
-            let found = srcs.iter().find_map(|&src| {
-                if !tally.has_capacity(src) {
-                    return None;
-                }
-                let from = nodes[src].id;
-                let mut led: Vec<&ShardView> = view
-                    .shards_on(from)
-                    .filter(|sv| {
-                        sv.shard.leader() == Some(from)
-                            && !used.contains(&sv.shard.id)
-                            && view.may_propose(sv.shard.id, Priority::Balance)
-                    })
-                    .collect();
-                led.sort_by(|a, b| a.load().total_cmp(&b.load()));
-                led.into_iter().find_map(|sv| {
-                    sv.in_sync
-                        .iter()
-                        .filter_map(|&n| view.node_index(n))
-                        .filter(|&i| {
-                            nodes[i].is_balance_member()
-                                && tally.has_capacity(i)
-                                && tally.leaders[i] + 2 <= tally.leaders[src]
-                                && line.is_none_or(|l| tally.load[i] + sv.load() <= l)
-                        })
-                        .min_by_key(|&i| (tally.leaders[i], nodes[i].id))
-                        .map(|dst| (src, dst, sv))
-                })
-            });
-            let Some((src, dst, sv)) = found else {
+            let Some(chain) = transfer_chain(view, &tally, &used, &members, line) else {
                 break;
             };
-            let (from, to) = (nodes[src].id, nodes[dst].id);
+            let (first, last) = (chain[0].from, chain[chain.len() - 1].to);
             let reason = format!(
-                "leaders: {from} has {}, {to} has {}",
-                tally.leaders[src], tally.leaders[dst]
+                "leaders: {} has {}, {} has {} ({} transfer(s))",
+                nodes[first].id,
+                tally.leaders[first],
+                nodes[last].id,
+                tally.leaders[last],
+                chain.len()
             );
-            ops.push(Operator::new(
-                OperatorKind::BalanceLeader,
-                &sv.shard,
-                vec![Step::TransferLeader { from, to }],
-                now,
-                reason,
-            ));
-            tally.add_op(&[src, dst]);
-            tally.leaders[src] -= 1;
-            tally.leaders[dst] += 1;
-            tally.load[src] -= sv.load();
-            tally.load[dst] += sv.load();
-            used.insert(sv.shard.id);
+            tally.leaders[first] -= 1;
+            tally.leaders[last] += 1;
+            for hop in chain {
+                let (from, to) = (nodes[hop.from].id, nodes[hop.to].id);
+                ops.push(Operator::new(
+                    OperatorKind::BalanceLeader,
+                    &hop.shard.shard,
+                    vec![Step::TransferLeader { from, to }],
+                    now,
+                    reason.clone(),
+                ));
+                tally.add_op(&[hop.from, hop.to]);
+                tally.load[hop.from] -= hop.shard.load();
+                tally.load[hop.to] += hop.shard.load();
+                used.insert(hop.shard.shard.id);
+            }
         }
         self.fruitless = ops.is_empty().then_some(fingerprint);
         ops

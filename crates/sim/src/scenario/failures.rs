@@ -142,6 +142,23 @@ pub(super) fn rolling_restart(opts: &ScenarioOptions) -> Result<ScenarioReport, 
             _ => None,
         };
         sim.run_until(sim.now + 5_000);
+        if std::env::var("SIM_DEBUG").is_ok() {
+            let v = sim.view();
+            for n in v.nodes() {
+                eprintln!(
+                    "{} leaders {} load {:.1} state {:?}",
+                    n.id,
+                    v.leader_count(n.id),
+                    v.leader_load(n.id),
+                    n.state
+                );
+            }
+            eprintln!(
+                "healthy {} running {}",
+                sim.healthy(),
+                sim.controller.running_count()
+            );
+        }
     }
     let bound = sim.params.failover_bound_ms();
     let leaderless = sim.leaderless();
