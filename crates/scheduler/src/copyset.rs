@@ -152,8 +152,15 @@ pub(crate) fn build_family(
         if !rest.is_empty() {
             let mut others: Vec<usize> = (0..dom.len()).filter(|i| !rest.contains(i)).collect();
             others.shuffle(rng);
-            others.sort_by_key(|&i| rest.iter().any(|&x| dom[x] == dom[i]));
-            rest.extend(others.into_iter().take(r - rest.len()));
+            while rest.len() < r {
+                // A node from a domain the group lacks, else any.
+                let pick = others
+                    .iter()
+                    .position(|&i| rest.iter().all(|&x| dom[x] != dom[i]))
+                    .or((!others.is_empty()).then_some(0));
+                let Some(p) = pick else { break };
+                rest.push(others.swap_remove(p));
+            }
             groups.push(rest);
         }
         for g in groups {

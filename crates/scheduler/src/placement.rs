@@ -171,24 +171,18 @@ fn choose_leaders(sets: &[Vec<usize>], n: usize) -> Vec<usize> {
             pick
         })
         .collect();
-    // Every transfer lowers the sum of squared counts, so this ends.
+    // Every transfer lowers the sum of squared counts, so this ends; passes over all shards
+    // keep it linear per pass.
     loop {
         let mut moved = false;
-        let mut by_load: Vec<usize> = (0..n).collect();
-        by_load.sort_by_key(|&i| std::cmp::Reverse(leaders[i]));
-        'outer: for &busy in &by_load {
-            for (s, set) in sets.iter().enumerate() {
-                if chosen[s] != busy {
-                    continue;
-                }
-                let best = set.iter().copied().min_by_key(|&c| leaders[c]);
-                if let Some(c) = best.filter(|&c| leaders[c] + 2 <= leaders[busy]) {
-                    leaders[busy] -= 1;
-                    leaders[c] += 1;
-                    chosen[s] = c;
-                    moved = true;
-                    break 'outer;
-                }
+        for (s, set) in sets.iter().enumerate() {
+            let cur = chosen[s];
+            let best = set.iter().copied().min_by_key(|&c| leaders[c]);
+            if let Some(c) = best.filter(|&c| leaders[c] + 2 <= leaders[cur]) {
+                leaders[cur] -= 1;
+                leaders[c] += 1;
+                chosen[s] = c;
+                moved = true;
             }
         }
         if !moved {

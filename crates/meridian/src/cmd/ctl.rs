@@ -130,6 +130,18 @@ enum CtlCommand {
         /// Target node (id or name).
         to: String,
     },
+    /// Split a shard: half of its partitions go to a new shard on other nodes.
+    SplitShard {
+        /// Shard id.
+        shard: u32,
+    },
+    /// Merge shard `from` into shard `into` (`from` is deleted).
+    MergeShards {
+        /// Shard that receives the partitions.
+        into: u32,
+        /// Shard that gives them and disappears.
+        from: u32,
+    },
     /// Move every replica off a node.
     Drain {
         /// Node id or name.
@@ -388,6 +400,23 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             http.call(
                 M::POST,
                 &format!("/api/v1/clusters/{c}/shards/{shard}/move"),
+                Some(body),
+            )
+            .await
+        }
+        CtlCommand::SplitShard { shard } => {
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/shards/{shard}/split"),
+                None,
+            )
+            .await
+        }
+        CtlCommand::MergeShards { into, from } => {
+            let body = json!({"with": from});
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/shards/{into}/merge"),
                 Some(body),
             )
             .await

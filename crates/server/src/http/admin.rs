@@ -39,6 +39,14 @@ pub(super) fn routes() -> Router<AppState> {
             post(move_shard),
         )
         .route(
+            "/api/v1/clusters/{cluster}/shards/{shard}/split",
+            post(split_shard),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/shards/{shard}/merge",
+            post(merge_shard),
+        )
+        .route(
             "/api/v1/clusters/{cluster}/nodes/{node}/{action}",
             post(node_action),
         )
@@ -235,4 +243,34 @@ async fn node_action(
         }
     };
     Ok(Json(json!({ "node": updated, "replicas": held })))
+}
+
+async fn split_shard(
+    State(s): State<AppState>,
+    Path((cluster, shard)): Path<(String, u32)>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let outcome = c.split_shard(ShardId(shard)).await?;
+    Ok(Json(json!(outcome)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    /// The shard merged into this one (and deleted).
+    with: u32,
+}
+
+async fn merge_shard(
+    State(s): State<AppState>,
+    Path((cluster, shard)): Path<(String, u32)>,
+    req: Result<Json<MergeBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let run = async {
+        let c = s.meta.cluster(&cluster)?;
+        c.merge_shards(ShardId(shard), ShardId(b.with)).await
+    };
+    let outcome = run.await.map_err(IntoResponse::into_response)?;
+    Ok(Json(json!(outcome)).into_response())
 }

@@ -54,15 +54,15 @@ pub struct ShardEntry {
 }
 
 #[derive(Default)]
-struct ClusterState {
-    nodes: BTreeMap<NodeId, NodeEntry>,
-    node_by_name: HashMap<String, NodeId>,
-    shards: BTreeMap<ShardId, ShardEntry>,
-    tables: HashMap<TableId, Table>,
-    table_by_name: HashMap<TableName, TableId>,
-    schemas: BTreeSet<(String, String)>,
+pub(super) struct ClusterState {
+    pub(super) nodes: BTreeMap<NodeId, NodeEntry>,
+    pub(super) node_by_name: HashMap<String, NodeId>,
+    pub(super) shards: BTreeMap<ShardId, ShardEntry>,
+    pub(super) tables: HashMap<TableId, Table>,
+    pub(super) table_by_name: HashMap<TableName, TableId>,
+    pub(super) schemas: BTreeSet<(String, String)>,
     /// Names of tables whose create is in flight.
-    creating: HashSet<TableName>,
+    pub(super) creating: HashSet<TableName>,
 }
 
 /// One managed cluster.
@@ -81,7 +81,7 @@ pub struct Cluster {
     instruction_timeout: Duration,
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| ServerError::Corrupt(e.to_string()))
 }
 
@@ -237,6 +237,30 @@ impl Cluster {
     /// Subscribes to route changes.
     pub fn subscribe_routes(&self) -> broadcast::Receiver<pb::RouteEvent> {
         self.routes.subscribe()
+    }
+
+    /// Runs `f` under the read lock of the state (for sibling modules).
+    pub(super) fn with_state<T>(&self, f: impl FnOnce(&ClusterState) -> Result<T>) -> Result<T> {
+        f(&self.state.read())
+    }
+
+    /// Runs `f` under the write lock of the state (for sibling modules).
+    pub(super) fn with_state_mut(&self, f: impl FnOnce(&mut ClusterState)) {
+        f(&mut self.state.write())
+    }
+
+    /// Publishes a shard's new route.
+    pub(super) fn publish_shard(&self, shard: &Shard) {
+        self.publish(pb::route_event::Event::ShardChanged(
+            self.shard_route_of(shard),
+        ));
+    }
+
+    /// Publishes a table's new route.
+    pub(super) fn publish_table(&self, table: &Table) {
+        if let Some(route) = self.table_route(table) {
+            self.publish(pb::route_event::Event::TableChanged(route));
+        }
     }
 
     fn publish(&self, event: pb::route_event::Event) {
@@ -1264,7 +1288,7 @@ fn all_schemas_prefix(id: ClusterId) -> Vec<u8> {
     prefix
 }
 
-fn table_on_shard(t: &Table, partition: u32) -> pb::TableOnShard {
+pub(super) fn table_on_shard(t: &Table, partition: u32) -> pb::TableOnShard {
     pb::TableOnShard {
         table_id: t.id.0,
         catalog: t.name.catalog.clone(),

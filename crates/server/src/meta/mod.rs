@@ -1,11 +1,13 @@
 //! Metadata: the clusters this Meridian manages, loaded from the store at start.
 
 pub mod cluster;
+mod reshard;
 pub mod session;
 
 pub use cluster::{
     Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
 };
+pub use reshard::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
 use crate::error::{Result, ServerError};

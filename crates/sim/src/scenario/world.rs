@@ -702,6 +702,8 @@ impl Sim {
             let i = self.nodes.len();
             let node = new_node(i, self.params.zones);
             ids.push(node.id);
+            // Registered: Meridian knows it from now (its first heartbeat follows at once).
+            self.liveness.track(node.id, self.now);
             self.nodes.push(node);
             let now = self.now;
             self.push(now, Ev::Heartbeat { node: i, life: 0 });
