@@ -912,7 +912,7 @@ impl Cluster {
                     e.reserved = e.reserved.saturating_sub(1);
                 }
             }
-            if let Ok(table) = &result {
+            if let Ok((table, _)) = &result {
                 state.table_by_name.insert(table.name.clone(), table.id);
                 for p in &table.partitions {
                     if let Some(e) = state.shards.get_mut(&p.shard) {
@@ -922,10 +922,25 @@ impl Cluster {
                 state.tables.insert(table.id, table.clone());
             }
         }
-        let table = result?;
-        if let Some(route) = self.table_route(&table) {
-            self.publish(pb::route_event::Event::TableChanged(route));
+        let (table, versions) = result?;
+        // A leader change that raced with the create opened the new leader with the table
+        // list from before this table was in memory: tell the new leader too (creates are
+        // idempotent). Any later open includes the table.
+        for (p, used) in table.partitions.iter().zip(versions) {
+            if self.shard(p.shard).is_some_and(|s| s.version != used) {
+                let this = self.clone();
+                let kind = pb::instruction::Kind::CreateTable(pb::CreateTableOnShard {
+                    table: Some(table_on_shard(&table, p.index)),
+                });
+                let shard = p.shard;
+                tokio::spawn(async move {
+                    if let Err(e) = this.instruct_leader(shard, kind).await {
+                        tracing::warn!(%shard, "re-creating a table on a new leader: {e}");
+                    }
+                });
+            }
         }
+        self.publish_table(&table);
         metrics::counter!("meridian_tables_created_total").increment(1);
         Ok((table, true))
     }
@@ -935,7 +950,7 @@ impl Cluster {
         name: &TableName,
         rule: PartitionRule,
         shards: &[ShardId],
-    ) -> Result<Table> {
+    ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
         let id = TableId(self.table_ids.next().await?);
         let table = Table {
             id,
@@ -959,9 +974,15 @@ impl Cluster {
             self.instruct_leader(p.shard, kind)
         });
         let outcomes = futures::future::join_all(creates).await;
-        if let Some(err) = outcomes.into_iter().find_map(|r| r.err()) {
-            self.drop_on_nodes(&table);
-            return Err(err);
+        let mut versions = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome {
+                Ok(v) => versions.push(v),
+                Err(err) => {
+                    self.drop_on_nodes(&table);
+                    return Err(err);
+                }
+            }
         }
         let name_key = keys::table_name(self.id, name);
         let txn = Txn::new()
@@ -969,7 +990,7 @@ impl Cluster {
             .then(WriteOp::put(name_key, id.0.to_string().into_bytes()))
             .then(WriteOp::put(keys::table(self.id, id), encode(&table)?));
         match self.store.txn(txn).await {
-            Ok(r) if r.succeeded => Ok(table),
+            Ok(r) if r.succeeded => Ok((table, versions)),
             Ok(_) => {
                 self.drop_on_nodes(&table);
                 Err(ServerError::AlreadyExists(format!(
@@ -983,9 +1004,16 @@ impl Cluster {
         }
     }
 
-    /// Sends an instruction to a shard's current leader and waits for its answer.
-    async fn instruct_leader(&self, shard: ShardId, kind: pb::instruction::Kind) -> Result<()> {
-        let (leader, version) = {
+    /// Sends an instruction to a shard's current leader and waits for its answer. If the
+    /// leader refuses or is lost while the shard's placement changed under it (a transfer or
+    /// failover raced with us: the node rightly refuses our older version), it is retried
+    /// with the new leader. Returns the shard version the leader carried it out at.
+    async fn instruct_leader(
+        &self,
+        shard: ShardId,
+        kind: pb::instruction::Kind,
+    ) -> Result<meridian_model::ShardVersion> {
+        let current = || -> Result<(NodeId, meridian_model::ShardVersion)> {
             let state = self.state.read();
             let e = state
                 .shards
@@ -994,24 +1022,36 @@ impl Cluster {
             let leader = e.shard.leader().ok_or_else(|| {
                 ServerError::Unavailable(format!("{shard} has no leader (failover in progress)"))
             })?;
-            (leader, e.shard.version)
+            Ok((leader, e.shard.version))
         };
-        let instruction = pb::Instruction {
-            shard_id: shard.0,
-            shard_version: version.0,
-            kind: Some(kind),
-            ..Default::default()
-        };
-        match self
-            .sessions
-            .instruct(leader, instruction, self.instruction_timeout)
-            .await
-        {
-            InstructionOutcome::Done => Ok(()),
-            InstructionOutcome::Failed(why) => Err(ServerError::Unavailable(format!(
-                "{leader}, leader of {shard}, refused: {why}"
-            ))),
-            InstructionOutcome::Lost(why) => Err(ServerError::Unavailable(why)),
+        let mut attempt = 0;
+        loop {
+            let (leader, version) = current()?;
+            let instruction = pb::Instruction {
+                shard_id: shard.0,
+                shard_version: version.0,
+                kind: Some(kind.clone()),
+                ..Default::default()
+            };
+            let outcome = self
+                .sessions
+                .instruct(leader, instruction, self.instruction_timeout)
+                .await;
+            let error = match outcome {
+                InstructionOutcome::Done => return Ok(version),
+                InstructionOutcome::Failed(why) => {
+                    ServerError::Unavailable(format!("{leader}, leader of {shard}, refused: {why}"))
+                }
+                InstructionOutcome::Lost(why) => ServerError::Unavailable(why),
+            };
+            attempt += 1;
+            let moved = current()
+                .map(|now| now != (leader, version))
+                .unwrap_or(false);
+            if !moved || attempt >= 4 {
+                return Err(error);
+            }
+            tracing::debug!(%shard, "leader changed during an instruction; retrying: {error}");
         }
     }
 
