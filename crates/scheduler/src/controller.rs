@@ -14,6 +14,7 @@
 //!     Finished{..}   -> record / log
 //! on an instruction ack from a node:   controller.on_instruction_acked(op, node, version)
 //! on a heartbeat's shard report:       controller.on_shard_report(node, &report)
+//! on a node going Offline:             controller.on_node_down(node, now)
 //! ```
 //! Steps start only inside `tick`, so the view the schedulers saw at the start of the tick
 //! is never overtaken by a step; and a step applies only if the shard is still at the
@@ -438,6 +439,29 @@ impl OperatorController {
         r.pending.len() != before
     }
 
+    /// A node went Offline (or was removed): fails every running operator still waiting for
+    /// that node's acknowledgement, so the schedulers re-plan at once instead of waiting for
+    /// the step timeout (a failover promoting a follower whose node then died must not leave
+    /// the shard leaderless for `leader_step_timeout_ms`). Returns how many failed; their
+    /// `Finished` events come with the next `tick`.
+    pub fn on_node_down(&mut self, node: NodeId, now: u64) -> usize {
+        let stuck: Vec<OperatorId> = self
+            .running
+            .values()
+            .filter(|r| {
+                r.pending
+                    .iter()
+                    .chain(&r.held)
+                    .any(|i| i.node == node && i.required)
+            })
+            .map(|r| r.op.id)
+            .collect();
+        for &id in &stuck {
+            self.finish(id, OperatorState::Failed(format!("{node} went down")), now);
+        }
+        stuck.len()
+    }
+
     /// A heartbeat's shard report: completes pending instructions it shows were carried out
     /// (the alternative to explicit acks). Returns whether it completed something.
     pub fn on_shard_report(&mut self, node: NodeId, report: &ShardReport) -> bool {
@@ -661,6 +685,34 @@ mod tests {
         let mut moved = s.clone();
         moved.version = moved.version.next();
         let ev = c.tick(0, &mut |_| Some(moved.clone()));
+        assert!(matches!(
+            ev.as_slice(),
+            [ControllerEvent::Finished {
+                state: OperatorState::Failed(_),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_promotion_whose_target_dies_fails_at_once() {
+        let view = ClusterBuilder::new().zones(3).nodes(3).shards(1).build();
+        let r = routes(&view);
+        let s = view.shards()[0].shard.clone();
+        let to = s.followers().next().unwrap();
+        let mut c = OperatorController::new(ControllerConfig::default());
+        c.try_add(Operator::new(
+            OperatorKind::Failover,
+            &s,
+            vec![Step::PromoteFollower { to }],
+            0,
+            "t",
+        ))
+        .unwrap();
+        c.tick(0, &mut |i| r.get(&i).cloned());
+        assert_eq!(c.on_node_down(to, 500), 1);
+        assert!(c.for_shard(s.id).is_none());
+        let ev = c.tick(600, &mut |i| r.get(&i).cloned());
         assert!(matches!(
             ev.as_slice(),
             [ControllerEvent::Finished {

@@ -35,13 +35,13 @@ pub mod view;
 pub use controller::{
     ControllerConfig, ControllerEvent, OperatorController, OperatorLimits, Rejected, StepStart,
 };
-pub use copyset::{build_copysets, loss_probability, CopysetFamily, LossEstimate};
+pub use copyset::{build_copysets, loss_probability, CopysetFamily, LossEstimate, LossModel};
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
 pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
 pub use operator::{
-    reconcile, InstructionKind, NodeInstruction, Operator, OperatorKind, OperatorState, Priority,
-    Step,
+    reconcile, reconcile_missing, InstructionKind, NodeInstruction, Operator, OperatorKind,
+    OperatorState, Priority, Step,
 };
 pub use placement::{
     pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,

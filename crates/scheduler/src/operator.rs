@@ -489,6 +489,34 @@ pub fn reconcile(
     }
 }
 
+/// Instructions for replicas the metadata places on `node` that its heartbeat did not
+/// report (an `OpenShard` sent while it was down was lost, or its disk was replaced): open
+/// them again at the current version. `shards` are the shards listing `node` (e.g.
+/// `ClusterView::shards_on`), `reported` says whether the heartbeat mentioned a shard, and
+/// shards with a running operator (`busy`) are skipped: its own instructions are in flight.
+pub fn reconcile_missing<'a>(
+    node: NodeId,
+    shards: impl IntoIterator<Item = &'a Shard>,
+    reported: impl Fn(ShardId) -> bool,
+    busy: impl Fn(ShardId) -> bool,
+) -> Vec<NodeInstruction> {
+    shards
+        .into_iter()
+        .filter(|s| !reported(s.id) && !busy(s.id))
+        .filter_map(|s| {
+            let role = s.role_of(node)?;
+            Some(NodeInstruction {
+                op: None,
+                node,
+                shard: s.id,
+                version: s.version,
+                kind: InstructionKind::OpenShard { role },
+                required: false,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,9 +158,11 @@ fn spread_sets(dom: &[usize], count: usize, rf: usize, rng: &mut SmallRng) -> Ve
     sets
 }
 
-/// Picks a leader in every set so leader counts per node end within one of each other where
-/// the sets allow: greedy (fewest leaders first), then single transfers from the busiest
-/// node to a replica holder with at least two fewer leaders until none helps.
+/// Picks a leader in every set so leader counts per node end within one of each other
+/// wherever the sets allow it: greedy (fewest leaders first), then single transfers from a
+/// node to a replica holder with at least two fewer, then chains of transfers (shortest
+/// augmenting paths: `a` hands a shard to `b`, `b` another to `c`, ...) for what single
+/// transfers cannot reach, as when copysets or zones keep two nodes from sharing a shard.
 fn choose_leaders(sets: &[Vec<usize>], n: usize) -> Vec<usize> {
     let mut leaders = vec![0u32; n];
     let mut chosen: Vec<usize> = sets
@@ -171,8 +173,7 @@ fn choose_leaders(sets: &[Vec<usize>], n: usize) -> Vec<usize> {
             pick
         })
         .collect();
-    // Every transfer lowers the sum of squared counts, so this ends; passes over all shards
-    // keep it linear per pass.
+    // Every transfer lowers the sum of squared counts, so both loops end.
     loop {
         let mut moved = false;
         for (s, set) in sets.iter().enumerate() {
@@ -186,9 +187,69 @@ fn choose_leaders(sets: &[Vec<usize>], n: usize) -> Vec<usize> {
             }
         }
         if !moved {
-            return chosen;
+            break;
         }
     }
+    let mut led_by: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (s, &c) in chosen.iter().enumerate() {
+        if !sets[s].is_empty() {
+            led_by[c].push(s);
+        }
+    }
+    while let Some((end, path)) = augmenting_path(sets, &leaders, &led_by) {
+        let start = path.last().map_or(end, |&(from, _)| from);
+        let mut at = end;
+        for (from, s) in path {
+            chosen[s] = at;
+            led_by[from].retain(|&x| x != s);
+            led_by[at].push(s);
+            at = from;
+        }
+        leaders[start] -= 1;
+        leaders[end] += 1;
+    }
+    chosen
+}
+
+/// A shortest chain of leader transfers from a node with the most leaders to a node with
+/// at least two fewer: the end node and the hops `(giver, shard)` walking back to the start.
+fn augmenting_path(
+    sets: &[Vec<usize>],
+    leaders: &[u32],
+    led_by: &[Vec<usize>],
+) -> Option<(usize, Vec<(usize, usize)>)> {
+    let max = leaders.iter().copied().max()?;
+    let mut parent: Vec<Option<(usize, usize)>> = vec![None; leaders.len()];
+    let mut seen = vec![false; leaders.len()];
+    let mut queue = std::collections::VecDeque::new();
+    for (i, &l) in leaders.iter().enumerate() {
+        if l == max {
+            seen[i] = true;
+            queue.push_back(i);
+        }
+    }
+    while let Some(u) = queue.pop_front() {
+        for &s in &led_by[u] {
+            for &v in &sets[s] {
+                if seen[v] {
+                    continue;
+                }
+                seen[v] = true;
+                parent[v] = Some((u, s));
+                if leaders[v] + 2 <= max {
+                    let mut path = Vec::new();
+                    let mut at = v;
+                    while let Some((from, s)) = parent[at] {
+                        path.push((from, s));
+                        at = from;
+                    }
+                    return Some((v, path));
+                }
+                queue.push_back(v);
+            }
+        }
+    }
+    None
 }
 
 /// The shard a new table should go to: fewest tables, then least read/write load, then
@@ -215,10 +276,10 @@ pub fn pick_shard_for_table(view: &ClusterView) -> Option<ShardId> {
 /// A node to receive a new replica of `shard` (for repair or a move), or `None`.
 ///
 /// Candidates can receive (Online, not cordoned, not draining), hold no replica of the shard
-/// and are not in `exclude` (the replicas being replaced). A candidate whose domain is not
-/// used by the shard's remaining replicas wins; failing that, any candidate (the violation
-/// is then visible in `ClusterView::domain_violations`). Among equals: fewest replicas, then
-/// least load, then lowest id.
+/// and are not in `exclude` (the replicas being replaced). If any candidate's domain is not
+/// used by the shard's remaining replicas, only such candidates qualify; failing that, any
+/// candidate (the violation is then visible in `ClusterView::domain_violations`). Among
+/// them: fewest replicas, then least load, then lowest id.
 pub fn pick_replica_target(
     view: &ClusterView,
     shard: &Shard,
@@ -277,15 +338,20 @@ pub(crate) fn choose_target(
         .filter(|r| !exclude.contains(&r.node))
         .filter_map(|r| view.domain_of(r.node))
         .collect();
+    let eligible = |i: usize| {
+        let n = &view.nodes()[i];
+        n.can_receive() && !shard.has_replica_on(n.id) && !exclude.contains(&n.id)
+    };
+    // If some node in a free domain could take the replica, only such nodes qualify, even
+    // when all of them are at their operator limit right now: better to wait a tick than
+    // to place the replica in a shared domain and move it again later.
+    let free_domain_exists =
+        (0..view.nodes().len()).any(|i| eligible(i) && !used.contains(&doms[i]));
     view.nodes()
         .iter()
         .enumerate()
-        .filter(|(i, n)| {
-            n.can_receive()
-                && !shard.has_replica_on(n.id)
-                && !exclude.contains(&n.id)
-                && tally.has_capacity(*i)
-        })
+        .filter(|(i, _)| eligible(*i) && tally.has_capacity(*i))
+        .filter(|(i, _)| !free_domain_exists || !used.contains(&doms[*i]))
         .filter(|(_, n)| {
             rule == DomainRule::Prefer || {
                 let (before, after) = violations_around(view, shard, exclude, n.id);
@@ -293,10 +359,8 @@ pub(crate) fn choose_target(
             }
         })
         .min_by(|(a, na), (b, nb)| {
-            let conflict = |i: &usize| used.contains(&doms[*i]);
-            conflict(a)
-                .cmp(&conflict(b))
-                .then(tally.replicas[*a].cmp(&tally.replicas[*b]))
+            tally.replicas[*a]
+                .cmp(&tally.replicas[*b])
                 .then(tally.load[*a].total_cmp(&tally.load[*b]))
                 .then(na.id.cmp(&nb.id))
         })
@@ -383,6 +447,34 @@ mod tests {
             s.check().unwrap();
             assert_eq!(s.replicas.len(), 3);
         }
+    }
+
+    #[test]
+    fn copyset_mode_places_every_shard_on_a_copyset_evenly() {
+        let ns: Vec<NodeView> = (1..=30).map(|i| node_view(i, 3)).collect();
+        let ids: Vec<ShardId> = (0..120).map(ShardId).collect();
+        let config = ClusterConfig {
+            placement: PlacementMode::Copyset { scatter_width: 4 },
+            ..config(3, IsolationLevel::Zone)
+        };
+        let p = place_shards(&ns, &ids, &config, 5).unwrap();
+        let family = p.copysets.expect("copyset mode returns its family");
+        assert_eq!(family.len(), 20);
+        for s in &p.shards {
+            let mut nodes: Vec<NodeId> = s.replicas.iter().map(|r| r.node).collect();
+            nodes.sort();
+            assert_eq!(family.containing(&nodes).count(), 1, "{s:?}");
+        }
+        // 120 shards over 20 copysets, two disjoint permutations: 12 replicas per node.
+        let (r, l) = counts(&p.shards);
+        assert_eq!(r, 0);
+        assert!(l <= 1);
+        let view = ClusterView::new(
+            config,
+            ns,
+            p.shards.into_iter().map(crate::ShardView::new).collect(),
+        );
+        assert_eq!(view.domain_violations(), 0);
     }
 
     #[test]

@@ -249,6 +249,13 @@ impl ClusterView {
         self
     }
 
+    /// [`ClusterView::with_operators`] with the controller's running operators and per-node
+    /// limit: what the executor calls every tick.
+    pub fn with_controller(self, controller: &crate::controller::OperatorController) -> Self {
+        let limit = controller.config().limits.per_node;
+        self.with_operators(controller.running(), Some(limit))
+    }
+
     fn count(&mut self, projected: &HashMap<ShardId, Shard>) {
         self.replicas.iter_mut().for_each(|c| *c = 0);
         self.leaders.iter_mut().for_each(|c| *c = 0);

@@ -10,13 +10,61 @@ fn small(seed: u64) -> ScenarioOptions {
     }
 }
 
+fn passes(name: &str) {
+    let report = run_scenario(name, &small(7)).expect("scenario runs");
+    println!("{}", report.render_human());
+    assert!(report.pass, "{}", report.render_human());
+}
+
 #[test]
-fn every_scenario_passes_small() {
-    for name in scenario_names() {
-        let report = run_scenario(name, &small(7)).expect("scenario runs");
-        assert!(report.pass, "{}", report.render_human());
-        println!("{}", report.render_human());
-    }
+fn add_nodes_passes() {
+    passes("add-nodes");
+}
+
+#[test]
+fn kill_node_passes() {
+    passes("kill-node");
+}
+
+#[test]
+fn kill_zone_passes() {
+    passes("kill-zone");
+}
+
+#[test]
+fn hot_shard_passes() {
+    passes("hot-shard");
+}
+
+#[test]
+fn rolling_restart_passes() {
+    passes("rolling-restart");
+}
+
+#[test]
+fn drain_passes() {
+    passes("drain");
+}
+
+#[test]
+fn copyset_loss_passes() {
+    passes("copyset-loss");
+}
+
+#[test]
+fn every_scenario_has_a_test_above() {
+    assert_eq!(
+        scenario_names(),
+        [
+            "add-nodes",
+            "kill-node",
+            "kill-zone",
+            "hot-shard",
+            "rolling-restart",
+            "drain",
+            "copyset-loss"
+        ]
+    );
 }
 
 #[test]
@@ -49,4 +97,20 @@ fn copyset_loss_report_has_sizes_at_the_top_level() {
 fn unknown_scenario_is_a_clear_error() {
     let err = run_scenario("nope", &small(1)).unwrap_err();
     assert!(err.to_string().contains("add-nodes"), "{err}");
+}
+
+/// Full-size runs, for the record: `cargo test --release -p meridian-sim --test scenarios
+/// -- --ignored --nocapture` (or `cargo run --release -p meridian-sim --example scenarios`).
+#[test]
+#[ignore = "full size: run in release"]
+fn full_size_reports() {
+    let opts = ScenarioOptions {
+        seed: 1,
+        ..ScenarioOptions::default()
+    };
+    for name in scenario_names() {
+        let r = run_scenario(name, &opts).expect("scenario runs");
+        println!("{}", r.render_human());
+        assert!(r.pass, "{name} failed");
+    }
 }

@@ -396,3 +396,46 @@ fn cordoned_and_draining_nodes_never_receive() {
         }
     }
 }
+
+/// Hands leadership of some shard led by `from` to its follower on `to`.
+fn transfer(shards: &mut [ShardView], from: NodeId, to: NodeId) {
+    let sv = shards
+        .iter_mut()
+        .find(|s| s.shard.leader() == Some(from) && s.shard.role_of(to).is_some())
+        .expect("a shard led by `from` with a follower on `to`");
+    let next = Step::TransferLeader { from, to }.apply(&sv.shard).unwrap();
+    *sv = ShardView::all_in_sync(next);
+}
+
+#[test]
+fn leader_balance_chains_transfers_when_zones_forbid_the_direct_one() {
+    // Node 2 and node 5 share zone z1, so no shard has replicas on both: moving a
+    // leadership from 5 to 2 takes a detour through another zone.
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(48).build();
+    let view = modify(view, |_, shards| {
+        for _ in 0..2 {
+            transfer(shards, NodeId(2), NodeId(1));
+            transfer(shards, NodeId(1), NodeId(5));
+        }
+    });
+    assert_eq!(view.leader_count(NodeId(5)), 10);
+    assert_eq!(view.leader_count(NodeId(2)), 6);
+    let ops = BalanceLeaderScheduler::new(SchedulerConfig::default()).schedule(&view, 0);
+    assert!(ops.len() >= 2, "{ops:?}");
+    let ends: Vec<(NodeId, NodeId)> = ops
+        .iter()
+        .map(|o| match o.steps[..] {
+            [Step::TransferLeader { from, to }] => (from, to),
+            _ => panic!("{o:?}"),
+        })
+        .collect();
+    assert_eq!(ends[0].0, NodeId(5));
+    assert_eq!(ends[1].1, NodeId(2));
+    assert_eq!(
+        ends[0].1, ends[1].0,
+        "one chain through a node of another zone"
+    );
+    let mut now = 0;
+    let (after, _) = settle(view, &mut now);
+    assert!(after.spread().leaders_max_minus_min <= 1);
+}

@@ -1037,21 +1037,29 @@ impl Cluster {
                 .sessions
                 .instruct(leader, instruction, self.instruction_timeout)
                 .await;
-            let error = match outcome {
+            let (error, refused) = match outcome {
                 InstructionOutcome::Done => return Ok(version),
-                InstructionOutcome::Failed(why) => {
-                    ServerError::Unavailable(format!("{leader}, leader of {shard}, refused: {why}"))
-                }
-                InstructionOutcome::Lost(why) => ServerError::Unavailable(why),
+                InstructionOutcome::Failed(why) => (
+                    ServerError::Unavailable(format!(
+                        "{leader}, leader of {shard}, refused: {why}"
+                    )),
+                    true,
+                ),
+                InstructionOutcome::Lost(why) => (ServerError::Unavailable(why), false),
             };
             attempt += 1;
             let moved = current()
                 .map(|now| now != (leader, version))
                 .unwrap_or(false);
-            if !moved || attempt >= 4 {
+            // A refusal without a move is usually a leader that has not yet been told it
+            // leads (a transfer's promotion is in flight): give it a moment.
+            if !(moved || refused) || attempt >= 5 {
                 return Err(error);
             }
-            tracing::debug!(%shard, "leader changed during an instruction; retrying: {error}");
+            if !moved {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            tracing::debug!(%shard, "instruction to the leader failed; retrying: {error}");
         }
     }
 

@@ -7,7 +7,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 const WARM_UP_MS: u64 = 10_000;
+/// How long the heat lasts (the CI size cools down in about 90 s; it runs 5 minutes).
 const RUN_MS: u64 = 600_000;
+const SMALL_RUN_MS: u64 = 300_000;
 /// How many times the mean base load a hot shard carries: hot enough that its node is far
 /// over the line, not so hot that one shard alone exceeds it (that needs a split).
 const HEAT: f64 = 8.0;
@@ -45,11 +47,12 @@ pub(super) fn hot_shard(opts: &ScenarioOptions) -> Result<ScenarioReport, SimErr
     let (max_before, mean) = max_and_mean(&sim);
     let line = mean * (1.0 + threshold);
     let t0 = sim.now;
-    let cooled = sim.run_until_cond(t0 + RUN_MS, 1_000, |sim| {
+    let run_ms = if opts.small { SMALL_RUN_MS } else { RUN_MS };
+    let cooled = sim.run_until_cond(t0 + run_ms, 1_000, |sim| {
         let (max, mean) = max_and_mean(sim);
         max <= mean * (1.0 + threshold)
     });
-    sim.run_until(t0 + RUN_MS);
+    sim.run_until(t0 + run_ms);
     let (max_after, mean_after) = max_and_mean(&sim);
     let mut moves_per_shard: BTreeMap<u32, u32> = BTreeMap::new();
     for op in sim.controller.history() {
@@ -64,7 +67,7 @@ pub(super) fn hot_shard(opts: &ScenarioOptions) -> Result<ScenarioReport, SimErr
          mean load: within {} min the hottest node serves at most (1 + hot_threshold) = {:.2} \
          x the mean leader load and stays there, no shard is moved for load more than twice \
          (no ping-pong), every operator succeeds",
-        RUN_MS / 60_000,
+        run_ms / 60_000,
         1.0 + threshold
     );
     r.pass = cooled.is_some()

@@ -18,9 +18,9 @@ use meridian_model::{
     Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use meridian_scheduler::{
-    place_shards, reconcile, ClusterView, ControllerConfig, ControllerEvent, InstructionKind,
-    LivenessConfig, LivenessTracker, NodeInstruction, NodeView, OperatorController, OperatorState,
-    ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step,
+    place_shards, reconcile, reconcile_missing, ClusterView, ControllerConfig, ControllerEvent,
+    InstructionKind, LivenessConfig, LivenessTracker, NodeInstruction, NodeView,
+    OperatorController, OperatorState, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -354,6 +354,7 @@ impl Sim {
         for change in self.liveness.tick(now) {
             if change.to == NodeState::Offline {
                 self.book.forget_node(change.node);
+                self.controller.on_node_down(change.node, now);
             }
         }
         let view = self.view();
@@ -448,23 +449,15 @@ impl Sim {
                 running,
             ));
         }
-        // Replicas the metadata lists on this node but the node does not hold (an
-        // instruction lost while it was down): open them again.
-        for s in &self.routes {
-            if let Some(role) = s.role_of(id) {
-                let held = self.nodes[node].replicas.contains_key(&s.id);
-                if !held && self.controller.for_shard(s.id).is_none() {
-                    fixes.push(NodeInstruction {
-                        op: None,
-                        node: id,
-                        shard: s.id,
-                        version: s.version,
-                        kind: InstructionKind::OpenShard { role },
-                        required: false,
-                    });
-                }
-            }
-        }
+        // Replicas the metadata lists on this node that it did not report.
+        let held = &self.nodes[node].replicas;
+        let controller = &self.controller;
+        fixes.extend(reconcile_missing(
+            id,
+            self.routes.iter().filter(|s| s.has_replica_on(id)),
+            |s| held.contains_key(&s),
+            |s| controller.for_shard(s).is_some(),
+        ));
         for f in fixes {
             self.moves.reconciliations += 1;
             self.send(f);
