@@ -16,6 +16,7 @@ async fn drain_moves_every_replica_off_then_remove_succeeds() {
     let server = start(config).await;
     let nodes = start_nodes(&server, "a", 6, 3).await;
     shards_ready(&server, &nodes).await;
+    settled(&server).await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
     let cluster = server.meta.cluster("default").unwrap();
     let victim = cluster.shard_entries()[0].shard.leader().unwrap();
@@ -89,6 +90,7 @@ async fn manual_transfer_leader_and_move_shard_run_as_operators() {
     let server = start(config).await;
     let nodes = start_nodes(&server, "m", 6, 3).await;
     shards_ready(&server, &nodes).await;
+    settled(&server).await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
     // Balancing would fight the manual moves in this test: pause it.
     for name in ["balance-leader", "balance-shard"] {

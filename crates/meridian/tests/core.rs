@@ -18,6 +18,8 @@ async fn shards_are_created_at_min_nodes_spread_evenly_across_zones() {
     let server = start(memory_config()).await;
     let nodes = start_nodes(&server, "n", 6, 3).await;
     shards_ready(&server, &nodes).await;
+    settled(&server).await;
+    shards_ready(&server, &nodes).await;
     let cluster = server.meta.cluster("default").unwrap();
     let shards = cluster.shard_entries();
     assert_eq!(shards.len(), 8, "the default cluster has 8 shards");
@@ -49,8 +51,8 @@ async fn shards_are_created_at_min_nodes_spread_evenly_across_zones() {
             }
         }
     }
-    // The first three nodes to register got the shards (placement happens at min_nodes),
-    // or all six if they registered together; either way the spread is even among holders.
+    // The first three nodes to register got the shards (placement happens at min_nodes);
+    // balancing then spread them over all six.
     let counts: Vec<usize> = per_node.values().copied().collect();
     assert!(
         counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,

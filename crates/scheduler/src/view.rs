@@ -14,6 +14,40 @@ use meridian_model::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast, deterministic hasher for integer ids (multiply-rotate, as in rustc's FxHash).
+/// Views are rebuilt every tick and looked up per replica, so SipHash showed up first in
+/// profiles; ids are not attacker-chosen here.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// A map keyed by ids, with [`IdHasher`].
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A node as the schedulers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,12 +181,12 @@ pub struct ClusterView {
     config: ClusterConfig,
     nodes: Vec<NodeView>,
     shards: Vec<ShardView>,
-    node_pos: HashMap<NodeId, usize>,
-    shard_pos: HashMap<ShardId, usize>,
+    node_pos: IdMap<NodeId, usize>,
+    shard_pos: IdMap<ShardId, usize>,
     domains: IsolationDomains,
     domain_of: Vec<usize>,
     available_domains: usize,
-    busy: HashMap<ShardId, (OperatorId, Priority)>,
+    busy: IdMap<ShardId, (OperatorId, Priority)>,
     replicas: Vec<u32>,
     leaders: Vec<u32>,
     load: Vec<f64>,
@@ -165,7 +199,7 @@ impl ClusterView {
     /// Builds the view and its indexes. Nodes and shards keep the given order, which makes
     /// every scheduler's output deterministic for a given input.
     pub fn new(config: ClusterConfig, nodes: Vec<NodeView>, shards: Vec<ShardView>) -> Self {
-        let node_pos: HashMap<NodeId, usize> =
+        let node_pos: IdMap<NodeId, usize> =
             nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
         let shard_pos = shards
             .iter()
@@ -203,7 +237,7 @@ impl ClusterView {
             domains,
             domain_of,
             available_domains: alive.len(),
-            busy: HashMap::new(),
+            busy: IdMap::default(),
             replicas: vec![0; n],
             leaders: vec![0; n],
             load: vec![0.0; n],
@@ -211,7 +245,7 @@ impl ClusterView {
             node_op_limit: None,
             on_node,
         };
-        view.count(&HashMap::new());
+        view.count(&IdMap::default());
         view
     }
 
@@ -223,7 +257,7 @@ impl ClusterView {
         running: impl IntoIterator<Item = &'a Operator>,
         per_node_limit: Option<u32>,
     ) -> Self {
-        let mut projected = HashMap::new();
+        let mut projected = IdMap::default();
         self.ops = vec![0; self.nodes.len()];
         self.busy.clear();
         for op in running {
@@ -256,7 +290,7 @@ impl ClusterView {
         self.with_operators(controller.running(), Some(limit))
     }
 
-    fn count(&mut self, projected: &HashMap<ShardId, Shard>) {
+    fn count(&mut self, projected: &IdMap<ShardId, Shard>) {
         self.replicas.iter_mut().for_each(|c| *c = 0);
         self.leaders.iter_mut().for_each(|c| *c = 0);
         self.load.iter_mut().for_each(|c| *c = 0.0);
@@ -369,12 +403,10 @@ impl ClusterView {
     /// Domain violations of one replica set (see `domain::violations`). Replicas on nodes
     /// unknown to the view are ignored.
     pub fn shard_violations(&self, shard: &Shard) -> u32 {
-        let doms: Vec<usize> = shard
-            .replicas
-            .iter()
-            .filter_map(|r| self.domain_of(r.node))
-            .collect();
-        domain::violations(&doms, self.available_domains)
+        domain::violations_of(
+            shard.replicas.iter().filter_map(|r| self.domain_of(r.node)),
+            self.available_domains,
+        )
     }
 
     /// Domain violations over all shards (current metadata).
@@ -473,7 +505,7 @@ impl Tally {
 /// replica is ignored.
 #[derive(Debug, Clone, Default)]
 pub struct ReportBook {
-    by_shard: HashMap<ShardId, Vec<(NodeId, ShardReport)>>,
+    by_shard: IdMap<ShardId, Vec<(NodeId, ShardReport)>>,
 }
 
 impl ReportBook {

@@ -179,10 +179,7 @@ impl Scheduling {
                 }
                 let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
                 let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
-                    .with_operators(
-                        s.controller.running(),
-                        Some(s.controller.config().limits.per_node),
-                    );
+                    .with_controller(&s.controller);
                 for op in s.schedulers.schedule(&view, now) {
                     let (kind, shard) = (op.kind, op.shard);
                     match s.controller.try_add(op) {

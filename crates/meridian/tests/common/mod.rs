@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 /// A server config on free loopback ports with an in-memory store.
 pub fn memory_config() -> ServerConfig {
-    let mut c = ServerConfig::default();
-    c.store = StoreKind::Memory;
-    c.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    c.http_addr = "127.0.0.1:0".parse().unwrap();
-    c
+    ServerConfig {
+        store: StoreKind::Memory,
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    }
 }
 
 /// Fast liveness for tests that wait for failover.
@@ -134,4 +135,20 @@ pub async fn http(
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
+}
+
+/// Waits until the default cluster has no running operator and every shard has its full
+/// replica set (balancing after nodes joined has finished).
+pub async fn settled(server: &RunningServer) {
+    let cluster = server.meta.cluster("default").unwrap();
+    let rf = cluster.config().replication_factor as usize;
+    eventually(Duration::from_secs(30), || {
+        let idle = server.scheduling.operators(cluster.id, false).0.is_empty();
+        let full = cluster
+            .shard_entries()
+            .iter()
+            .all(|e| e.shard.replicas.len() == rf);
+        async move { (idle && full).then_some(()) }
+    })
+    .await;
 }

@@ -58,6 +58,8 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 }
 
 /// Turns a JSON body rejection into our JSON error, keeping its 4xx status.
+// The error is axum's `Response`, which handlers return as is: boxing it would only add a hop.
+#[allow(clippy::result_large_err)]
 pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
     r.map(|Json(v)| v).map_err(|e| {
         let status = e.status();

@@ -235,7 +235,7 @@ fn base_report(
     }
 }
 
-/// The node count, shard count and seed for a scenario, from its full / small defaults and
+/// The node count and shard count for a scenario, from its full / small defaults and
 /// the options' overrides.
 fn sizes(
     opts: &ScenarioOptions,
