@@ -5,6 +5,7 @@
 //!   `WatchRoutes` ([`MetaClient::watch_routes`]).
 //! - [`NodeAgent`]: the heartbeat loop of a database node, with reconnect and backoff,
 //!   dispatching Meridian's instructions to a [`ShardHandler`] the database implements.
+#![warn(missing_docs)]
 
 mod agent;
 mod error;

@@ -8,6 +8,7 @@
 //! ```
 //!
 //! Nothing here does I/O; every other crate of ours depends on this one.
+#![warn(missing_docs)]
 
 pub mod catalog;
 pub mod cluster;

@@ -6,6 +6,7 @@
 //! - scheduling: [`schedule`] runs liveness, the schedulers and the operator controller on
 //!   a tick, and executes operator steps by sending instructions to nodes;
 //! - keys are written by [`meta`] only (layout in `meridian_store::keys`).
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod error;

@@ -8,6 +8,7 @@
 //! - [`keys`] is THE key layout; nothing outside it formats a key.
 //! - [`SequenceAllocator`] hands out never-reused ids persisted under a key.
 //! - [`conformance`] is the test suite every backend must pass.
+#![warn(missing_docs)]
 
 pub mod backend;
 pub mod conformance;
