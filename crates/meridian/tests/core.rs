@@ -346,3 +346,52 @@ async fn many_clusters_are_managed_independently_over_http() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_zones_degrade_placement_openly_with_a_metric() {
+    let server = start(memory_config()).await;
+    let base = format!("http://{}", server.http_addr);
+    let body = serde_json::json!({"name": "twozones", "shard_count": 4, "replication_factor": 3, "min_nodes": 3, "isolation": "zone"});
+    let (status, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/clusters"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut c = node_config(&server, "tz", i, 2); // zones 0, 1, 0
+        c.cluster = "twozones".into();
+        nodes.push(meridian_sim::node::SimNode::start(c));
+    }
+    let cluster = server.meta.cluster("twozones").unwrap();
+    eventually(Duration::from_secs(10), || {
+        let n = cluster.shard_entries().len();
+        async move { (n == 4).then_some(()) }
+    })
+    .await;
+    // Placement went on (3 replicas on 3 nodes) and said so.
+    for e in cluster.shard_entries() {
+        assert_eq!(e.shard.replicas.len(), 3);
+    }
+    let metrics = eventually(Duration::from_secs(5), || {
+        let base = base.clone();
+        async move {
+            let (_, m) = http(reqwest::Method::GET, format!("{base}/metrics"), None).await;
+            let text = m.as_str()?.to_string();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("meridian_shards_domain_degraded{cluster=\"twozones\"}"))?
+                .to_string();
+            let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            (value > 0.0).then_some(text)
+        }
+    })
+    .await;
+    assert!(
+        metrics.contains("meridian_domain_violations_total"),
+        "placement warning counted"
+    );
+    server.shutdown().await;
+}

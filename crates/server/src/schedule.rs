@@ -28,6 +28,8 @@ pub struct ClusterScheduling {
     fed: HashMap<NodeId, u64>,
     schedulers: SchedulerSet,
     controller: OperatorController,
+    /// Replicas sharing a failure domain at the last tick (logged when it changes).
+    domain_violations: u32,
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -105,6 +107,7 @@ impl Scheduling {
                     fed: HashMap::new(),
                     schedulers: SchedulerSet::new(self.schedulers),
                     controller: OperatorController::new(self.operators),
+                    domain_violations: 0,
                 }))
             })
             .clone()
@@ -180,6 +183,40 @@ impl Scheduling {
                 let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
                 let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
                     .with_controller(&s.controller);
+                // Invariant 4: placement may degrade when domains are too few, but never
+                // silently.
+                let violations = view.domain_violations();
+                if violations != s.domain_violations {
+                    if violations > 0 {
+                        tracing::warn!(cluster = %cluster.id, violations, "replicas share a failure domain: not enough domains for the isolation level, or a repair is in progress");
+                    } else {
+                        tracing::info!(cluster = %cluster.id, "every shard's replicas are in distinct failure domains again");
+                    }
+                    s.domain_violations = violations;
+                }
+                // Shards whose replicas share a domain for any reason, including a topology
+                // with fewer domains than replicas (which is not a violation, but degraded).
+                let degraded = view
+                    .shards()
+                    .iter()
+                    .filter(|sv| {
+                        let mut domains: Vec<usize> = sv
+                            .shard
+                            .replicas
+                            .iter()
+                            .filter_map(|r| view.domain_of(r.node))
+                            .collect();
+                        let n = domains.len();
+                        domains.sort_unstable();
+                        domains.dedup();
+                        domains.len() < n
+                    })
+                    .count();
+                let name = cluster.config().name;
+                metrics::gauge!("meridian_domain_violations", "cluster" => name.clone())
+                    .set(f64::from(violations));
+                metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name)
+                    .set(degraded as f64);
                 for op in s.schedulers.schedule(&view, now) {
                     let (kind, shard) = (op.kind, op.shard);
                     match s.controller.try_add(op) {
