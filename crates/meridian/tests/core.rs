@@ -336,6 +336,9 @@ async fn many_clusters_are_managed_independently_over_http() {
     assert_eq!(v["partitions"][0]["leader"]["endpoint"], "127.0.0.1:30000");
     let (status, _) = http(reqwest::Method::GET, format!("{base}/health"), None).await;
     assert_eq!(status, 200);
+    let (status, page) = http(reqwest::Method::GET, format!("{base}/"), None).await;
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("<title>Meridian</title>"));
     let (_, metrics) = http(reqwest::Method::GET, format!("{base}/metrics"), None).await;
     assert!(
         metrics

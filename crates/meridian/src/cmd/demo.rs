@@ -111,7 +111,9 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     println!("  gRPC  {grpc}");
     println!("  HTTP  {http}   (JSON API under /api/v1, Prometheus metrics at /metrics)");
     println!();
-    println!("Look at it:");
+    println!("Open the dashboard: {http}/");
+    println!();
+    println!("Or look at it from the command line:");
     println!("  meridian ctl --addr {http} nodes");
     println!("  meridian ctl --addr {http} shards");
     println!("  meridian ctl --addr {http} tables");

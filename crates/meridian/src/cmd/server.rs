@@ -58,7 +58,7 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     };
     let server = Server::start(config).await?;
     eprintln!(
-        "meridian serving: gRPC {} | HTTP http://{} (try /api/v1/clusters, /metrics) | store: {store}",
+        "meridian serving: gRPC {} | dashboard and API http://{}/ | store: {store}",
         server.grpc_addr, server.http_addr
     );
     wait_for_signal().await;

@@ -1,4 +1,5 @@
-//! The HTTP admin API (JSON under `/api/v1`), `/health` and `/metrics`.
+//! The HTTP admin API (JSON under `/api/v1`), `/health`, `/metrics`, and a web dashboard
+//! at `/` (topology by zone, shards, operators, recent events) that reads that API.
 //! Documented in docs/http-api.md.
 
 mod admin;
@@ -27,12 +28,19 @@ pub struct AppState {
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard))
+        .route("/dashboard", get(dashboard))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .merge(catalog::routes())
         .merge(admin::routes())
         .fallback(not_found)
         .with_state(state)
+}
+
+/// The web dashboard: one static page that reads the JSON API.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
