@@ -125,9 +125,17 @@ impl Sessions {
         let msg = pb::MetaMessage {
             body: Some(pb::meta_message::Body::Instruction(instruction)),
         };
-        if tx.send(Ok(msg)).await.is_err() {
-            self.forget(node, id);
-            return InstructionOutcome::Lost(format!("{node} stream closed"));
+        // A node that stops reading its stream must not stall us past the timeout either.
+        match tokio::time::timeout(timeout, tx.send(Ok(msg))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                self.forget(node, id);
+                return InstructionOutcome::Lost(format!("{node} stream closed"));
+            }
+            Err(_) => {
+                self.forget(node, id);
+                return InstructionOutcome::Lost(format!("{node} is not reading its stream"));
+            }
         }
         match tokio::time::timeout(timeout, done_rx).await {
             Ok(Ok(outcome)) => outcome,
