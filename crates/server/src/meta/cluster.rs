@@ -281,18 +281,15 @@ impl Cluster {
                 "node endpoint must be 1..=256 bytes (host:port)".into(),
             ));
         }
-        for (what, v) in [
-            (
-                "zone",
-                &req.labels
-                    .as_ref()
-                    .map(|l| l.zone.clone())
-                    .unwrap_or_default(),
-            ),
+        let labels = req.labels.clone().unwrap_or_default();
+        for (what, value) in [
+            ("zone label", &labels.zone),
+            ("rack label", &labels.rack),
+            ("host label", &labels.host),
             ("version", &req.version),
             ("config_fingerprint", &req.config_fingerprint),
         ] {
-            if v.len() > 256 {
+            if value.len() > 256 {
                 return Err(ServerError::InvalidArgument(format!(
                     "{what} longer than 256 bytes"
                 )));
@@ -332,7 +329,7 @@ impl Cluster {
                 .and_then(|id| state.nodes.get(id))
                 .cloned()
         };
-        let labels: meridian_model::NodeLabels = req.labels.clone().unwrap_or_default().into();
+        let labels: meridian_model::NodeLabels = labels.into();
         let capacity: meridian_model::NodeCapacity = req.capacity.unwrap_or_default().into();
         let node = match existing {
             Some(entry) => {
