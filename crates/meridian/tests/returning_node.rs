@@ -105,3 +105,80 @@ async fn returning_node_closes_shards_that_were_repaired_elsewhere() {
     // Six nodes and a short repair delay: its replicas moved away while it was gone.
     scenario(6, 300).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_without_followers_is_reopened_on_a_healthy_node_with_its_tables() {
+    let mut config = memory_config();
+    fast_liveness(&mut config);
+    let server = start(config).await;
+    let base = format!("http://{}/api/v1", server.http_addr);
+    let body = serde_json::json!({"name": "solo", "shard_count": 4, "replication_factor": 1, "min_nodes": 2});
+    let (s, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/clusters"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let mut c = node_config(&server, "solo", i, 2);
+        c.cluster = "solo".into();
+        let n = meridian_sim::node::SimNode::start(c);
+        n.agent.registered(Duration::from_secs(5)).await.unwrap();
+        nodes.push(n);
+    }
+    let cluster = server.meta.cluster("solo").unwrap();
+    eventually(Duration::from_secs(10), || {
+        let n = cluster.shard_entries().len();
+        async move { (n == 4).then_some(()) }
+    })
+    .await;
+    let client = meridian_client::MetaClient::connect(&[server.grpc_addr.to_string()], "solo")
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let t = meridian_model::TableName::new("default", "public", &format!("s{i}")).unwrap();
+        eventually(Duration::from_secs(10), || {
+            let (client, t) = (client.clone(), t.clone());
+            async move {
+                client
+                    .create_table(&t, &meridian_model::PartitionRule::None, false)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await; // past the grace period
+    let victim = nodes.remove(0);
+    let victim_id = NodeId(victim.agent.status().node_id.unwrap());
+    let lost: Vec<_> = victim.shards.leaders();
+    assert!(!lost.is_empty());
+    victim.agent.kill();
+    let survivor = &nodes[0];
+    eventually(Duration::from_secs(15), || {
+        let held = survivor.shards.shards();
+        let cluster = cluster.clone();
+        let lost = lost.clone();
+        async move {
+            lost.iter()
+                .all(|s| {
+                    let meta = cluster
+                        .shard_entries()
+                        .into_iter()
+                        .find(|e| e.shard.id == *s);
+                    meta.is_some_and(|e| {
+                        e.shard.leader().is_some_and(|l| l != victim_id)
+                            && held.get(s).is_some_and(|h| {
+                                h.role == ReplicaRole::Leader
+                                    && h.tables.len() == e.partitions.len()
+                            })
+                    })
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    server.shutdown().await;
+}
