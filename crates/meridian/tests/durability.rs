@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::eventually;
+use common::{eventually, free_port};
 use meridian_client::{MetaClient, NodeAgentConfig};
 use meridian_model::{NodeLabels, PartitionRule, TableName};
 use meridian_sim::node::SimNode;
@@ -12,14 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_server(dir: &std::path::Path, grpc: u16, http: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_meridian"))

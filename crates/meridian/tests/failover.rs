@@ -4,21 +4,13 @@
 
 mod common;
 
-use common::{eventually, http};
+use common::{eventually, free_port, http};
 use meridian_client::MetaClient;
 use meridian_model::{PartitionRule, TableName};
 use reqwest::Method;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Proc(Child);
 impl Drop for Proc {

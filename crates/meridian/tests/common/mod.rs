@@ -152,3 +152,12 @@ pub async fn settled(server: &RunningServer) {
     })
     .await;
 }
+
+/// A free loopback port (for server processes that need fixed ports across restarts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

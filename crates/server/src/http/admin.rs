@@ -147,33 +147,52 @@ struct TransferBody {
     to: String,
 }
 
+/// Plans an admin operator on one shard with `plan(cluster, current shard)` and submits it.
+#[allow(clippy::result_large_err)] // axum's Response, returned by the handler as is
+fn submit_manual(
+    s: &AppState,
+    cluster: &str,
+    shard: u32,
+    reason: &str,
+    plan: impl FnOnce(&Cluster, &meridian_model::Shard) -> Result<Vec<Step>, ServerError>,
+) -> Result<Response, Response> {
+    let run = || -> Result<OperatorId, ServerError> {
+        let c = s.meta.cluster(cluster)?;
+        let shard = ShardId(shard);
+        let current = c
+            .shard(shard)
+            .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
+        let steps = plan(&c, &current)?;
+        s.scheduling
+            .submit(&c, shard, steps, reason)
+            .map_err(ServerError::FailedPrecondition)
+    };
+    let id = run().map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "operator": id })).into_response())
+}
+
 async fn transfer_leader(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
     req: Result<Json<TransferBody>, JsonRejection>,
 ) -> Result<Response, Response> {
     let b = body(req)?;
-    let run = || -> Result<OperatorId, ServerError> {
-        let c = s.meta.cluster(&cluster)?;
-        let shard = ShardId(shard);
-        let current = c
-            .shard(shard)
-            .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
-        let to = node_id(&c, &b.to)?;
-        let from = current.leader().ok_or_else(|| {
-            ServerError::FailedPrecondition(format!("{shard} has no leader to transfer from"))
-        })?;
-        s.scheduling
-            .submit(
-                &c,
-                shard,
-                vec![Step::TransferLeader { from, to }],
-                "admin: transfer leader",
-            )
-            .map_err(ServerError::FailedPrecondition)
-    };
-    let id = run().map_err(IntoResponse::into_response)?;
-    Ok(Json(json!({ "operator": id })).into_response())
+    submit_manual(
+        &s,
+        &cluster,
+        shard,
+        "admin: transfer leader",
+        |c, current| {
+            let to = node_id(c, &b.to)?;
+            let from = current.leader().ok_or_else(|| {
+                ServerError::FailedPrecondition(format!(
+                    "{} has no leader to transfer from",
+                    current.id
+                ))
+            })?;
+            Ok(vec![Step::TransferLeader { from, to }])
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -189,24 +208,15 @@ async fn move_shard(
     req: Result<Json<MoveBody>, JsonRejection>,
 ) -> Result<Response, Response> {
     let b = body(req)?;
-    let run = || -> Result<OperatorId, ServerError> {
-        let c = s.meta.cluster(&cluster)?;
-        let shard = ShardId(shard);
-        let current = c
-            .shard(shard)
-            .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
-        let (from, to) = (node_id(&c, &b.from)?, node_id(&c, &b.to)?);
+    submit_manual(&s, &cluster, shard, "admin: move shard", |c, current| {
+        let (from, to) = (node_id(c, &b.from)?, node_id(c, &b.to)?);
         let mut steps = vec![Step::AddFollower { node: to }];
         if current.leader() == Some(from) {
             steps.push(Step::TransferLeader { from, to });
         }
         steps.push(Step::RemoveReplica { node: from });
-        s.scheduling
-            .submit(&c, shard, steps, "admin: move shard")
-            .map_err(ServerError::FailedPrecondition)
-    };
-    let id = run().map_err(IntoResponse::into_response)?;
-    Ok(Json(json!({ "operator": id })).into_response())
+        Ok(steps)
+    })
 }
 
 async fn node_action(
