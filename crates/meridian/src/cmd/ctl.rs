@@ -23,6 +23,14 @@ pub struct CtlArgs {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     json: bool,
+    /// Meridian gRPC address (for `watch-routes`)
+    #[arg(
+        long,
+        env = "MERIDIAN_GRPC",
+        default_value = "127.0.0.1:7700",
+        global = true
+    )]
+    grpc: String,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -141,6 +149,12 @@ enum CtlCommand {
         into: u32,
         /// Shard that gives them and disappears.
         from: u32,
+    },
+    /// Follow route changes as Meridian pushes them (leader moves, new and dropped tables).
+    WatchRoutes {
+        /// Stop after this many events (default: until Ctrl-C).
+        #[arg(long)]
+        count: Option<usize>,
     },
     /// Move every replica off a node.
     Drain {
@@ -421,6 +435,7 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             )
             .await
         }
+        CtlCommand::WatchRoutes { count } => return watch_routes(&args, *count).await,
         CtlCommand::Drain { node } => node_action(&http, c, node, "drain").await,
         CtlCommand::Cordon { node } => node_action(&http, c, node, "cordon").await,
         CtlCommand::Uncordon { node } => node_action(&http, c, node, "uncordon").await,
@@ -442,6 +457,97 @@ pub async fn run(args: CtlArgs) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     render(&args.command, &value);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each route event on one line (or as JSON).
+async fn watch_routes(args: &CtlArgs, count: Option<usize>) -> CmdResult {
+    use meridian_proto::route_event::Event;
+    let client =
+        meridian_client::MetaClient::connect(std::slice::from_ref(&args.grpc), &args.cluster)
+            .await?;
+    let mut stream = client.subscribe_routes().await?;
+    if !args.json {
+        eprintln!(
+            "watching routes of cluster {} at {} (Ctrl-C stops)",
+            args.cluster, args.grpc
+        );
+    }
+    let mut seen = 0;
+    while let Some(event) = stream.message().await? {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let (kind, text, value) = match event.event {
+            Some(Event::ShardChanged(s)) => {
+                let leader = s
+                    .leader
+                    .as_ref()
+                    .map(|l| format!("node-{} {}", l.node_id, l.endpoint))
+                    .unwrap_or_else(|| "none".into());
+                let followers: Vec<String> = s
+                    .followers
+                    .iter()
+                    .map(|f| format!("node-{}", f.node_id))
+                    .collect();
+                let text = format!(
+                    "shard-{} v{}: leader {leader}, followers [{}]",
+                    s.shard_id,
+                    s.version,
+                    followers.join(", ")
+                );
+                let value = json!({"shard": s.shard_id, "version": s.version, "leader": s.leader.map(|l| l.node_id), "followers": s.followers.iter().map(|f| f.node_id).collect::<Vec<_>>()});
+                ("shard", text, value)
+            }
+            Some(Event::TableChanged(t)) => {
+                let shards: Vec<String> = t
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.shard.as_ref().map(|s| s.shard_id.to_string()))
+                    .collect();
+                let text = format!(
+                    "table {}.{}.{} (id {}) on shards [{}]",
+                    t.catalog,
+                    t.schema,
+                    t.table,
+                    t.table_id,
+                    shards.join(", ")
+                );
+                (
+                    "table",
+                    text,
+                    json!({"table": t.table, "table_id": t.table_id, "shards": shards}),
+                )
+            }
+            Some(Event::TableDropped(d)) => (
+                "dropped",
+                format!(
+                    "table {}.{}.{} (id {}) dropped",
+                    d.catalog, d.schema, d.table, d.table_id
+                ),
+                json!({"table": d.table, "table_id": d.table_id}),
+            ),
+            Some(Event::Resync(_)) => (
+                "resync",
+                "missed events: re-read routes".to_string(),
+                json!({}),
+            ),
+            None => continue,
+        };
+        if args.json {
+            println!(
+                "{}",
+                json!({"at_ms": now as u64, "event": kind, "detail": value})
+            );
+        } else {
+            println!("{now} {text}");
+        }
+        seen += 1;
+        if count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

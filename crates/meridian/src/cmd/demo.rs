@@ -119,6 +119,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     println!("  meridian ctl --addr {http} tables");
     println!("  meridian ctl --addr {http} route metrics");
     println!("  meridian ctl --addr {http} operators --history");
+    println!("  meridian ctl --grpc {grpc} watch-routes     # route changes as they are pushed");
     println!("  curl {http}/api/v1/clusters");
     if !args.no_failover {
         println!();
