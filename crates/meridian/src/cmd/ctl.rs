@@ -541,7 +541,14 @@ async fn watch_routes(args: &CtlArgs, count: Option<usize>) -> CmdResult {
                 json!({"at_ms": now as u64, "event": kind, "detail": value})
             );
         } else {
-            println!("{now} {text}");
+            let day_ms = now % 86_400_000;
+            let (h, m, sec, ms) = (
+                day_ms / 3_600_000,
+                day_ms / 60_000 % 60,
+                day_ms / 1000 % 60,
+                day_ms % 1000,
+            );
+            println!("{h:02}:{m:02}:{sec:02}.{ms:03}Z {text}");
         }
         seen += 1;
         if count.is_some_and(|c| seen >= c) {
