@@ -61,7 +61,7 @@ async fn killing_a_node_process_moves_its_leaders_and_clients_see_it() {
     let config = dir.path().join("meridian.toml");
     std::fs::write(
         &config,
-        "schedule_interval_ms = 50\n[liveness]\nheartbeat_interval_ms = 200\nsuspect_after_ms = 400\noffline_after_ms = 800\ngrace_period_ms = 1000\n",
+        "schedule_interval_ms = 50\nfull_schedule_interval_ms = 200\n[liveness]\nheartbeat_interval_ms = 200\nsuspect_after_ms = 400\noffline_after_ms = 800\ngrace_period_ms = 1000\n",
     )
     .unwrap();
     let (grpc, port) = (free_port(), free_port());

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub instruction_timeout_ms: u64,
     /// Period of the liveness and scheduling loop, in ms. Default 100.
     pub schedule_interval_ms: u64,
+    /// A full scheduling pass (view of every shard, every scheduler) runs on each tick while
+    /// nodes change state or operators run, and otherwise at this period, in ms. Default 1000.
+    pub full_schedule_interval_ms: u64,
     /// Largest gRPC message accepted, in bytes. Default 4 MiB.
     pub max_message_bytes: usize,
     /// Most tables one `RouteTables` request may name. Default 10,000.
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             operators: ControllerConfig::default(),
             instruction_timeout_ms: 5000,
             schedule_interval_ms: 100,
+            full_schedule_interval_ms: 1000,
             max_message_bytes: 4 << 20,
             max_route_batch: 10_000,
         }

@@ -30,6 +30,8 @@ pub struct ClusterScheduling {
     controller: OperatorController,
     /// Replicas sharing a failure domain at the last tick (logged when it changes).
     domain_violations: u32,
+    /// When the next full scheduling pass is due even if nothing happened.
+    next_full_ms: u64,
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -38,6 +40,7 @@ pub struct Scheduling {
     liveness: LivenessConfig,
     schedulers: SchedulerConfig,
     operators: ControllerConfig,
+    full_interval_ms: u64,
     clusters: Mutex<HashMap<ClusterId, Arc<Mutex<ClusterScheduling>>>>,
 }
 
@@ -78,18 +81,21 @@ impl OperatorInfo {
 }
 
 impl Scheduling {
-    /// Scheduling over `meta` with the given tuning.
+    /// Scheduling over `meta` with the given tuning; a full scheduling pass runs at least
+    /// every `full_interval_ms` (and on every tick while something is happening).
     pub fn new(
         meta: Arc<Meta>,
         liveness: LivenessConfig,
         schedulers: SchedulerConfig,
         operators: ControllerConfig,
+        full_interval_ms: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
             meta,
             liveness,
             schedulers,
             operators,
+            full_interval_ms,
             clusters: Mutex::new(HashMap::new()),
         })
     }
@@ -108,6 +114,7 @@ impl Scheduling {
                     schedulers: SchedulerSet::new(self.schedulers),
                     controller: OperatorController::new(self.operators),
                     domain_violations: 0,
+                    next_full_ms: 0,
                 }))
             })
             .clone()
@@ -137,6 +144,7 @@ impl Scheduling {
     /// One round for one cluster.
     pub async fn tick(&self, cluster: &Arc<Cluster>) {
         let now = self.meta.now_ms();
+        let started = std::time::Instant::now();
         let state = self.cluster_state(cluster.id);
         let events = {
             let mut s = state.lock();
@@ -180,58 +188,69 @@ impl Scheduling {
                         s.controller.on_shard_report(node, &report);
                     }
                 }
-                let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
-                let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
-                    .with_controller(&s.controller);
-                // Invariant 4: placement may degrade when domains are too few, but never
-                // silently.
-                let violations = view.domain_violations();
-                if violations != s.domain_violations {
-                    if violations > 0 {
-                        tracing::warn!(cluster = %cluster.id, violations, "replicas share a failure domain: not enough domains for the isolation level, or a repair is in progress");
-                    } else {
-                        tracing::info!(cluster = %cluster.id, "every shard's replicas are in distinct failure domains again");
-                    }
-                    s.domain_violations = violations;
-                }
-                // Shards whose replicas share a domain for any reason, including a topology
-                // with fewer domains than replicas (which is not a violation, but degraded).
-                let degraded = view
-                    .shards()
-                    .iter()
-                    .filter(|sv| {
-                        let mut domains: Vec<usize> = sv
-                            .shard
-                            .replicas
-                            .iter()
-                            .filter_map(|r| view.domain_of(r.node))
-                            .collect();
-                        let n = domains.len();
-                        domains.sort_unstable();
-                        domains.dedup();
-                        domains.len() < n
-                    })
-                    .count();
-                let name = cluster.config().name;
-                metrics::gauge!("meridian_domain_violations", "cluster" => name.clone())
-                    .set(f64::from(violations));
-                metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name)
-                    .set(degraded as f64);
-                for op in s.schedulers.schedule(&view, now) {
-                    let (kind, shard) = (op.kind, op.shard);
-                    match s.controller.try_add(op) {
-                        Ok(id) => {
-                            tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
-                            metrics::counter!("meridian_operators_added_total", "kind" => kind.name()).increment(1);
+                // The full pass (view + schedulers) costs O(shards): run it when something
+                // happened (a node changed state, operators are in flight) and otherwise once
+                // per `full_schedule_interval_ms`, not on every tick.
+                let urgent = !changes.is_empty() || s.controller.running_count() > 0;
+                if urgent || now >= s.next_full_ms {
+                    s.next_full_ms = now + self.full_interval_ms;
+                    let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
+                    let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
+                        .with_controller(&s.controller);
+                    // Invariant 4: placement may degrade when domains are too few, but never
+                    // silently.
+                    let violations = view.domain_violations();
+                    if violations != s.domain_violations {
+                        if violations > 0 {
+                            tracing::warn!(cluster = %cluster.id, violations, "replicas share a failure domain: not enough domains for the isolation level, or a repair is in progress");
+                        } else {
+                            tracing::info!(cluster = %cluster.id, "every shard's replicas are in distinct failure domains again");
                         }
-                        Err(e) => {
-                            tracing::debug!(cluster = %cluster.id, %shard, "operator rejected: {e}")
+                        s.domain_violations = violations;
+                    }
+                    // Shards whose replicas share a domain for any reason, including a topology
+                    // with fewer domains than replicas (which is not a violation, but degraded).
+                    let degraded = view
+                        .shards()
+                        .iter()
+                        .filter(|sv| {
+                            let mut domains: Vec<usize> = sv
+                                .shard
+                                .replicas
+                                .iter()
+                                .filter_map(|r| view.domain_of(r.node))
+                                .collect();
+                            let n = domains.len();
+                            domains.sort_unstable();
+                            domains.dedup();
+                            domains.len() < n
+                        })
+                        .count();
+                    let name = cluster.config().name;
+                    metrics::gauge!("meridian_domain_violations", "cluster" => name.clone())
+                        .set(f64::from(violations));
+                    metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name)
+                        .set(degraded as f64);
+                    for op in s.schedulers.schedule(&view, now) {
+                        let (kind, shard) = (op.kind, op.shard);
+                        match s.controller.try_add(op) {
+                            Ok(id) => {
+                                tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
+                                metrics::counter!("meridian_operators_added_total", "kind" => kind.name()).increment(1);
+                            }
+                            Err(e) => {
+                                tracing::debug!(cluster = %cluster.id, %shard, "operator rejected: {e}")
+                            }
                         }
                     }
                 }
                 Some(s.controller.tick(now, &mut |id| cluster.shard(id)))
             }
         };
+        // The decision part of a tick (liveness, view, schedulers, controller), under the
+        // cluster's scheduling lock; executing the steps is asynchronous.
+        metrics::histogram!("meridian_schedule_tick_seconds")
+            .record(started.elapsed().as_secs_f64());
         match events {
             None => {
                 let cluster = cluster.clone();

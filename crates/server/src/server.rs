@@ -67,6 +67,7 @@ impl Server {
             config.liveness,
             config.scheduler,
             config.operators,
+            config.full_schedule_interval_ms,
         );
 
         let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)

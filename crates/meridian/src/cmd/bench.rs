@@ -497,13 +497,16 @@ async fn heartbeat(
     };
     let rss = metric(&after, "meridian_process_resident_memory_bytes", None).unwrap_or(f64::NAN)
         / (1 << 20) as f64;
+    let tick_p99 =
+        metric(&after, "meridian_schedule_tick_seconds", Some("0.99")).unwrap_or(f64::NAN) * 1000.0;
     let value = json!({
         "bench": "heartbeat", "cores": cores(), "nodes": nodes, "shards_per_node": spn,
         "ops_per_sec": hb_rate.round(), "shard_reports_per_sec": report_rate.round(),
         "p50_ms": q("0.5"), "p99_ms": q("0.99"), "server_rss_mb": rss.round(),
+        "schedule_tick_p99_ms": tick_p99,
     });
     let summary = format!(
-        "heartbeat: {nodes} nodes x {spn} shards: {hb_rate:.0} heartbeats/s, {report_rate:.0} shard reports/s; server handling p50 {:.3} ms, p99 {:.3} ms; server RSS {rss:.0} MiB; {} cores (client and server share them)",
+        "heartbeat: {nodes} nodes x {spn} shards: {hb_rate:.0} heartbeats/s, {report_rate:.0} shard reports/s; server handling p50 {:.3} ms, p99 {:.3} ms; server RSS {rss:.0} MiB; scheduling tick p99 {tick_p99:.1} ms; {} cores (client and server share them)",
         q("0.5"), q("0.99"), cores()
     );
     drop(sims);

@@ -26,6 +26,7 @@ pub fn fast_liveness(c: &mut ServerConfig) {
     c.liveness.offline_after_ms = 700;
     c.liveness.grace_period_ms = 500;
     c.schedule_interval_ms = 50;
+    c.full_schedule_interval_ms = 200;
 }
 
 /// Starts an in-process server.
