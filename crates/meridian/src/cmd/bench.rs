@@ -402,14 +402,26 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
         i += 1;
     }
     let single_rate = i as f64 / started.elapsed().as_secs_f64();
+
+    // The floor, measured in this run: the same RPC naming no table (a round trip through
+    // tonic and the cluster lookup, no route built).
+    eprintln!("floor phase: {duration}s of empty requests...");
+    let mut floor = Histogram::<u64>::new(3)?;
+    let deadline = Instant::now() + Duration::from_secs(duration);
+    while Instant::now() < deadline {
+        let t0 = Instant::now();
+        client.fetch_routes("default", "public", Vec::new()).await?;
+        floor.record(t0.elapsed().as_micros() as u64)?;
+    }
     let value = json!({
         "bench": "route", "cores": cores(), "tables": tables, "batch": batch,
         "ops_per_sec": batched.round(), "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99),
         "single_requests_per_sec": single_rate.round(),
+        "floor_p50_ms": ms(&floor, 0.5), "floor_p99_ms": ms(&floor, 0.99),
     });
     let summary = format!(
-        "route: {batched:.0} tables/s batched ({batch} per request, 4 clients); single-table p50 {:.3} ms, p99 {:.3} ms, {single_rate:.0} req/s (1 in flight); {} cores",
-        ms(&hist, 0.5), ms(&hist, 0.99), cores()
+        "route: {batched:.0} tables/s batched ({batch} per request, 4 clients); single-table p50 {:.3} ms, p99 {:.3} ms, {single_rate:.0} req/s (1 in flight); floor (empty request) p50 {:.3} ms, p99 {:.3} ms; {} cores",
+        ms(&hist, 0.5), ms(&hist, 0.99), ms(&floor, 0.5), ms(&floor, 0.99), cores()
     );
     finish(common.json, summary, value)
 }
