@@ -222,3 +222,78 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_fails_nothing_over_while_nodes_reconnect_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = meridian_server::ServerConfig {
+        data_dir: dir.path().into(),
+        grpc_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        http_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        ..Default::default()
+    };
+    let server = meridian_server::Server::start(config.clone())
+        .await
+        .unwrap();
+    let addr = server.grpc_addr.to_string();
+    let nodes: Vec<SimNode> = (0..3)
+        .map(|i| {
+            let mut c = NodeAgentConfig::new(
+                addr.clone(),
+                format!("g-{i}"),
+                format!("127.0.0.1:{}", 33000 + i),
+            );
+            c.labels = NodeLabels {
+                zone: format!("z{i}"),
+                ..Default::default()
+            };
+            // One node comes back at once; the others well past the first scheduling ticks,
+            // but within the grace period: nothing may fail over to the first one.
+            let slow = if i == 0 { 1 } else { 75 };
+            c.min_backoff = Duration::from_millis(20 * slow);
+            c.max_backoff = Duration::from_millis(25 * slow);
+            SimNode::start(c)
+        })
+        .collect();
+    for n in &nodes {
+        n.agent.registered(Duration::from_secs(10)).await.unwrap();
+    }
+    let cluster = server.meta.cluster("default").unwrap();
+    eventually(Duration::from_secs(10), || {
+        let n = cluster.shard_entries().len();
+        async move { (n == 8).then_some(()) }
+    })
+    .await;
+    let before: Vec<_> = cluster
+        .shard_entries()
+        .into_iter()
+        .map(|e| e.shard)
+        .collect();
+    server.shutdown().await;
+
+    let server = meridian_server::Server::start(config).await.unwrap();
+    let cluster = server.meta.cluster("default").unwrap();
+    eventually(Duration::from_secs(15), || {
+        let ok = nodes
+            .iter()
+            .all(|n| n.agent.status().connected && n.agent.status().sessions >= 2);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<_> = cluster
+        .shard_entries()
+        .into_iter()
+        .map(|e| e.shard)
+        .collect();
+    assert_eq!(
+        after, before,
+        "placement changed across a restart: something failed over"
+    );
+    let (running, history) = server.scheduling.operators(cluster.id, true);
+    assert!(
+        running.is_empty() && history.is_empty(),
+        "operators after restart: {running:?} {history:?}"
+    );
+    server.shutdown().await;
+}

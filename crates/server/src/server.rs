@@ -101,6 +101,7 @@ impl Server {
             meta.clone(),
             config.liveness.heartbeat_interval_ms,
             lease_ms,
+            stop_rx.clone(),
         ))
         .max_decoding_message_size(max);
         let catalog_svc =
@@ -109,6 +110,7 @@ impl Server {
         let route_svc = pb::route_service_server::RouteServiceServer::new(RouteSvc::new(
             meta.clone(),
             config.max_route_batch,
+            stop_rx.clone(),
         ))
         .max_decoding_message_size(max);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
@@ -175,6 +177,11 @@ impl RunningServer {
             {
                 t.abort();
             }
+        }
+        // Commit what is queued and release the store's file, even while tasks that still
+        // hold the cluster (a node stream being torn down) have not dropped it yet.
+        if let Err(e) = self.meta.store().close().await {
+            tracing::warn!("closing the store: {e}");
         }
     }
 

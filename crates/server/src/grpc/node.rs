@@ -11,7 +11,7 @@ use meridian_proto::convert::shard_report_from_wire;
 use pb::node_heartbeat::Body;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -23,15 +23,23 @@ pub struct NodeSvc {
     meta: Arc<Meta>,
     heartbeat_interval_ms: u64,
     lease_ms: u64,
+    /// Turns true when the server stops: open streams end, so nodes reconnect elsewhere.
+    stop: watch::Receiver<bool>,
 }
 
 impl NodeSvc {
     /// A service over `meta`, granting `lease_ms` leader leases per heartbeat.
-    pub fn new(meta: Arc<Meta>, heartbeat_interval_ms: u64, lease_ms: u64) -> Self {
+    pub fn new(
+        meta: Arc<Meta>,
+        heartbeat_interval_ms: u64,
+        lease_ms: u64,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             meta,
             heartbeat_interval_ms,
             lease_ms,
+            stop,
         }
     }
 }
@@ -108,8 +116,12 @@ impl pb::node_service_server::NodeService for NodeSvc {
         }
         let meta = self.meta.clone();
         let lease_ms = self.lease_ms;
+        let mut stop = self.stop.clone();
         tokio::spawn(async move {
-            serve_stream(meta, cluster.clone(), node, inbound, tx, lease_ms).await;
+            tokio::select! {
+                _ = serve_stream(meta, cluster.clone(), node, inbound, tx, lease_ms) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
             cluster.sessions.detach(node, session);
             tracing::info!(cluster = %cluster.id, %node, "node stream closed");
         });

@@ -11,12 +11,22 @@ use tonic::{Request, Response, Status};
 pub struct RouteSvc {
     meta: Arc<Meta>,
     max_batch: usize,
+    /// Turns true when the server stops: watch streams end.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RouteSvc {
     /// A service over `meta` accepting at most `max_batch` tables per request.
-    pub fn new(meta: Arc<Meta>, max_batch: usize) -> Self {
-        Self { meta, max_batch }
+    pub fn new(
+        meta: Arc<Meta>,
+        max_batch: usize,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            meta,
+            max_batch,
+            stop,
+        }
     }
 }
 
@@ -60,6 +70,12 @@ impl pb::route_service_server::RouteService for RouteSvc {
             };
             Some((Ok(event), rx))
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        Ok(Response::new(Box::pin(futures::StreamExt::take_until(
+            stream, stopped,
+        ))))
     }
 }

@@ -159,10 +159,13 @@ impl Cluster {
             state.nodes.insert(
                 node.id,
                 NodeEntry {
+                    // Not heard from since this server started: presumed alive during the
+                    // liveness grace period, like the tracker presumes it (`track`); if it
+                    // does not reconnect in time, the tracker declares it Offline.
                     state: if node.removed {
                         NodeState::Removed
                     } else {
-                        NodeState::Offline
+                        NodeState::Online
                     },
                     node,
                     stats: NodeStats::default(),
