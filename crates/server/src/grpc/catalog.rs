@@ -1,7 +1,7 @@
 //! Catalog and DDL over gRPC.
 
 use super::table_name;
-use crate::meta::Meta;
+use crate::meta::{detached, Meta};
 use meridian_proto as pb;
 use meridian_proto::convert::rule_from_wire;
 use std::sync::Arc;
@@ -27,9 +27,12 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
     ) -> Result<Response<pb::CreateSchemaResponse>, Status> {
         let r = request.into_inner();
         let cluster = self.meta.cluster(&r.cluster)?;
-        let created = cluster
-            .create_schema(&r.catalog, &r.schema, r.if_not_exists)
-            .await?;
+        let created = detached(async move {
+            cluster
+                .create_schema(&r.catalog, &r.schema, r.if_not_exists)
+                .await
+        })
+        .await?;
         Ok(Response::new(pb::CreateSchemaResponse { created }))
     }
 
@@ -67,7 +70,7 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
         let r = request.into_inner();
         let name = table_name(&r.catalog, &r.schema, &r.table)?;
         let cluster = self.meta.cluster(&r.cluster)?;
-        let dropped = cluster.drop_table(&name, r.if_exists).await?;
+        let dropped = detached(async move { cluster.drop_table(&name, r.if_exists).await }).await?;
         Ok(Response::new(pb::DropTableResponse { dropped }))
     }
 
@@ -78,7 +81,7 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
         let r = request.into_inner();
         let name = table_name(&r.catalog, &r.schema, &r.table)?;
         let cluster = self.meta.cluster(&r.cluster)?;
-        let table = cluster.rename_table(&name, &r.new_name).await?;
+        let table = detached(async move { cluster.rename_table(&name, &r.new_name).await }).await?;
         Ok(Response::new(pb::RenameTableResponse {
             table: Some((&table).into()),
         }))

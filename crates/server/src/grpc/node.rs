@@ -4,7 +4,7 @@
 //! with a lease ack) and answers to instructions. Liveness is kept in memory only: nothing
 //! is written to the store per heartbeat.
 
-use crate::meta::{Cluster, Meta};
+use crate::meta::{detached, Cluster, Meta};
 use meridian_model::{NodeId, ShardReport};
 use meridian_proto as pb;
 use meridian_proto::convert::shard_report_from_wire;
@@ -88,7 +88,10 @@ impl pb::node_service_server::NodeService for NodeSvc {
         let reports = reports_from_wire(&register.shards)?;
         let cluster = self.meta.cluster(&register.cluster)?;
         let now = self.meta.now_ms();
-        let node = cluster.register(&register, now).await?;
+        let node = {
+            let (cluster, register) = (cluster.clone(), register.clone());
+            detached(async move { cluster.register(&register, now).await }).await?
+        };
         let (tx, rx) = mpsc::channel(1024);
         let session = cluster.sessions.attach(node, tx.clone());
         let registered = pb::MetaMessage {

@@ -3,7 +3,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
-use crate::meta::Cluster;
+use crate::meta::{detached, Cluster};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -230,28 +230,37 @@ async fn node_action(
         .iter()
         .filter(|e| e.shard.has_replica_on(id))
         .count();
-    let updated = match action.as_str() {
-        "cordon" => c.update_node_flags(id, |n| { n.cordoned = true; Ok(()) }).await?,
-        "uncordon" => c.update_node_flags(id, |n| { n.cordoned = false; n.draining = false; Ok(()) }).await?,
-        "drain" => c.update_node_flags(id, |n| { n.draining = true; Ok(()) }).await?,
-        "remove" => {
-            c.update_node_flags(id, |n| {
-                if held > 0 {
-                    return Err(ServerError::FailedPrecondition(format!(
-                        "{id} still holds {held} replicas: drain it first (`meridian ctl drain {id}`) and wait until it holds none"
-                    )));
-                }
-                n.removed = true;
-                Ok(())
-            })
-            .await?
-        }
+    type Change = Box<dyn FnOnce(&mut meridian_model::Node) -> Result<(), ServerError> + Send>;
+    let change: Change = match action.as_str() {
+        "cordon" => Box::new(|n| {
+            n.cordoned = true;
+            Ok(())
+        }),
+        "uncordon" => Box::new(|n| {
+            n.cordoned = false;
+            n.draining = false;
+            Ok(())
+        }),
+        "drain" => Box::new(|n| {
+            n.draining = true;
+            Ok(())
+        }),
+        "remove" => Box::new(move |n| {
+            if held > 0 {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "{id} still holds {held} replicas: drain it first (`meridian ctl drain {id}`) and wait until it holds none"
+                )));
+            }
+            n.removed = true;
+            Ok(())
+        }),
         other => {
             return Err(ServerError::NotFound(format!(
                 "unknown node action {other:?}: use drain, cordon, uncordon or remove"
             )))
         }
     };
+    let updated = detached(async move { c.update_node_flags(id, change).await }).await?;
     Ok(Json(json!({ "node": updated, "replicas": held })))
 }
 
@@ -260,7 +269,7 @@ async fn split_shard(
     Path((cluster, shard)): Path<(String, u32)>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
-    let outcome = c.split_shard(ShardId(shard)).await?;
+    let outcome = detached(async move { c.split_shard(ShardId(shard)).await }).await?;
     Ok(Json(json!(outcome)))
 }
 
@@ -279,7 +288,7 @@ async fn merge_shard(
     let b = body(req)?;
     let run = async {
         let c = s.meta.cluster(&cluster)?;
-        c.merge_shards(ShardId(shard), ShardId(b.with)).await
+        detached(async move { c.merge_shards(ShardId(shard), ShardId(b.with)).await }).await
     };
     let outcome = run.await.map_err(IntoResponse::into_response)?;
     Ok(Json(json!(outcome)).into_response())

@@ -2,7 +2,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
-use crate::meta::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use crate::meta::{detached, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -55,9 +55,8 @@ async fn create_cluster(
     req: Result<Json<ClusterConfig>, JsonRejection>,
 ) -> Result<Response, Response> {
     let config = body(req)?;
-    let c = s
-        .meta
-        .create_cluster(config)
+    let meta = s.meta.clone();
+    let c = detached(async move { meta.create_cluster(config).await })
         .await
         .map_err(IntoResponse::into_response)?;
     Ok((StatusCode::CREATED, Json(cluster_json(&c))).into_response())
@@ -129,7 +128,7 @@ async fn create_table(
     let run = async {
         let name = TableName::new(&b.catalog, &b.schema, &b.name)?;
         let c = s.meta.cluster(&cluster)?;
-        c.create_table(name, b.partition, b.if_not_exists).await
+        detached(async move { c.create_table(name, b.partition, b.if_not_exists).await }).await
     };
     let (table, created) = run.await.map_err(IntoResponse::into_response)?;
     let status = if created {
@@ -159,7 +158,7 @@ async fn create_schema(
     let b = body(req)?;
     let run = async {
         let c = s.meta.cluster(&cluster)?;
-        c.create_schema(&b.catalog, &b.name, b.if_not_exists).await
+        detached(async move { c.create_schema(&b.catalog, &b.name, b.if_not_exists).await }).await
     };
     let created = run.await.map_err(IntoResponse::into_response)?;
     Ok((StatusCode::CREATED, Json(json!({ "created": created }))).into_response())
@@ -190,7 +189,7 @@ async fn drop_table(
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let name = TableName::new(&catalog, &schema, &table)?;
     let c = s.meta.cluster(&cluster)?;
-    let dropped = c.drop_table(&name, q.if_exists).await?;
+    let dropped = detached(async move { c.drop_table(&name, q.if_exists).await }).await?;
     Ok(Json(json!({ "dropped": dropped })))
 }
 

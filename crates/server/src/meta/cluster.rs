@@ -903,26 +903,16 @@ impl Cluster {
                 }
             }
         };
-        let result = self.create_table_reserved(&name, rule, &shards).await;
-        {
-            let mut state = self.state.write();
-            state.creating.remove(&name);
-            for s in &shards {
-                if let Some(e) = state.shards.get_mut(s) {
-                    e.reserved = e.reserved.saturating_sub(1);
-                }
-            }
-            if let Ok((table, _)) = &result {
-                state.table_by_name.insert(table.name.clone(), table.id);
-                for p in &table.partitions {
-                    if let Some(e) = state.shards.get_mut(&p.shard) {
-                        e.partitions.insert((table.id, p.index));
-                    }
-                }
-                state.tables.insert(table.id, table.clone());
-            }
-        }
-        let (table, versions) = result?;
+        // The rest runs in its own task: if the client goes away mid-create, the create
+        // still completes or fails cleanly, and the reservations above are always released.
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let result = this.create_table_reserved(&name, rule, &shards).await;
+            this.finish_create(&name, &shards, result)
+        });
+        let (table, versions) = task
+            .await
+            .map_err(|e| ServerError::Unavailable(format!("create task failed: {e}")))??;
         // A leader change that raced with the create opened the new leader with the table
         // list from before this table was in memory: tell the new leader too (creates are
         // idempotent). Any later open includes the table.
@@ -943,6 +933,32 @@ impl Cluster {
         self.publish_table(&table);
         metrics::counter!("meridian_tables_created_total").increment(1);
         Ok((table, true))
+    }
+
+    /// Releases a create's reservations and, if it succeeded, makes the table visible.
+    fn finish_create(
+        &self,
+        name: &TableName,
+        shards: &[ShardId],
+        result: Result<(Table, Vec<meridian_model::ShardVersion>)>,
+    ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
+        let mut state = self.state.write();
+        state.creating.remove(name);
+        for s in shards {
+            if let Some(e) = state.shards.get_mut(s) {
+                e.reserved = e.reserved.saturating_sub(1);
+            }
+        }
+        if let Ok((table, _)) = &result {
+            state.table_by_name.insert(table.name.clone(), table.id);
+            for p in &table.partitions {
+                if let Some(e) = state.shards.get_mut(&p.shard) {
+                    e.partitions.insert((table.id, p.index));
+                }
+            }
+            state.tables.insert(table.id, table.clone());
+        }
+        result
     }
 
     async fn create_table_reserved(

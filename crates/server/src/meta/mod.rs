@@ -18,6 +18,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Runs a metadata change to its end in a task of its own and waits for it.
+///
+/// A request handler's future is dropped when its client goes away. A change dropped
+/// between its store commit and its memory update would leave memory behind the store, so
+/// every change that writes runs detached from the request: the client may stop waiting,
+/// the change still completes (or fails) whole.
+pub async fn detached<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| ServerError::Unavailable(format!("metadata change task failed: {e}")))?
+}
+
 /// Name of the cluster created on first start.
 pub const DEFAULT_CLUSTER: &str = "default";
 
