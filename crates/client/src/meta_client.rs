@@ -272,6 +272,31 @@ impl MetaClient {
         self.cache.routes.write().remove(name);
     }
 
+    /// Runs `op` against the table's route (from the cache when there is one). If the answer
+    /// is an error that `is_stale` recognises as "this route is out of date" (the node no
+    /// longer leads the shard, or refuses the version), the route is fetched again and `op`
+    /// runs once more with it: the lazy refresh of the route cache.
+    pub async fn with_route<T, E, F, Fut>(
+        &self,
+        name: &TableName,
+        is_stale: impl Fn(&E) -> bool,
+        mut op: F,
+    ) -> Result<Result<T, E>, ClientError>
+    where
+        F: FnMut(pb::TableRoute) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let route = self.route(name).await?;
+        match op(route).await {
+            Err(e) if is_stale(&e) => {
+                self.invalidate(name);
+                let fresh = self.route(name).await?;
+                Ok(op(fresh).await)
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Starts applying `WatchRoutes` pushes to the cache (eager refresh). The task ends
     /// when the stream ends; on an error it resynchronises by clearing the cache and
     /// re-subscribing after a short pause.

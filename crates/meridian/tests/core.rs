@@ -436,3 +436,85 @@ async fn too_few_zones_degrade_placement_openly_with_a_metric() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cached_route_is_refreshed_when_the_node_refuses() {
+    let mut config = memory_config();
+    fast_liveness(&mut config);
+    let server = start(config).await;
+    let nodes = start_nodes(&server, "st", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await; // no watch: only the lazy path can refresh
+    client
+        .create_table(&name("kv"), &PartitionRule::None, false)
+        .await
+        .unwrap();
+    let route = client.route(&name("kv")).await.unwrap();
+    let shard = route.partitions[0].shard.clone().unwrap();
+    let old_leader = shard.leader.clone().unwrap().node_id;
+    let new_leader = shard.followers[0].node_id;
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    let (s, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/shards/{}/transfer-leader", shard.shard_id),
+        Some(serde_json::json!({"to": new_leader.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let id = meridian_model::ShardId(shard.shard_id);
+    let holder = |node: u64| {
+        nodes
+            .iter()
+            .find(|n| n.agent.status().node_id == Some(node))
+            .unwrap()
+    };
+    eventually(Duration::from_secs(10), || {
+        let led = holder(new_leader).shards.shards().get(&id).map(|s| s.role);
+        async move { (led == Some(ReplicaRole::Leader)).then_some(()) }
+    })
+    .await;
+    // The cache still names the old leader; a "write" there is refused as stale, the
+    // route is fetched again and the write goes to the new leader.
+    assert_eq!(
+        client.cache().get(&name("kv")).unwrap().partitions[0]
+            .shard
+            .as_ref()
+            .unwrap()
+            .leader
+            .as_ref()
+            .unwrap()
+            .node_id,
+        old_leader
+    );
+    let mut tried = Vec::new();
+    let result = client
+        .with_route(
+            &name("kv"),
+            |e: &String| e == "not leader",
+            |route| {
+                let leader = route.partitions[0]
+                    .shard
+                    .as_ref()
+                    .unwrap()
+                    .leader
+                    .as_ref()
+                    .unwrap()
+                    .node_id;
+                tried.push(leader);
+                let leads = holder(leader).shards.shards().get(&id).map(|s| s.role)
+                    == Some(ReplicaRole::Leader);
+                async move {
+                    if leads {
+                        Ok(leader)
+                    } else {
+                        Err("not leader".to_string())
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(result, Ok(new_leader));
+    assert_eq!(tried, vec![old_leader, new_leader]);
+    server.shutdown().await;
+}
