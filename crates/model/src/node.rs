@@ -102,4 +102,8 @@ pub struct Node {
     /// Set once removed by an operator.
     #[serde(default)]
     pub removed: bool,
+    /// Administrative flag: move every leadership off it (before a planned restart), and
+    /// give it none; it keeps its follower replicas.
+    #[serde(default)]
+    pub evict_leaders: bool,
 }

@@ -373,6 +373,7 @@ impl Cluster {
                     cordoned: false,
                     draining: false,
                     removed: false,
+                    evict_leaders: false,
                 };
                 let txn = Txn::new()
                     .when_absent(keys::node_name(self.id, &node.name))
