@@ -256,3 +256,87 @@ async fn a_cordoned_node_receives_no_new_replicas_when_the_cluster_grows() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_leaders_moves_every_leadership_off_a_node_before_a_planned_restart() {
+    let mut config = memory_config();
+    fast_liveness(&mut config);
+    let server = start(config).await;
+    let nodes = start_nodes(&server, "e", 6, 3).await;
+    shards_ready(&server, &nodes).await;
+    settled(&server).await;
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    let cluster = server.meta.cluster("default").unwrap();
+    let victim = cluster.shard_entries()[0].shard.leader().unwrap();
+    let replicas_before = cluster
+        .shard_entries()
+        .iter()
+        .filter(|e| e.shard.has_replica_on(victim))
+        .count();
+    let (s, v) = http(
+        Method::POST,
+        format!("{base}/nodes/{}/evict-leaders", victim.0),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node"]["evict_leaders"], true);
+    eventually(Duration::from_secs(20), || {
+        let leads = cluster
+            .shard_entries()
+            .iter()
+            .filter(|e| e.shard.leader() == Some(victim))
+            .count();
+        async move { (leads == 0).then_some(()) }
+    })
+    .await;
+    // No shard lost its leader on the way, and the node keeps its followers.
+    for e in cluster.shard_entries() {
+        assert!(e.shard.leader().is_some(), "{:?}", e.shard);
+    }
+    let node = nodes
+        .iter()
+        .find(|n| n.agent.status().node_id == Some(victim.0))
+        .unwrap();
+    eventually(Duration::from_secs(10), || {
+        let leads = node.shards.leaders().len();
+        async move { (leads == 0).then_some(()) }
+    })
+    .await;
+    let replicas_after = cluster
+        .shard_entries()
+        .iter()
+        .filter(|e| e.shard.has_replica_on(victim))
+        .count();
+    assert_eq!(
+        replicas_after, replicas_before,
+        "eviction moves leaders only"
+    );
+    // Balancing leaves it alone while the flag is set.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        cluster
+            .shard_entries()
+            .iter()
+            .filter(|e| e.shard.leader() == Some(victim))
+            .count(),
+        0
+    );
+    let (s, v) = http(
+        Method::POST,
+        format!("{base}/nodes/{}/unevict-leaders", victim.0),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = http(Method::GET, format!("{base}/operators?history=true"), None).await;
+    assert!(
+        v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "evict_leader"),
+        "{v}"
+    );
+    server.shutdown().await;
+}

@@ -8,7 +8,7 @@
 //!  shard reports ──> view::ReportBook ──> in-sync followers, load ──┤
 //!  routes (current Shard metadata) ─────────────────────────────────┴─> view::ClusterView
 //!                                                                           │
-//!  schedulers::SchedulerSet (failover, repair, drain, hot, balance) <───────┘
+//!  schedulers::SchedulerSet (failover, repair, evict, drain, hot, balance) <┘
 //!        │ Vec<Operator>
 //!        v
 //!  controller::OperatorController ── tick(now) ──> StepStarted { shard_after, instructions }
@@ -47,8 +47,8 @@ pub use placement::{
     pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
 };
 pub use schedulers::{
-    BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, FailoverScheduler,
-    HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig, SchedulerSet,
-    SchedulerStatus,
+    BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
+    FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,
+    SchedulerSet, SchedulerStatus,
 };
 pub use view::{ClusterView, NodeView, ReportBook, ShardView, Spread};

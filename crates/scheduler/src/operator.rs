@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 pub enum Priority {
     /// Balance, hot shards, expansion: nice to have, first to give way.
     Balance,
-    /// Drain, manual moves, failure-domain fixes: asked for, but nothing is at risk yet.
+    /// Drain, leader eviction, manual moves, failure-domain fixes: asked for, but nothing
+    /// is at risk yet.
     Maintenance,
     /// Restoring the replica count: durability is reduced until it finishes.
     Repair,
@@ -41,6 +42,8 @@ pub enum OperatorKind {
     DomainFix,
     /// A draining node: move everything off it.
     Drain,
+    /// A node whose leaders are evicted (before a planned restart): move its leaderships.
+    EvictLeader,
     /// Asked for by an admin (transfer leader, move shard).
     Manual,
     /// Replica counts differ too much between nodes.
@@ -59,9 +62,10 @@ impl OperatorKind {
         match self {
             OperatorKind::Failover => Priority::Failover,
             OperatorKind::ReplicaRepair => Priority::Repair,
-            OperatorKind::DomainFix | OperatorKind::Drain | OperatorKind::Manual => {
-                Priority::Maintenance
-            }
+            OperatorKind::DomainFix
+            | OperatorKind::Drain
+            | OperatorKind::EvictLeader
+            | OperatorKind::Manual => Priority::Maintenance,
             OperatorKind::BalanceShard
             | OperatorKind::BalanceLeader
             | OperatorKind::HotShard
@@ -76,6 +80,7 @@ impl OperatorKind {
             OperatorKind::ReplicaRepair => "replica_repair",
             OperatorKind::DomainFix => "domain_fix",
             OperatorKind::Drain => "drain",
+            OperatorKind::EvictLeader => "evict_leader",
             OperatorKind::Manual => "manual",
             OperatorKind::BalanceShard => "balance_shard",
             OperatorKind::BalanceLeader => "balance_leader",

@@ -331,6 +331,29 @@ pub(crate) fn choose_target(
     exclude: &[NodeId],
     rule: DomainRule,
 ) -> Option<usize> {
+    choose_target_among(view, tally, shard, exclude, rule, NodeView::can_receive)
+}
+
+/// [`choose_target`] for a replica that will lead at once (a moved leader replica, a
+/// reopened shard): only nodes that [can lead](NodeView::can_lead) qualify.
+pub(crate) fn choose_leader_target(
+    view: &ClusterView,
+    tally: &Tally,
+    shard: &Shard,
+    exclude: &[NodeId],
+    rule: DomainRule,
+) -> Option<usize> {
+    choose_target_among(view, tally, shard, exclude, rule, NodeView::can_lead)
+}
+
+fn choose_target_among(
+    view: &ClusterView,
+    tally: &Tally,
+    shard: &Shard,
+    exclude: &[NodeId],
+    rule: DomainRule,
+    may_take: fn(&NodeView) -> bool,
+) -> Option<usize> {
     let doms = view.domains_by_index();
     let used: Vec<usize> = shard
         .replicas
@@ -340,7 +363,7 @@ pub(crate) fn choose_target(
         .collect();
     let eligible = |i: usize| {
         let n = &view.nodes()[i];
-        n.can_receive() && !shard.has_replica_on(n.id) && !exclude.contains(&n.id)
+        may_take(n) && !shard.has_replica_on(n.id) && !exclude.contains(&n.id)
     };
     // If some node in a free domain could take the replica, only such nodes qualify, even
     // when all of them are at their operator limit right now: better to wait a tick than

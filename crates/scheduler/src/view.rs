@@ -65,6 +65,9 @@ pub struct NodeView {
     pub cordoned: bool,
     /// Everything is being moved off it.
     pub draining: bool,
+    /// Every leadership is being moved off it and it gets none (before a planned restart);
+    /// it keeps, and may still receive, follower replicas.
+    pub evict_leaders: bool,
     /// Last reported load.
     pub stats: NodeStats,
 }
@@ -79,6 +82,7 @@ impl NodeView {
             state_since_ms: 0,
             cordoned: false,
             draining: false,
+            evict_leaders: false,
             stats: NodeStats::default(),
         }
     }
@@ -97,6 +101,7 @@ impl NodeView {
             state_since_ms,
             cordoned: node.cordoned,
             draining: node.draining,
+            evict_leaders: node.evict_leaders,
             stats,
         }
     }
@@ -104,6 +109,13 @@ impl NodeView {
     /// Whether the node may receive new replicas or leaderships.
     pub fn can_receive(&self) -> bool {
         self.state.is_schedulable() && !self.cordoned && !self.draining
+    }
+
+    /// Whether the node may receive a leadership: it may receive, and its leaders are not
+    /// being evicted. Every scheduler that picks a new leader asks this (failover falls back
+    /// to a node that cannot lead only when no other in-sync follower is alive).
+    pub fn can_lead(&self) -> bool {
+        self.can_receive() && !self.evict_leaders
     }
 
     /// Whether the node is declared dead (Offline) or gone (Removed).
@@ -116,6 +128,14 @@ impl NodeView {
     /// spread wide forever.
     pub fn is_balance_member(&self) -> bool {
         self.can_receive()
+    }
+
+    /// Whether leader balance (and the hot line, which averages leader load) counts this
+    /// node: it can lead. A node whose leaders are being evicted still counts for replicas
+    /// ([`NodeView::is_balance_member`]) but not here, or its falling leader count would
+    /// widen the leader spread and balance would fight the eviction.
+    pub fn is_leader_balance_member(&self) -> bool {
+        self.can_lead()
     }
 }
 
@@ -163,7 +183,8 @@ impl ShardView {
     }
 }
 
-/// How uneven the cluster is: max minus min over balance members.
+/// How uneven the cluster is: max minus min over balance members (leaders: over leader
+/// balance members).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Spread {
     /// Replicas per node, max - min.
@@ -417,23 +438,24 @@ impl ClusterView {
             .sum()
     }
 
-    /// Max - min replicas and leaders per node over balance members (projected).
+    /// Max - min replicas per node over balance members, and leaders per node over leader
+    /// balance members (projected).
     pub fn spread(&self) -> Spread {
-        let members = || {
-            self.nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.is_balance_member())
-                .map(|(i, _)| i)
-        };
-        let range = |counts: &[u32]| {
-            let min = members().map(|i| counts[i]).min().unwrap_or(0);
-            let max = members().map(|i| counts[i]).max().unwrap_or(0);
+        let range = |counts: &[u32], member: fn(&NodeView) -> bool| {
+            let members = || {
+                self.nodes
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, n)| member(n))
+                    .map(|(i, _)| counts[i])
+            };
+            let min = members().min().unwrap_or(0);
+            let max = members().max().unwrap_or(0);
             max - min
         };
         Spread {
-            shards_max_minus_min: range(&self.replicas),
-            leaders_max_minus_min: range(&self.leaders),
+            shards_max_minus_min: range(&self.replicas, NodeView::is_balance_member),
+            leaders_max_minus_min: range(&self.leaders, NodeView::is_leader_balance_member),
         }
     }
 
@@ -445,7 +467,7 @@ impl ClusterView {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for n in &self.nodes {
-            (n.id, n.state, n.cordoned, n.draining).hash(&mut h);
+            (n.id, n.state, n.cordoned, n.draining, n.evict_leaders).hash(&mut h);
         }
         for s in &self.shards {
             (s.shard.id, s.shard.version, s.in_sync.len()).hash(&mut h);

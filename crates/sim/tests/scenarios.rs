@@ -42,6 +42,11 @@ fn rolling_restart_passes() {
 }
 
 #[test]
+fn rolling_restart_graceful_passes() {
+    passes("rolling-restart-graceful");
+}
+
+#[test]
 fn drain_passes() {
     passes("drain");
 }
@@ -61,6 +66,7 @@ fn every_scenario_has_a_test_above() {
             "kill-zone",
             "hot-shard",
             "rolling-restart",
+            "rolling-restart-graceful",
             "drain",
             "copyset-loss"
         ]

@@ -171,6 +171,16 @@ enum CtlCommand {
         /// Node id or name.
         node: String,
     },
+    /// Move every leadership off a node (before a planned restart); it keeps its followers.
+    EvictLeaders {
+        /// Node id or name.
+        node: String,
+    },
+    /// Let a node lead again after `evict-leaders`.
+    UnevictLeaders {
+        /// Node id or name.
+        node: String,
+    },
     /// Remove a drained node from the cluster.
     Remove {
         /// Node id or name.
@@ -439,6 +449,8 @@ pub async fn run(args: CtlArgs) -> CmdResult {
         CtlCommand::Drain { node } => node_action(&http, c, node, "drain").await,
         CtlCommand::Cordon { node } => node_action(&http, c, node, "cordon").await,
         CtlCommand::Uncordon { node } => node_action(&http, c, node, "uncordon").await,
+        CtlCommand::EvictLeaders { node } => node_action(&http, c, node, "evict-leaders").await,
+        CtlCommand::UnevictLeaders { node } => node_action(&http, c, node, "unevict-leaders").await,
         CtlCommand::Remove { node } => node_action(&http, c, node, "remove").await,
     };
     let value = match result {
@@ -632,7 +644,7 @@ fn render(command: &CtlCommand, v: &Value) {
         CtlCommand::Nodes => print_table(
             &[
                 "id", "name", "endpoint", "zone", "state", "shards", "leaders", "cordoned",
-                "draining", "wu/s",
+                "draining", "evicting", "wu/s",
             ],
             rows(
                 &v["nodes"],
@@ -646,6 +658,7 @@ fn render(command: &CtlCommand, v: &Value) {
                     "/leaders",
                     "/cordoned",
                     "/draining",
+                    "/evict_leaders",
                     "/stats/write_units_per_sec",
                 ],
             ),

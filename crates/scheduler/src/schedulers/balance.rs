@@ -5,7 +5,7 @@ use super::hot::hot_line;
 use super::{Scheduler, SchedulerConfig};
 use crate::operator::{Operator, OperatorKind, Priority, Step};
 use crate::placement::violations_around;
-use crate::view::{ClusterView, ShardView, Tally};
+use crate::view::{ClusterView, NodeView, ShardView, Tally};
 use meridian_model::{NodeId, ReplicaRole, ShardId};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -37,13 +37,18 @@ impl Hysteresis {
     }
 }
 
-/// Balance members (view indices) and their spread in `counts`.
-fn members_spread(view: &ClusterView, counts: &[u32]) -> (Vec<usize>, u32) {
+/// Members (view indices) by `member` (replica or leader balance membership) and their
+/// spread in `counts`.
+fn members_spread(
+    view: &ClusterView,
+    counts: &[u32],
+    member: fn(&NodeView) -> bool,
+) -> (Vec<usize>, u32) {
     let members: Vec<usize> = view
         .nodes()
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.is_balance_member())
+        .filter(|(_, n)| member(n))
         .map(|(i, _)| i)
         .collect();
     let max = members.iter().map(|&i| counts[i]).max().unwrap_or(0);
@@ -67,8 +72,9 @@ fn capacity_for(tally: &Tally, view: &ClusterView, op_nodes: &[NodeId]) -> bool 
 /// Moves replicas from the node with the most to the node with the fewest, until max - min
 /// is at most `balance_stop_spread` (starting only once it reaches `balance_start_spread`).
 ///
-/// Only balance members (Online, not draining, not cordoned) give or receive. A move never
-/// raises the shard's failure-domain violations. A follower replica moves as
+/// Only balance members (Online, not draining, not cordoned) give or receive; a node whose
+/// leaders are evicted is one (it keeps and takes followers) but never receives a leader
+/// replica. A move never raises the shard's failure-domain violations. A follower replica moves as
 /// `AddFollower(dst), RemoveReplica(src)`; a leader replica as `AddFollower(dst),
 /// TransferLeader(src -> dst), RemoveReplica(src)`, so the shard always has its full
 /// replica count and a leader. Followers and cold shards are moved first. Each move goes
@@ -101,7 +107,7 @@ impl Scheduler for BalanceShardScheduler {
 
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator> {
         let mut tally = view.tally();
-        let (members, spread) = members_spread(view, &tally.replicas);
+        let (members, spread) = members_spread(view, &tally.replicas, NodeView::is_balance_member);
         if members.len() < 2 || !self.hysteresis.update(spread) {
             return Vec::new();
         }
@@ -191,9 +197,11 @@ fn pick_move<'a>(
             after <= before
         })
         .filter(|sv| {
-            // A leader move also works the source (the transfer) and carries the load.
+            // A leader move also works the source (the transfer) and carries the load, and
+            // needs a destination that may lead.
             sv.shard.role_of(from) != Some(ReplicaRole::Leader)
-                || (capacity_for(tally, view, &[from])
+                || (nodes[dst].can_lead()
+                    && capacity_for(tally, view, &[from])
                     && hot_line.is_none_or(|l| tally.load[dst] + sv.load() <= l))
         })
         .min_by(|a, b| {
@@ -207,6 +215,10 @@ fn pick_move<'a>(
 
 /// Evens out leader counts with the same hysteresis as shard balance, by leader transfers
 /// to in-sync followers.
+///
+/// Only leader balance members ([`NodeView::is_leader_balance_member`]) count, give or
+/// receive: a node whose leaders are evicted is left out, so its falling count neither
+/// widens the spread nor draws leaderships back to it.
 ///
 /// A transfer goes from a node with the most leaders towards one with at least two fewer.
 /// Failure domains often forbid the direct transfer (with one replica per zone, two nodes
@@ -285,7 +297,7 @@ fn transfer_chain<'a>(
                 .filter_map(|&n| view.node_index(n))
                 .filter(|&i| {
                     !parent.contains_key(&i)
-                        && nodes[i].is_balance_member()
+                        && nodes[i].is_leader_balance_member()
                         && tally.has_capacity(i)
                         && line.is_none_or(|l| tally.load[i] + sv.load() <= l)
                 })
@@ -324,7 +336,8 @@ impl Scheduler for BalanceLeaderScheduler {
 
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator> {
         let mut tally = view.tally();
-        let (members, spread) = members_spread(view, &tally.leaders);
+        let (members, spread) =
+            members_spread(view, &tally.leaders, NodeView::is_leader_balance_member);
         if members.len() < 2 || !self.hysteresis.update(spread) {
             return Vec::new();
         }

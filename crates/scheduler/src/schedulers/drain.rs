@@ -2,15 +2,16 @@
 
 use super::{Scheduler, SchedulerConfig};
 use crate::operator::{Operator, OperatorKind, Priority, Step};
-use crate::placement::{choose_target, DomainRule};
+use crate::placement::{choose_leader_target, choose_target, DomainRule};
 use crate::view::ClusterView;
 use meridian_model::NodeState;
 
 /// Empties draining nodes so an admin can remove them.
 ///
 /// While the node still leads shards, only leadership moves: a `TransferLeader` to an
-/// in-sync follower that can receive (fewest leaders first), or, with no such follower, a
-/// move of the leader replica (`AddFollower`, `TransferLeader`, `RemoveReplica`). Once it
+/// in-sync follower that [can lead](crate::NodeView::can_lead) (fewest leaders first), or,
+/// with no such follower, a move of the leader replica (`AddFollower`, `TransferLeader`,
+/// `RemoveReplica`) to a node that can lead. Once it
 /// leads nothing, followers move (`AddFollower` on a domain-respecting target, then
 /// `RemoveReplica`). Targets prefer a free failure domain but accept a shared one: the
 /// admin asked for the node to go, and a violation is visible where a stalled drain is not.
@@ -61,7 +62,7 @@ impl Scheduler for DrainScheduler {
                         .in_sync
                         .iter()
                         .filter_map(|&n| view.node_index(n))
-                        .filter(|&i| nodes[i].can_receive() && tally.has_capacity(i))
+                        .filter(|&i| nodes[i].can_lead() && tally.has_capacity(i))
                         .min_by_key(|&i| (tally.leaders[i], nodes[i].id));
                     if let Some(f) = follower {
                         tally.leaders[f] += 1;
@@ -71,7 +72,8 @@ impl Scheduler for DrainScheduler {
                             to: nodes[f].id,
                         }]
                     } else {
-                        let Some(t) = choose_target(view, &tally, s, &[from], DomainRule::Prefer)
+                        let Some(t) =
+                            choose_leader_target(view, &tally, s, &[from], DomainRule::Prefer)
                         else {
                             continue;
                         };

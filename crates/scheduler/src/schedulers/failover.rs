@@ -2,7 +2,7 @@
 
 use super::Scheduler;
 use crate::operator::{Operator, OperatorKind, Priority, Step};
-use crate::placement::{choose_target, DomainRule};
+use crate::placement::{choose_leader_target, choose_target, DomainRule};
 use crate::view::ClusterView;
 use meridian_model::{NodeState, ReplicaRole};
 
@@ -10,7 +10,9 @@ use meridian_model::{NodeState, ReplicaRole};
 /// has none).
 ///
 /// Fast path: one `PromoteFollower` step to an in-sync follower on an Online node, the one
-/// with the fewest leaders (not draining or cordoned if possible), so the route moves on
+/// with the fewest leaders on a node that [can lead](crate::NodeView::can_lead) if there is
+/// one (else on an evicting, draining or cordoned node: availability beats the eviction, and
+/// the evict-leader or drain scheduler moves it on later), so the route moves on
 /// the very tick the operator is admitted. Safe without the old leader's consent because
 /// Offline comes only after its lease ran out. Slow path, when no in-sync follower is
 /// alive: `ReopenShard` on a live replica's node, or else on a new node, which opens the
@@ -51,8 +53,16 @@ impl Scheduler for FailoverScheduler {
                 Some(l) => format!("leader {l} is offline"),
                 None => "no leader".to_string(),
             };
-            // Prefer nodes that may receive leaders; a draining node beats no leader.
-            let rank = |i: usize| (!nodes[i].can_receive(), tally.leaders[i], nodes[i].id);
+            // Prefer nodes that may lead; an evicting, draining or cordoned node beats no
+            // leader.
+            let rank = |i: usize| {
+                (
+                    !nodes[i].can_lead(),
+                    !nodes[i].can_receive(),
+                    tally.leaders[i],
+                    nodes[i].id,
+                )
+            };
             let promote = sv
                 .in_sync
                 .iter()
@@ -70,6 +80,7 @@ impl Scheduler for FailoverScheduler {
                     .filter(|&i| nodes[i].state == NodeState::Online)
                     .min_by_key(|&i| rank(i));
                 let Some(i) = live_replica
+                    .or_else(|| choose_leader_target(view, &tally, s, &[], DomainRule::Prefer))
                     .or_else(|| choose_target(view, &tally, s, &[], DomainRule::Prefer))
                 else {
                     continue;

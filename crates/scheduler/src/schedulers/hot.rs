@@ -8,12 +8,14 @@ use meridian_model::{NodeId, NodeState, ShardId};
 use std::collections::HashMap;
 
 /// Moves load off nodes whose leader load (read + write units of the shards they lead)
-/// has exceeded the mean over balance members by `hot_threshold` for `hot_sustain_ms`.
+/// has exceeded the mean over leader balance members by `hot_threshold` for
+/// `hot_sustain_ms`.
 ///
 /// For each such node, hottest shard first, it transfers leadership to an in-sync follower
 /// or, failing that, moves the leader replica (`AddFollower`, `TransferLeader`,
-/// `RemoveReplica`) to the coolest domain-respecting node. A receiver that stays under the
-/// hot line is preferred; any move must leave the receiver cooler than the source was
+/// `RemoveReplica`) to the coolest domain-respecting node; either way the receiver must be
+/// able to lead (not evicting leaders). A receiver that stays under the hot line is
+/// preferred; any move must leave the receiver cooler than the source was
 /// (`receiver + x < source`), which strictly lowers the sum of squared node loads, so moves
 /// cannot cycle while loads hold still. A shard hotter than the line by itself is never
 /// moved for load (it would only carry the hot spot along; splitting it is the remedy): its
@@ -36,11 +38,11 @@ impl HotShardScheduler {
     }
 }
 
-/// The leader load above which a node is hot: the mean over balance members times
+/// The leader load above which a node is hot: the mean over leader balance members times
 /// (1 + threshold); `None` while the cluster reports no load.
 pub(crate) fn hot_line(view: &ClusterView, load: &[f64], threshold: f64) -> Option<f64> {
     let members: Vec<usize> = (0..view.nodes().len())
-        .filter(|&i| view.nodes()[i].is_balance_member())
+        .filter(|&i| view.nodes()[i].is_leader_balance_member())
         .collect();
     if members.is_empty() {
         return None;
@@ -107,12 +109,12 @@ impl Scheduler for HotShardScheduler {
                     .in_sync
                     .iter()
                     .filter_map(|&n| view.node_index(n))
-                    .filter(|i| nodes[*i].can_receive() && room(i))
+                    .filter(|i| nodes[*i].can_lead() && room(i))
                     .min_by(|&a, &b| tally.load[a].total_cmp(&tally.load[b]));
                 // The coolest node that may take the replica without a new domain violation.
                 let target = (0..nodes.len())
                     .filter(|i| {
-                        nodes[*i].can_receive()
+                        nodes[*i].can_lead()
                             && !sv.shard.has_replica_on(nodes[*i].id)
                             && room(i)
                             && {

@@ -7,12 +7,14 @@
 
 mod balance;
 mod drain;
+mod evict;
 mod failover;
 mod hot;
 mod repair;
 
 pub use balance::{BalanceLeaderScheduler, BalanceShardScheduler};
 pub use drain::DrainScheduler;
+pub use evict::EvictLeaderScheduler;
 pub use failover::FailoverScheduler;
 pub use hot::HotShardScheduler;
 pub use repair::ReplicaRepairScheduler;
@@ -95,7 +97,8 @@ pub trait Scheduler: Send {
     fn name(&self) -> &'static str;
 
     /// Whether it keeps running in maintenance mode (failover and repair do: they protect
-    /// availability and durability; everything else can wait).
+    /// availability and durability; evict-leader does: an admin is restarting a node;
+    /// everything else can wait).
     fn essential(&self) -> bool {
         false
     }
@@ -128,12 +131,13 @@ pub struct SchedulerSet {
 }
 
 impl SchedulerSet {
-    /// The standard set: failover, replica repair, drain, hot shard, leader balance,
-    /// shard balance.
+    /// The standard set: failover, replica repair, leader eviction, drain, hot shard,
+    /// leader balance, shard balance.
     pub fn new(config: SchedulerConfig) -> Self {
         let mut set = Self::empty();
         set.push(Box::new(FailoverScheduler::new()));
         set.push(Box::new(ReplicaRepairScheduler::new(config)));
+        set.push(Box::new(EvictLeaderScheduler::new(config)));
         set.push(Box::new(DrainScheduler::new(config)));
         set.push(Box::new(HotShardScheduler::new(config)));
         set.push(Box::new(BalanceLeaderScheduler::new(config)));

@@ -439,3 +439,315 @@ fn leader_balance_chains_transfers_when_zones_forbid_the_direct_one() {
     let (after, _) = settle(view, &mut now);
     assert!(after.spread().leaders_max_minus_min <= 1);
 }
+
+// ---- leader eviction (planned restart) ----
+
+/// Sets the evict-leaders flag of `node`.
+fn evict(view: ClusterView, node: NodeId) -> ClusterView {
+    modify(view, |nodes, _| {
+        for n in nodes.iter_mut().filter(|n| n.id == node) {
+            n.evict_leaders = true;
+        }
+    })
+}
+
+/// Leadership transfers of `ops` as (from, to).
+fn transfers(ops: &[crate::Operator]) -> Vec<(NodeId, NodeId)> {
+    ops.iter()
+        .flat_map(|o| &o.steps)
+        .filter_map(|s| match *s {
+            Step::TransferLeader { from, to } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn evict_leader_moves_every_leadership_off_the_node() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let evicted = NodeId(1);
+    let led = view.leader_count(evicted);
+    assert!(led > 0);
+    let view = evict(view, evicted);
+    let ops = EvictLeaderScheduler::new(SchedulerConfig::default()).schedule(&view, 0);
+    assert_eq!(ops.len(), led as usize, "one transfer per shard it leads");
+    for op in &ops {
+        assert_eq!(op.kind, OperatorKind::EvictLeader);
+        assert_eq!(op.priority, crate::Priority::Maintenance);
+        let [Step::TransferLeader { from, to }] = op.steps[..] else {
+            panic!("{op:?}")
+        };
+        assert_eq!(from, evicted);
+        assert!(view.shard(op.shard).unwrap().is_in_sync(to));
+    }
+    let mut now = 0;
+    let (after, _) = settle(view, &mut now);
+    assert_eq!(after.leader_count(evicted), 0);
+    assert!(
+        after.spread().leaders_max_minus_min <= 1,
+        "{:?}",
+        after.spread()
+    );
+    for s in after.shards() {
+        assert!(s.shard.leader().is_some());
+    }
+}
+
+#[test]
+fn evict_leader_respects_the_per_tick_cap_and_node_limits() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(48).build();
+    let view = evict(view, NodeId(1));
+    let config = SchedulerConfig {
+        max_ops_per_tick: 3,
+        ..SchedulerConfig::default()
+    };
+    assert_eq!(
+        EvictLeaderScheduler::new(config).schedule(&view, 0).len(),
+        3
+    );
+    // With the controller's per-node limit of 2, the evicting node takes two at a time.
+    let view = {
+        let (cfg, nodes, shards) = view.into_parts();
+        ClusterView::new(cfg, nodes, shards).with_operators([], Some(2))
+    };
+    let ops = EvictLeaderScheduler::new(SchedulerConfig::default()).schedule(&view, 0);
+    assert_eq!(ops.len(), 2, "{ops:?}");
+}
+
+#[test]
+fn evicting_node_keeps_its_followers() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let evicted = NodeId(2);
+    let held: Vec<_> = view.shards_on(evicted).map(|s| s.shard.id).collect();
+    let view = evict(view, evicted);
+    let mut now = 0;
+    let (after, done) = settle(view, &mut now);
+    let still: Vec<_> = after.shards_on(evicted).map(|s| s.shard.id).collect();
+    assert_eq!(held, still, "every replica stays where it was");
+    assert_eq!(after.leader_count(evicted), 0);
+    assert!(done
+        .iter()
+        .all(|o| matches!(o.steps[..], [Step::TransferLeader { .. }])));
+}
+
+#[test]
+fn evicting_node_still_receives_followers_but_no_leader() {
+    // Node 7 is new and empty: shard balance fills it, with followers only.
+    let view = ClusterBuilder::new()
+        .zones(3)
+        .nodes(6)
+        .empty_nodes(3)
+        .shards(60)
+        .build();
+    let view = evict(view, NodeId(7));
+    let mut now = 0;
+    let (after, done) = settle(view, &mut now);
+    assert!(after.replica_count(NodeId(7)) >= 19, "it filled up");
+    assert_eq!(after.leader_count(NodeId(7)), 0);
+    assert!(transfers(&done).iter().all(|&(_, to)| to != NodeId(7)));
+    let spread = after.spread();
+    assert!(spread.shards_max_minus_min <= 1, "{spread:?}");
+    assert!(spread.leaders_max_minus_min <= 1, "{spread:?}");
+}
+
+#[test]
+fn an_evicting_node_is_left_out_of_the_leader_spread_only() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let view = evict(view, NodeId(3));
+    let node = view.node(NodeId(3)).unwrap();
+    assert!(node.can_receive() && !node.can_lead());
+    assert!(node.is_balance_member() && !node.is_leader_balance_member());
+    // Take its leaders away by hand: the leader spread ignores its count of zero.
+    let view = modify(view, |_, shards| {
+        for sv in shards.iter_mut() {
+            if sv.shard.leader() == Some(NodeId(3)) {
+                let to = sv.shard.followers().next().unwrap();
+                let next = Step::TransferLeader {
+                    from: NodeId(3),
+                    to,
+                }
+                .apply(&sv.shard)
+                .unwrap();
+                *sv = ShardView::all_in_sync(next);
+            }
+        }
+    });
+    assert_eq!(view.leader_count(NodeId(3)), 0);
+    let others: Vec<u32> = view
+        .nodes()
+        .iter()
+        .filter(|n| n.id != NodeId(3))
+        .map(|n| view.leader_count(n.id))
+        .collect();
+    let expected = others.iter().max().unwrap() - others.iter().min().unwrap();
+    assert_eq!(view.spread().leaders_max_minus_min, expected);
+}
+
+#[test]
+fn balance_never_gives_leaders_to_an_evicting_node() {
+    // Node 2 (zone z1) hands every leadership to its zone-z0 follower (node 1 or 4): it
+    // leads nothing and nodes 1 and 4 lead too much.
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(48).build();
+    let view = modify(view, |_, shards| {
+        for sv in shards.iter_mut() {
+            if sv.shard.leader() == Some(NodeId(2)) {
+                let to = [NodeId(1), NodeId(4)]
+                    .into_iter()
+                    .find(|&n| sv.shard.has_replica_on(n))
+                    .unwrap();
+                let next = Step::TransferLeader {
+                    from: NodeId(2),
+                    to,
+                }
+                .apply(&sv.shard)
+                .unwrap();
+                *sv = ShardView::all_in_sync(next);
+            }
+        }
+    });
+    assert_eq!(view.leader_count(NodeId(2)), 0);
+    let config = SchedulerConfig::default();
+    // Without the flag, balance hands it leaderships...
+    let ops = BalanceLeaderScheduler::new(config).schedule(&view, 0);
+    assert!(transfers(&ops).iter().any(|&(_, to)| to == NodeId(2)));
+    // ...with it, never, and the rest still even out.
+    let view = evict(view, NodeId(2));
+    let ops = BalanceLeaderScheduler::new(config).schedule(&view, 0);
+    assert!(!ops.is_empty(), "node 1 still has too many");
+    assert!(transfers(&ops).iter().all(|&(_, to)| to != NodeId(2)));
+    let mut now = 0;
+    let (after, done) = settle(view, &mut now);
+    assert!(transfers(&done).iter().all(|&(_, to)| to != NodeId(2)));
+    assert_eq!(after.leader_count(NodeId(2)), 0);
+    assert!(after.spread().leaders_max_minus_min <= 1);
+}
+
+#[test]
+fn hot_shard_never_moves_leadership_to_an_evicting_node() {
+    let base = ClusterBuilder::new().zones(3).nodes(6).shards(60);
+    let probe = base.build();
+    let hot_node = probe.shards()[0].shard.leader().unwrap();
+    let led: Vec<u32> = probe
+        .shards()
+        .iter()
+        .filter(|s| s.shard.leader() == Some(hot_node))
+        .map(|s| s.shard.id.0)
+        .collect();
+    let mut b = base;
+    for s in 0..60 {
+        b = b.shard_load(s, 10.0);
+    }
+    for &s in &led[..3] {
+        b = b.shard_load(s, 40.0);
+    }
+    let view = b.build();
+    let config = SchedulerConfig::default();
+    let mut hot = HotShardScheduler::new(config);
+    assert!(hot.schedule(&view, 0).is_empty());
+    let ops = hot.schedule(&view, config.hot_sustain_ms);
+    let (_, preferred) = transfers(&ops)[0];
+    // Flag the receiver it chose: it picks another.
+    let view = evict(view, preferred);
+    let mut hot = HotShardScheduler::new(config);
+    hot.schedule(&view, 0);
+    let ops = hot.schedule(&view, config.hot_sustain_ms);
+    assert!(!ops.is_empty());
+    for (_, to) in transfers(&ops) {
+        assert!(view.node(to).unwrap().can_lead(), "{to}");
+    }
+}
+
+#[test]
+fn failover_avoids_an_evicting_node_when_another_follower_is_in_sync() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let dead = NodeId(1);
+    let sv = view
+        .shards()
+        .iter()
+        .find(|s| s.shard.leader() == Some(dead))
+        .unwrap()
+        .clone();
+    let followers: Vec<NodeId> = sv.shard.followers().collect();
+    // Flag every follower the leader-count rank would pick first, one at a time.
+    for &flagged in &followers {
+        let v = kill(evict(view.clone(), flagged), dead, 0);
+        let ops = FailoverScheduler::new().schedule(&v, 10);
+        let op = ops.iter().find(|o| o.shard == sv.shard.id).unwrap();
+        let [Step::PromoteFollower { to }] = op.steps[..] else {
+            panic!("{op:?}")
+        };
+        assert_ne!(to, flagged);
+    }
+}
+
+#[test]
+fn failover_falls_back_to_an_evicting_node_when_it_holds_the_only_in_sync_follower() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let dead = NodeId(1);
+    let id = view
+        .shards()
+        .iter()
+        .find(|s| s.shard.leader() == Some(dead))
+        .unwrap()
+        .shard
+        .id;
+    let only = view.shard(id).unwrap().shard.followers().next().unwrap();
+    let view = modify(view, |_, shards| {
+        let sv = shards.iter_mut().find(|s| s.shard.id == id).unwrap();
+        sv.in_sync = vec![only];
+    });
+    let view = kill(evict(view, only), dead, 0);
+    let ops = FailoverScheduler::new().schedule(&view, 10);
+    let op = ops.iter().find(|o| o.shard == id).unwrap();
+    assert_eq!(op.steps[..], [Step::PromoteFollower { to: only }]);
+}
+
+#[test]
+fn drain_hands_leaders_only_to_nodes_that_can_lead() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let view = modify(view, |nodes, _| nodes[0].draining = true);
+    let view = evict(view, NodeId(2));
+    let view = evict(view, NodeId(3));
+    let ops = DrainScheduler::new(SchedulerConfig::default()).schedule(&view, 0);
+    assert!(!ops.is_empty());
+    for (_, to) in transfers(&ops) {
+        assert!(to != NodeId(2) && to != NodeId(3), "{to}");
+    }
+}
+
+#[test]
+fn evict_leader_runs_in_maintenance_mode() {
+    let view = ClusterBuilder::new().zones(3).nodes(6).shards(24).build();
+    let view = evict(view, NodeId(4));
+    let mut set = SchedulerSet::new(SchedulerConfig::default());
+    set.set_maintenance(true);
+    let ops = set.schedule(&view, 0);
+    assert!(!ops.is_empty());
+    assert!(ops.iter().all(|o| o.kind == OperatorKind::EvictLeader));
+    assert!(set
+        .status()
+        .iter()
+        .any(|s| s.name == "evict-leader" && s.essential));
+}
+
+#[test]
+fn node_view_copies_the_evict_flag_from_the_model() {
+    let view = ClusterBuilder::new().zones(3).nodes(3).shards(3).build();
+    let n = &view.nodes()[0];
+    let node = meridian_model::Node {
+        cluster: meridian_model::ClusterId(1),
+        id: n.id,
+        name: "n1".into(),
+        endpoint: "n1:1".into(),
+        labels: n.labels.clone(),
+        capacity: Default::default(),
+        version: "test".into(),
+        cordoned: false,
+        draining: false,
+        removed: false,
+        evict_leaders: true,
+    };
+    let v = NodeView::from_node(&node, NodeState::Online, 0, Default::default());
+    assert!(v.evict_leaders && !v.can_lead() && v.can_receive());
+    assert!(!NodeView::new(n.id, n.labels.clone()).evict_leaders);
+}

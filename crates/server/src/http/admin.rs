@@ -1,5 +1,6 @@
 //! Scheduling admin over HTTP: operators, scheduler switches, maintenance mode, manual
-//! transfer-leader and move-shard, and node drain / cordon / uncordon / remove.
+//! transfer-leader and move-shard, and node drain / cordon / uncordon / evict-leaders /
+//! unevict-leaders / remove.
 
 use super::{body, AppState};
 use crate::error::ServerError;
@@ -245,6 +246,14 @@ async fn node_action(
             n.draining = true;
             Ok(())
         }),
+        "evict-leaders" => Box::new(|n| {
+            n.evict_leaders = true;
+            Ok(())
+        }),
+        "unevict-leaders" => Box::new(|n| {
+            n.evict_leaders = false;
+            Ok(())
+        }),
         "remove" => Box::new(move |n| {
             if held > 0 {
                 return Err(ServerError::FailedPrecondition(format!(
@@ -256,7 +265,7 @@ async fn node_action(
         }),
         other => {
             return Err(ServerError::NotFound(format!(
-                "unknown node action {other:?}: use drain, cordon, uncordon or remove"
+                "unknown node action {other:?}: use drain, cordon, uncordon, evict-leaders, unevict-leaders or remove"
             )))
         }
     };

@@ -117,6 +117,8 @@ pub struct NodeInfo {
     pub cordoned: bool,
     /// Draining: replicas being moved off.
     pub draining: bool,
+    /// Leaders being moved off (before a planned restart); it gets none.
+    pub evict_leaders: bool,
     /// Binary version.
     pub version: String,
     /// Replicas held (by metadata).
@@ -599,6 +601,7 @@ impl Cluster {
                     connected: self.sessions.session_of(e.node.id).is_some(),
                     cordoned: e.node.cordoned,
                     draining: e.node.draining,
+                    evict_leaders: e.node.evict_leaders,
                     version: e.node.version.clone(),
                     shards,
                     leaders,

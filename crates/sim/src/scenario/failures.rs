@@ -1,8 +1,10 @@
-//! Scenarios where nodes die: `kill-node`, `kill-zone`, `rolling-restart`.
+//! Scenarios where nodes die: `kill-node`, `kill-zone`, `rolling-restart`,
+//! `rolling-restart-graceful`.
 
 use super::world::{Sim, SimParams};
 use super::{base_report, sizes, ScenarioOptions, ScenarioReport, SimError};
 use meridian_model::NodeId;
+use meridian_scheduler::OperatorKind;
 use serde_json::json;
 
 const WARM_UP_MS: u64 = 10_000;
@@ -183,6 +185,96 @@ pub(super) fn rolling_restart(opts: &ScenarioOptions) -> Result<ScenarioReport, 
         "longest_leaderless_interval_ms": leaderless.longest_interval_ms,
         "shards_ever_leaderless": leaderless.shards_affected,
         "slowest_restart_to_healthy_ms": slowest_recovery,
+    });
+    Ok(r)
+}
+
+/// How long `rolling-restart-graceful` waits for a flagged node to lead nothing before it
+/// stops the node anyway.
+const EVICT_WAIT_MS: u64 = 30_000;
+
+/// The longest a shard may be leaderless at a time in `rolling-restart-graceful`: a leader
+/// transfer (the demotion and its acknowledgement, a tick, the promotion) takes a few
+/// latencies and one tick, far below the lease-bound failover of `rolling-restart`.
+const GRACEFUL_BOUND_MS: u64 = 1_000;
+
+/// `rolling-restart-graceful`: `rolling-restart` with the evict-leaders flag. Before each
+/// node is stopped its flag is set and the run waits (at most 30 s) until it leads nothing;
+/// then it is down for 10 s, restarted with the flag cleared, and the next node goes once
+/// the cluster is healthy and leaders are even again.
+pub(super) fn rolling_restart_graceful(opts: &ScenarioOptions) -> Result<ScenarioReport, SimError> {
+    let (n, s) = sizes(opts, (12, 600), (6, 48))?;
+    let mut sim = Sim::new(SimParams::new(n, 3, s, opts.seed))?;
+    sim.run_until(WARM_UP_MS);
+    sim.reset_measurements();
+    let tick = sim.params.tick_ms;
+    let mut slowest_recovery = Some(0u64);
+    let mut slowest_eviction = Some(0u64);
+    for id in sim.node_ids() {
+        sim.set_evict_leaders(id, true);
+        let t0 = sim.now;
+        let evicted = sim.run_until_cond(t0 + EVICT_WAIT_MS, tick, |s| !s.leads_anything(id));
+        slowest_eviction = match (slowest_eviction, evicted) {
+            (Some(a), Some(b)) => Some(a.max(b - t0)),
+            _ => None,
+        };
+        sim.kill(id);
+        sim.run_until(sim.now + DOWNTIME_MS);
+        sim.restart(id);
+        sim.set_evict_leaders(id, false);
+        let t0 = sim.now;
+        // Its replicas are current (the transfers bumped versions while it was up), so the
+        // cluster looks healthy at once: wait until it counts for leader balance again.
+        let back = sim.run_until_cond(t0 + 600_000, 500, |s| {
+            let v = s.view();
+            v.node(id).is_some_and(|n| n.is_leader_balance_member())
+                && s.healthy()
+                && v.spread().leaders_max_minus_min <= 1
+        });
+        slowest_recovery = match (slowest_recovery, back) {
+            (Some(a), Some(b)) => Some(a.max(b - t0)),
+            _ => None,
+        };
+        sim.run_until(sim.now + 5_000);
+    }
+    let leaderless = sim.leaderless();
+    let crash = rolling_restart(opts)?;
+    let mut r = base_report("rolling-restart-graceful", opts, &sim, WARM_UP_MS);
+    r.criterion = format!(
+        "{n} nodes (3 zones), {s} shards RF 3, one at a time: evict-leaders set, the node \
+         leads nothing within {} s, is down {} s, restarted and unflagged: no shard \
+         leaderless longer than {GRACEFUL_BOUND_MS} ms at a time (a transfer, not a \
+         failover), no replica copied, leaders even again after each restart, every \
+         operator succeeds",
+        EVICT_WAIT_MS / 1000,
+        DOWNTIME_MS / 1000
+    );
+    r.pass = slowest_eviction.is_some()
+        && slowest_recovery.is_some()
+        && leaderless.longest_interval_ms <= GRACEFUL_BOUND_MS
+        && sim.moves.replicas_added == 0
+        && sim.moves.promotions == 0
+        && sim.unsuccessful_operators() == 0
+        && r.final_spread.leaders_max_minus_min <= 1;
+    r.time_to_recover_ms = slowest_recovery;
+    r.details = json!({
+        "restarts": n,
+        "downtime_ms": DOWNTIME_MS,
+        "leaderless_bound_ms": GRACEFUL_BOUND_MS,
+        "longest_leaderless_interval_ms": leaderless.longest_interval_ms,
+        "total_leaderless_ms": leaderless.total_ms,
+        "shards_ever_leaderless": leaderless.shards_affected,
+        "slowest_eviction_ms": slowest_eviction,
+        "slowest_restart_to_healthy_ms": slowest_recovery,
+        "evict_leader_operators": sim.moves.of_kind(OperatorKind::EvictLeader),
+        "failover_promotions": sim.moves.promotions,
+        "crash_style_rolling_restart": {
+            "pass": crash.pass,
+            "longest_leaderless_interval_ms": crash.details["longest_leaderless_interval_ms"],
+            "total_leaderless_ms": crash.total_leaderless_ms,
+            "shards_ever_leaderless": crash.details["shards_ever_leaderless"],
+            "failover_promotions": crash.moves.promotions,
+        },
     });
     Ok(r)
 }

@@ -11,6 +11,7 @@
 //! | `kill-zone` | one of three zones dies: every shard keeps or regains a leader |
 //! | `hot-shard` | a few shards on one node get hot: the load spreads out |
 //! | `rolling-restart` | every node restarted in turn: short leaderless windows only |
+//! | `rolling-restart-graceful` | the same, each node's leaders evicted first: transfers only |
 //! | `drain` | one node drained: emptied, leaders first |
 //! | `copyset-loss` | no clock: data-loss probability of random vs copyset placement |
 
@@ -186,6 +187,7 @@ pub fn scenario_names() -> &'static [&'static str] {
         "kill-zone",
         "hot-shard",
         "rolling-restart",
+        "rolling-restart-graceful",
         "drain",
         "copyset-loss",
     ]
@@ -200,6 +202,7 @@ pub fn run_scenario(name: &str, opts: &ScenarioOptions) -> Result<ScenarioReport
         "kill-zone" => failures::kill_zone(opts),
         "hot-shard" => hot::hot_shard(opts),
         "rolling-restart" => failures::rolling_restart(opts),
+        "rolling-restart-graceful" => failures::rolling_restart_graceful(opts),
         "drain" => expansion::drain(opts),
         "copyset-loss" => copyset_loss::copyset_loss(opts),
         _ => Err(SimError::UnknownScenario(name.to_string())),

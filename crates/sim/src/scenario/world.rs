@@ -93,6 +93,8 @@ struct SimNode {
     /// Bumped on every kill and restart, so events of a previous life are dropped.
     life: u64,
     draining: bool,
+    /// The admin flag `Node::evict_leaders`: the view the tick builds carries it.
+    evict_leaders: bool,
     replicas: BTreeMap<ShardId, Local>,
 }
 
@@ -335,6 +337,7 @@ impl Sim {
                 state_since_ms: self.liveness.state_since(n.id).unwrap_or(0),
                 cordoned: false,
                 draining: n.draining,
+                evict_leaders: n.evict_leaders,
                 stats: Default::default(),
             })
             .collect();
@@ -711,6 +714,26 @@ impl Sim {
         }
     }
 
+    /// Sets or clears a node's evict-leaders flag (what `POST /nodes/{node}/evict-leaders`
+    /// does on a server).
+    pub fn set_evict_leaders(&mut self, id: NodeId, on: bool) {
+        if let Some(i) = self.node_index(id) {
+            self.nodes[i].evict_leaders = on;
+        }
+    }
+
+    /// Whether `id` leads some shard, in the metadata or in its own state (a demotion may
+    /// not have reached it yet).
+    pub fn leads_anything(&self, id: NodeId) -> bool {
+        self.routes.iter().any(|s| s.leader() == Some(id))
+            || self.node_index(id).is_some_and(|i| {
+                self.nodes[i]
+                    .replicas
+                    .values()
+                    .any(|l| l.role == ReplicaRole::Leader)
+            })
+    }
+
     /// Sets a shard's read + write load.
     pub fn set_load(&mut self, shard: ShardId, units_per_sec: f64) {
         if let Some(l) = self.loads.get_mut(shard.0 as usize) {
@@ -795,6 +818,7 @@ fn new_node(i: usize, zones: usize) -> SimNode {
         alive: true,
         life: 0,
         draining: false,
+        evict_leaders: false,
         replicas: BTreeMap::new(),
     }
 }
