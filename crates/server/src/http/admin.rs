@@ -185,6 +185,13 @@ async fn transfer_leader(
         "admin: transfer leader",
         |c, current| {
             let to = node_id(c, &b.to)?;
+            if c.find_node(&to.0.to_string())
+                .is_some_and(|n| n.node.evict_leaders)
+            {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "{to} is evicting its leaders: `meridian ctl unevict-leaders {to}` first"
+                )));
+            }
             let from = current.leader().ok_or_else(|| {
                 ServerError::FailedPrecondition(format!(
                     "{} has no leader to transfer from",
