@@ -297,3 +297,110 @@ async fn a_restart_fails_nothing_over_while_nodes_reconnect_within_the_grace_per
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_interrupted_by_a_crash_is_rolled_back_at_the_next_start() {
+    use meridian_client::{ShardHandler, TableRef};
+    use meridian_model::{Partition, ShardId, Table, TableId};
+    let dir = tempfile::tempdir().unwrap();
+    let config = meridian_server::ServerConfig {
+        data_dir: dir.path().into(),
+        grpc_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        http_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        ..Default::default()
+    };
+    let server = meridian_server::Server::start(config.clone())
+        .await
+        .unwrap();
+    let addr = server.grpc_addr.to_string();
+    let nodes: Vec<SimNode> = (0..3)
+        .map(|i| {
+            let mut c = NodeAgentConfig::new(
+                addr.clone(),
+                format!("p-{i}"),
+                format!("127.0.0.1:{}", 34000 + i),
+            );
+            c.labels = NodeLabels {
+                zone: format!("z{i}"),
+                ..Default::default()
+            };
+            c.min_backoff = Duration::from_millis(20);
+            c.max_backoff = Duration::from_millis(100);
+            SimNode::start(c)
+        })
+        .collect();
+    for n in &nodes {
+        n.agent.registered(Duration::from_secs(10)).await.unwrap();
+    }
+    let cluster = server.meta.cluster("default").unwrap();
+    let shard = eventually(Duration::from_secs(10), || {
+        let s = cluster.shard(ShardId(1));
+        let open = s.as_ref().and_then(|s| s.leader()).is_some_and(|l| {
+            nodes.iter().any(|n| {
+                n.agent.status().node_id == Some(l.0) && n.shards.shards().contains_key(&ShardId(1))
+            })
+        });
+        async move { s.filter(|_| open) }
+    })
+    .await;
+    let leader = nodes
+        .iter()
+        .find(|n| Some(n.agent.status().node_id.unwrap()) == shard.leader().map(|l| l.0))
+        .unwrap();
+
+    // The state a crash leaves between "the leader created the partition" and "the metadata
+    // committed": the procedure record, and the partition on the node, but no table.
+    let orphan = Table {
+        id: TableId(999_999),
+        name: meridian_model::TableName::new("default", "public", "orphan").unwrap(),
+        rule: meridian_model::PartitionRule::None,
+        partitions: vec![Partition {
+            index: 0,
+            shard: ShardId(1),
+        }],
+        created_at_ms: 0,
+    };
+    let table_ref = TableRef {
+        id: orphan.id,
+        catalog: "default".into(),
+        schema: "public".into(),
+        table: "orphan".into(),
+        partition: 0,
+    };
+    leader
+        .shards
+        .create_table(ShardId(1), shard.version, table_ref)
+        .await
+        .unwrap();
+    let key = meridian_store::keys::create_table_procedure(cluster.id, orphan.id);
+    server
+        .meta
+        .store()
+        .put(&key, &serde_json::to_vec(&orphan).unwrap())
+        .await
+        .unwrap();
+    server.shutdown().await;
+
+    let server = meridian_server::Server::start(config).await.unwrap();
+    eventually(Duration::from_secs(15), || {
+        let gone = !leader
+            .shards
+            .shards()
+            .get(&ShardId(1))
+            .is_some_and(|s| s.tables.contains(&(999_999, 0)));
+        let store = server.meta.store().clone();
+        let key = key.clone();
+        async move {
+            let record = store.get(&key).await.unwrap();
+            (gone && record.is_none()).then_some(())
+        }
+    })
+    .await;
+    assert!(server
+        .meta
+        .cluster("default")
+        .unwrap()
+        .get_table(&orphan.name)
+        .is_none());
+    server.shutdown().await;
+}

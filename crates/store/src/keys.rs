@@ -22,6 +22,7 @@
 //! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
 //! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
 //! | `/meridian/v1/clusters/{c}/table_names/{catalog}/{schema}/{table}` | table id | DDL: create table (CAS absent, with the table) | DDL: drop table |
+//! | `/meridian/v1/clusters/{c}/procedures/create_table/{table:020}` | `Table` JSON (the create in flight) | DDL: before nodes are told to create | with the table's commit, or once a rollback dropped it from the nodes |
 //!
 //! Deleting a whole cluster is one range of deletes under [`cluster_prefix`] plus its
 //! [`cluster_name`] key.
@@ -147,6 +148,20 @@ pub fn table_name(cluster: ClusterId, name: &TableName) -> Vec<u8> {
         cluster,
         format_args!("table_names/{catalog}/{schema}/{table}"),
     )
+}
+
+/// A create-table procedure in flight: written before any node creates the table, removed
+/// when the table commits or once the create was rolled back on the nodes.
+pub fn create_table_procedure(cluster: ClusterId, table: TableId) -> Vec<u8> {
+    in_cluster(
+        cluster,
+        format_args!("procedures/create_table/{:020}", table.get()),
+    )
+}
+
+/// Every create-table procedure in flight of a cluster.
+pub fn create_table_procedures_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("procedures/create_table/"))
 }
 
 /// Every table name of one schema.

@@ -138,20 +138,34 @@ pub async fn http(
     )
 }
 
-/// Waits until the default cluster has no running operator and every shard has its full
-/// replica set (balancing after nodes joined has finished).
+/// Waits until the default cluster has had no running operator and every shard its full
+/// replica set for a whole second (several full scheduling passes): balancing after nodes
+/// joined has finished, not just paused between two passes.
 pub async fn settled(server: &RunningServer) {
     let cluster = server.meta.cluster("default").unwrap();
     let rf = cluster.config().replication_factor as usize;
-    eventually(Duration::from_secs(30), || {
+    let mut quiet_since: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
         let idle = server.scheduling.operators(cluster.id, false).0.is_empty();
         let full = cluster
             .shard_entries()
             .iter()
             .all(|e| e.shard.replicas.len() == rf);
-        async move { (idle && full).then_some(()) }
-    })
-    .await;
+        if idle && full {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(1) {
+                return;
+            }
+        } else {
+            quiet_since = None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not settle within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A free loopback port (for server processes that need fixed ports across restarts).

@@ -986,6 +986,12 @@ impl Cluster {
                 .collect(),
             created_at_ms: wall_ms(),
         };
+        // The procedure record goes first: if this server dies from here until the commit,
+        // the next start finds it and rolls the create back on the nodes (invariant 3).
+        let procedure = keys::create_table_procedure(self.id, id);
+        self.store
+            .batch(vec![WriteOp::put(procedure.clone(), encode(&table)?)])
+            .await?;
         // Every partition's shard leader must create it before we say ok.
         let creates = table.partitions.iter().map(|p| {
             let kind = pb::instruction::Kind::CreateTable(pb::CreateTableOnShard {
@@ -999,7 +1005,7 @@ impl Cluster {
             match outcome {
                 Ok(v) => versions.push(v),
                 Err(err) => {
-                    self.drop_on_nodes(&table);
+                    self.roll_back_create(&table);
                     return Err(err);
                 }
             }
@@ -1008,17 +1014,18 @@ impl Cluster {
         let txn = Txn::new()
             .when_absent(name_key.clone())
             .then(WriteOp::put(name_key, id.0.to_string().into_bytes()))
-            .then(WriteOp::put(keys::table(self.id, id), encode(&table)?));
+            .then(WriteOp::put(keys::table(self.id, id), encode(&table)?))
+            .then(WriteOp::delete(procedure));
         match self.store.txn(txn).await {
             Ok(r) if r.succeeded => Ok((table, versions)),
             Ok(_) => {
-                self.drop_on_nodes(&table);
+                self.roll_back_create(&table);
                 Err(ServerError::AlreadyExists(format!(
                     "table {name} already exists"
                 )))
             }
             Err(e) => {
-                self.drop_on_nodes(&table);
+                self.roll_back_create(&table);
                 Err(e.into())
             }
         }
@@ -1083,21 +1090,73 @@ impl Cluster {
         }
     }
 
-    /// Best effort: tell shard leaders to drop a table's partitions after a failed create.
-    /// Failures are logged; a node also learns the truth at the next open of the shard.
-    fn drop_on_nodes(self: &Arc<Self>, table: &Table) {
+    /// Rolls a failed (or interrupted) create back: tells each partition's shard leader to
+    /// drop it, retrying until every leader confirmed (or the shard is gone), then deletes
+    /// the create's procedure record. Runs in the background; if this server stops first,
+    /// the record is still there and the next start resumes the rollback.
+    fn roll_back_create(self: &Arc<Self>, table: &Table) {
         let this = self.clone();
         let table = table.clone();
         tokio::spawn(async move {
-            for p in &table.partitions {
-                let kind = pb::instruction::Kind::DropTable(pb::DropTableOnShard {
-                    table: Some(table_on_shard(&table, p.index)),
-                });
-                if let Err(e) = this.instruct_leader(p.shard, kind).await {
-                    tracing::warn!(table = %table.name, "undoing a failed create on its node: {e}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            let mut pending: Vec<u32> = table.partitions.iter().map(|p| p.index).collect();
+            while !pending.is_empty() && std::time::Instant::now() < deadline {
+                let mut left = Vec::new();
+                for index in pending {
+                    let Some(p) = table.partitions.iter().find(|p| p.index == index) else {
+                        continue;
+                    };
+                    if this.shard(p.shard).is_none() {
+                        continue;
+                    }
+                    let kind = pb::instruction::Kind::DropTable(pb::DropTableOnShard {
+                        table: Some(table_on_shard(&table, p.index)),
+                    });
+                    if let Err(e) = this.instruct_leader(p.shard, kind).await {
+                        tracing::debug!(table = %table.name, "rolling back a create, will retry: {e}");
+                        left.push(index);
+                    }
+                }
+                pending = left;
+                if !pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            if !pending.is_empty() {
+                tracing::warn!(table = %table.name, "create rollback unfinished; the next start resumes it");
+                return;
+            }
+            let key = keys::create_table_procedure(this.id, table.id);
+            match this.store.batch(vec![WriteOp::delete(key)]).await {
+                Ok(()) => {
+                    tracing::info!(table = %table.name, id = %table.id, "rolled back a create")
+                }
+                Err(e) => {
+                    tracing::warn!(table = %table.name, "deleting a rolled-back create's record: {e}")
                 }
             }
         });
+    }
+
+    /// Resumes the create procedures a previous server left behind: a committed table only
+    /// needs its record deleted; an uncommitted one is rolled back on the nodes.
+    pub async fn resume_procedures(self: &Arc<Self>) -> Result<usize> {
+        let records = self
+            .store
+            .range(&keys::create_table_procedures_prefix(self.id), 0)
+            .await?;
+        let mut resumed = 0;
+        for kv in records {
+            let table: Table = decode(&kv.key, &kv.value)?;
+            if self.state.read().tables.contains_key(&table.id) {
+                self.store.batch(vec![WriteOp::delete(kv.key)]).await?;
+            } else {
+                tracing::info!(table = %table.name, id = %table.id, "rolling back a create interrupted by a restart");
+                self.roll_back_create(&table);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
     }
 
     /// Drops a table: durable first, then memory and routes, then the nodes (best effort).

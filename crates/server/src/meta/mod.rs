@@ -84,6 +84,12 @@ impl Meta {
                 Cluster::load(store.clone(), id, config.clone(), instruction_timeout).await?;
             meta.clusters.write().insert(config.name, cluster);
         }
+        for cluster in meta.clusters() {
+            let resumed = cluster.resume_procedures().await?;
+            if resumed > 0 {
+                tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted creates");
+            }
+        }
         if meta.cluster(DEFAULT_CLUSTER).is_err() {
             meta.create_cluster(ClusterConfig::default_cluster())
                 .await?;
