@@ -11,12 +11,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_moves_every_replica_off_then_remove_succeeds() {
-    let mut config = memory_config();
-    fast_liveness(&mut config);
-    let server = start(config).await;
-    let nodes = start_nodes(&server, "a", 6, 3).await;
-    shards_ready(&server, &nodes).await;
-    settled(&server).await;
+    let (server, _nodes) = balanced_cluster("a").await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
     let cluster = server.meta.cluster("default").unwrap();
     let victim = cluster.shard_entries()[0].shard.leader().unwrap();
@@ -85,12 +80,7 @@ async fn drain_moves_every_replica_off_then_remove_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_transfer_leader_and_move_shard_run_as_operators() {
-    let mut config = memory_config();
-    fast_liveness(&mut config);
-    let server = start(config).await;
-    let nodes = start_nodes(&server, "m", 6, 3).await;
-    shards_ready(&server, &nodes).await;
-    settled(&server).await;
+    let (server, nodes) = balanced_cluster("m").await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
     // Balancing would fight the manual moves in this test: pause it.
     for name in ["balance-leader", "balance-shard"] {
@@ -259,12 +249,7 @@ async fn a_cordoned_node_receives_no_new_replicas_when_the_cluster_grows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evict_leaders_moves_every_leadership_off_a_node_before_a_planned_restart() {
-    let mut config = memory_config();
-    fast_liveness(&mut config);
-    let server = start(config).await;
-    let nodes = start_nodes(&server, "e", 6, 3).await;
-    shards_ready(&server, &nodes).await;
-    settled(&server).await;
+    let (server, nodes) = balanced_cluster("e").await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
     let cluster = server.meta.cluster("default").unwrap();
     let victim = cluster.shard_entries()[0].shard.leader().unwrap();

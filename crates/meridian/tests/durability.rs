@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, free_port};
+use common::{eventually, free_port, redb_config, start_nodes_at};
 use meridian_client::{MetaClient, NodeAgentConfig};
 use meridian_model::{NodeLabels, PartitionRule, TableName};
 use meridian_sim::node::SimNode;
@@ -226,38 +226,14 @@ async fn sigkill_during_creates_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_fails_nothing_over_while_nodes_reconnect_within_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let config = meridian_server::ServerConfig {
-        data_dir: dir.path().into(),
-        grpc_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        http_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        ..Default::default()
-    };
+    let config = redb_config(dir.path());
     let server = meridian_server::Server::start(config.clone())
         .await
         .unwrap();
-    let addr = server.grpc_addr.to_string();
-    let nodes: Vec<SimNode> = (0..3)
-        .map(|i| {
-            let mut c = NodeAgentConfig::new(
-                addr.clone(),
-                format!("g-{i}"),
-                format!("127.0.0.1:{}", 33000 + i),
-            );
-            c.labels = NodeLabels {
-                zone: format!("z{i}"),
-                ..Default::default()
-            };
-            // One node comes back at once; the others well past the first scheduling ticks,
-            // but within the grace period: nothing may fail over to the first one.
-            let slow = if i == 0 { 1 } else { 75 };
-            c.min_backoff = Duration::from_millis(20 * slow);
-            c.max_backoff = Duration::from_millis(25 * slow);
-            SimNode::start(c)
-        })
-        .collect();
-    for n in &nodes {
-        n.agent.registered(Duration::from_secs(10)).await.unwrap();
-    }
+    // One node comes back at once; the others well past the first scheduling ticks, but
+    // within the grace period: nothing may fail over to the first one.
+    let slow = |i: usize| if i == 0 { (20, 25) } else { (1500, 1875) };
+    let nodes = start_nodes_at(&server.grpc_addr.to_string(), "g", 3, 33000, slow).await;
     let cluster = server.meta.cluster("default").unwrap();
     eventually(Duration::from_secs(10), || {
         let n = cluster.shard_entries().len();
@@ -303,35 +279,11 @@ async fn a_create_interrupted_by_a_crash_is_rolled_back_at_the_next_start() {
     use meridian_client::{ShardHandler, TableRef};
     use meridian_model::{Partition, ShardId, Table, TableId};
     let dir = tempfile::tempdir().unwrap();
-    let config = meridian_server::ServerConfig {
-        data_dir: dir.path().into(),
-        grpc_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        http_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        ..Default::default()
-    };
+    let config = redb_config(dir.path());
     let server = meridian_server::Server::start(config.clone())
         .await
         .unwrap();
-    let addr = server.grpc_addr.to_string();
-    let nodes: Vec<SimNode> = (0..3)
-        .map(|i| {
-            let mut c = NodeAgentConfig::new(
-                addr.clone(),
-                format!("p-{i}"),
-                format!("127.0.0.1:{}", 34000 + i),
-            );
-            c.labels = NodeLabels {
-                zone: format!("z{i}"),
-                ..Default::default()
-            };
-            c.min_backoff = Duration::from_millis(20);
-            c.max_backoff = Duration::from_millis(100);
-            SimNode::start(c)
-        })
-        .collect();
-    for n in &nodes {
-        n.agent.registered(Duration::from_secs(10)).await.unwrap();
-    }
+    let nodes = start_nodes_at(&server.grpc_addr.to_string(), "p", 3, 34000, |_| (20, 100)).await;
     let cluster = server.meta.cluster("default").unwrap();
     let shard = eventually(Duration::from_secs(10), || {
         let s = cluster.shard(ShardId(1));

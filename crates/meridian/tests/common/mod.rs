@@ -176,3 +176,61 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A redb-backed config in `dir` on fixed free ports, so it can be restarted on the same
+/// addresses.
+pub fn redb_config(dir: &std::path::Path) -> ServerConfig {
+    ServerConfig {
+        data_dir: dir.into(),
+        grpc_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        http_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        ..Default::default()
+    }
+}
+
+/// Starts `n` simulated nodes of the default cluster at `addr`, node `i` in zone `z{i}`,
+/// advertising port `port_base + i`, reconnecting with `backoff_ms(i)` = (min, max), and
+/// waits until each registered.
+pub async fn start_nodes_at(
+    addr: &str,
+    prefix: &str,
+    n: usize,
+    port_base: usize,
+    backoff_ms: impl Fn(usize) -> (u64, u64),
+) -> Vec<SimNode> {
+    let nodes: Vec<SimNode> = (0..n)
+        .map(|i| {
+            let mut c = NodeAgentConfig::new(
+                addr,
+                format!("{prefix}-{i}"),
+                format!("127.0.0.1:{}", port_base + i),
+            );
+            c.labels = NodeLabels {
+                zone: format!("z{i}"),
+                ..Default::default()
+            };
+            let (min, max) = backoff_ms(i);
+            c.min_backoff = Duration::from_millis(min);
+            c.max_backoff = Duration::from_millis(max);
+            SimNode::start(c)
+        })
+        .collect();
+    for node in &nodes {
+        node.agent
+            .registered(Duration::from_secs(10))
+            .await
+            .expect("node registers");
+    }
+    nodes
+}
+
+/// An in-memory server with fast liveness and six nodes in three zones, balanced and quiet.
+pub async fn balanced_cluster(prefix: &str) -> (RunningServer, Vec<SimNode>) {
+    let mut config = memory_config();
+    fast_liveness(&mut config);
+    let server = start(config).await;
+    let nodes = start_nodes(&server, prefix, 6, 3).await;
+    shards_ready(&server, &nodes).await;
+    settled(&server).await;
+    (server, nodes)
+}
