@@ -63,6 +63,9 @@ pub(super) struct ClusterState {
     pub(super) schemas: BTreeSet<(String, String)>,
     /// Names of tables whose create is in flight.
     pub(super) creating: HashSet<TableName>,
+    /// Shards being created by a split: opened on nodes, not committed yet. Reports of
+    /// them are not "unknown shards" to close.
+    pub(super) splitting: HashSet<ShardId>,
 }
 
 /// One managed cluster.
@@ -447,8 +450,12 @@ impl Cluster {
         for report in reports {
             seen.insert(report.shard);
             let shard = state.shards.get(&report.shard).map(|e| &e.shard);
+            let settled = shard.is_some() || !state.splitting.contains(&report.shard);
             // `true`: only what must happen even while an operator works on the shard.
-            if let Some(order) = meridian_scheduler::reconcile(node, report, shard, true) {
+            let order = settled
+                .then(|| meridian_scheduler::reconcile(node, report, shard, true))
+                .flatten();
+            if let Some(order) = order {
                 if entry.reconciling.get(&report.shard) != Some(&order.version) {
                     entry.reconciling.insert(report.shard, order.version);
                     orders.push(order);

@@ -82,16 +82,33 @@ impl Cluster {
         let moved = all[all.len() / 2..].to_vec();
         let mut source_after = entry.shard.clone();
         source_after.version = source_after.version.next();
-        self.reshard(
-            entry.shard,
-            source_after,
-            None,
-            target,
-            Vec::new(),
-            moved,
-            false,
-        )
-        .await
+        // Until the split commits, nodes report the new shard although the metadata does not
+        // know it yet: it must not be closed as a stray meanwhile. If the split fails, the
+        // mark goes and the next heartbeats close the opened replicas.
+        let mut claimed = false;
+        self.with_state_mut(|state| {
+            claimed = !state.shards.contains_key(&new_id) && state.splitting.insert(new_id);
+        });
+        if !claimed {
+            return Err(ServerError::Aborted(format!(
+                "another split is creating {new_id}; retry"
+            )));
+        }
+        let result = self
+            .reshard(
+                entry.shard,
+                source_after,
+                None,
+                target,
+                Vec::new(),
+                moved,
+                false,
+            )
+            .await;
+        self.with_state_mut(|state| {
+            state.splitting.remove(&new_id);
+        });
+        result
     }
 
     /// Merges `source` into `target`: every partition of `source` moves to `target`, and
