@@ -93,5 +93,12 @@ async fn split_moves_half_the_partitions_to_a_new_shard_and_merge_joins_them_bac
     )
     .await;
     assert_eq!(s, 400);
+    // A merged-away shard's id is never reused: nodes may still hold versions of it.
+    let (s, v) = http(Method::POST, format!("{base}/shards/1/split"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["target"], 10,
+        "shard 9 existed once: the next split creates 10"
+    );
     server.shutdown().await;
 }

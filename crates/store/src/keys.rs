@@ -15,6 +15,7 @@
 //! | `/meridian/v1/clusters/{c}/config`                   | `ClusterConfig` JSON | cluster creation                   | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/id/node`                  | high-water node id   | `SequenceAllocator`                | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/id/table`                 | high-water table id  | `SequenceAllocator`                | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/id/shard`                 | highest shard id ever created (absent: only the initial shards) | a split, in its commit | the cluster is dropped |
 //! | `/meridian/v1/clusters/{c}/nodes/{node:020}`         | `Node` JSON          | registration, state changes        | the node is removed          |
 //! | `/meridian/v1/clusters/{c}/node_names/{name}`        | node id              | first registration (CAS absent)    | the node is removed          |
 //! | `/meridian/v1/clusters/{c}/shards/{shard:010}`       | `Shard` JSON         | shard creation, operator steps     | the cluster is dropped       |
@@ -75,6 +76,12 @@ pub fn node_id_sequence(cluster: ClusterId) -> Vec<u8> {
 /// A cluster's table id sequence.
 pub fn table_id_sequence(cluster: ClusterId) -> Vec<u8> {
     in_cluster(cluster, format_args!("id/table"))
+}
+
+/// The highest shard id a split ever created, so a deleted (merged) shard's id is never
+/// reused: nodes may still hold versions of it.
+pub fn shard_id_high_water(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("id/shard"))
 }
 
 /// One node.

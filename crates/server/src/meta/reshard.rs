@@ -18,6 +18,10 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// A shard id claimed by a split: (high-water key, its value as read, the new value). The
+/// commit fails if another split moved the high-water mark meanwhile.
+type IdClaim = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+
 /// What a split or merge did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReshardOutcome {
@@ -36,13 +40,27 @@ impl Cluster {
     /// the source's leader where the topology allows.
     pub async fn split_shard(self: &Arc<Self>, source: ShardId) -> Result<ReshardOutcome> {
         let config = self.config();
+        // Shard ids are never reused: the new id is above every id that ever existed.
+        let high_key = keys::shard_id_high_water(self.id);
+        let high_raw = self.store().get(&high_key).await?;
+        let high = match &high_raw {
+            Some(v) => keys::decode_id(v)?,
+            None => 0,
+        };
         let (entry, new_id, mut nodes) = self.with_state(|state| {
             let entry = state
                 .shards
                 .get(&source)
                 .cloned()
                 .ok_or_else(|| ServerError::NotFound(format!("{source} not found")))?;
-            let new_id = ShardId(state.shards.keys().next_back().map_or(1, |s| s.0 + 1));
+            let max = state
+                .shards
+                .keys()
+                .next_back()
+                .map_or(0, |s| u64::from(s.0));
+            let new_id = u32::try_from(max.max(high) + 1)
+                .map(ShardId)
+                .map_err(|_| ServerError::FailedPrecondition("shard ids exhausted".into()))?;
             let nodes: Vec<_> = state
                 .nodes
                 .values()
@@ -102,7 +120,7 @@ impl Cluster {
                 target,
                 Vec::new(),
                 moved,
-                false,
+                Some((high_key, high_raw, keys::encode_id(u64::from(new_id.0)))),
             )
             .await;
         self.with_state_mut(|state| {
@@ -144,7 +162,7 @@ impl Cluster {
             target_after,
             kept,
             moved,
-            true,
+            None,
         )
         .await
     }
@@ -159,8 +177,10 @@ impl Cluster {
         target_after: Shard,
         target_kept: Vec<(TableId, u32)>,
         moved: Vec<(TableId, u32)>,
-        delete_source: bool,
+        id_claim: Option<IdClaim>,
     ) -> Result<ReshardOutcome> {
+        // A merge deletes its source; a split creates its target.
+        let delete_source = target_before.is_some();
         let (source, target) = (source_before.id, target_after.id);
         // 1. The target's replicas open with every partition they will serve.
         let tables: Vec<pb::TableOnShard> = self.with_state(|state| {
@@ -219,6 +239,11 @@ impl Cluster {
         match &target_before {
             Some(t) => txn = txn.when_equals(keys::shard(self.id, target), encode(t)?),
             None => txn = txn.when_absent(keys::shard(self.id, target)),
+        }
+        if let Some((key, expected, claimed)) = id_claim {
+            txn = txn
+                .when(key.clone(), expected)
+                .then(WriteOp::put(key, claimed));
         }
         if delete_source {
             txn = txn.then(WriteOp::delete(keys::shard(self.id, source)));
