@@ -149,35 +149,7 @@ impl Scheduling {
         let events = {
             let mut s = state.lock();
             let s = &mut *s;
-            // Liveness: feed heartbeat times, then let silence do its work.
-            let mut changes = Vec::new();
-            for (node, last, current) in cluster.heartbeats() {
-                if current == NodeState::Removed {
-                    s.liveness.forget(node);
-                    continue;
-                }
-                match last {
-                    Some(t) if s.fed.get(&node) != Some(&t) => {
-                        s.fed.insert(node, t);
-                        changes.extend(s.liveness.on_heartbeat(node, t));
-                    }
-                    Some(_) => {}
-                    // Known from the store but not heard since start: the grace period
-                    // gives it time to reconnect before it is declared dead.
-                    None if s.liveness.state(node).is_none() => s.liveness.track(node, now),
-                    None => {}
-                }
-            }
-            changes.extend(s.liveness.tick(now));
-            if !changes.is_empty() {
-                for c in &changes {
-                    tracing::info!(cluster = %cluster.id, node = %c.node, from = ?c.from, to = ?c.to, "node state changed");
-                    metrics::counter!("meridian_node_state_changes_total", "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
-                }
-                let states: Vec<(NodeId, NodeState)> =
-                    changes.iter().map(|c| (c.node, c.to)).collect();
-                cluster.set_node_states(&states);
-            }
+            let changes = self.feed_liveness(cluster, s, now);
             if !cluster.has_shards() {
                 None
             } else {
@@ -194,55 +166,7 @@ impl Scheduling {
                 let urgent = !changes.is_empty() || s.controller.running_count() > 0;
                 if urgent || now >= s.next_full_ms {
                     s.next_full_ms = now + self.full_interval_ms;
-                    let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
-                    let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
-                        .with_controller(&s.controller);
-                    // Invariant 4: placement may degrade when domains are too few, but never
-                    // silently.
-                    let violations = view.domain_violations();
-                    if violations != s.domain_violations {
-                        if violations > 0 {
-                            tracing::warn!(cluster = %cluster.id, violations, "replicas share a failure domain: not enough domains for the isolation level, or a repair is in progress");
-                        } else {
-                            tracing::info!(cluster = %cluster.id, "every shard's replicas are in distinct failure domains again");
-                        }
-                        s.domain_violations = violations;
-                    }
-                    // Shards whose replicas share a domain for any reason, including a topology
-                    // with fewer domains than replicas (which is not a violation, but degraded).
-                    let degraded = view
-                        .shards()
-                        .iter()
-                        .filter(|sv| {
-                            let mut domains: Vec<usize> = sv
-                                .shard
-                                .replicas
-                                .iter()
-                                .filter_map(|r| view.domain_of(r.node))
-                                .collect();
-                            let n = domains.len();
-                            domains.sort_unstable();
-                            domains.dedup();
-                            domains.len() < n
-                        })
-                        .count();
-                    let name = cluster.config().name;
-                    metrics::gauge!("meridian_domain_violations", "cluster" => name.clone())
-                        .set(f64::from(violations));
-                    metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name)
-                        .set(degraded as f64);
-                    for op in s.schedulers.schedule(&view, now) {
-                        let (kind, shard) = (op.kind, op.shard);
-                        match s.controller.try_add(op) {
-                            Ok(id) => {
-                                tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
-                                metrics::counter!("meridian_operators_added_total", "kind" => kind.name()).increment(1);
-                            }
-                            Err(e) => {
-                                tracing::debug!(cluster = %cluster.id, %shard, "operator rejected: {e}")
-                            }
-                        }
-                    }
+                    self.full_pass(cluster, s, now);
                 }
                 Some(s.controller.tick(now, &mut |id| cluster.shard(id)))
             }
@@ -259,6 +183,102 @@ impl Scheduling {
                 }
             }
             Some(events) => self.execute(cluster, &state, events).await,
+        }
+    }
+
+    /// Feeds heartbeat times to the liveness tracker, lets silence do its work, and mirrors
+    /// the resulting state changes into the cluster.
+    fn feed_liveness(
+        &self,
+        cluster: &Cluster,
+        s: &mut ClusterScheduling,
+        now: u64,
+    ) -> Vec<meridian_scheduler::LivenessChange> {
+        let mut changes = Vec::new();
+        for (node, last, current) in cluster.heartbeats() {
+            if current == NodeState::Removed {
+                s.liveness.forget(node);
+                continue;
+            }
+            match last {
+                Some(t) if s.fed.get(&node) != Some(&t) => {
+                    s.fed.insert(node, t);
+                    changes.extend(s.liveness.on_heartbeat(node, t));
+                }
+                Some(_) => {}
+                // Known from the store but not heard since start: the grace period
+                // gives it time to reconnect before it is declared dead.
+                None if s.liveness.state(node).is_none() => s.liveness.track(node, now),
+                None => {}
+            }
+        }
+        changes.extend(s.liveness.tick(now));
+        if !changes.is_empty() {
+            for c in &changes {
+                tracing::info!(cluster = %cluster.id, node = %c.node, from = ?c.from, to = ?c.to, "node state changed");
+                metrics::counter!("meridian_node_state_changes_total", "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
+            }
+            for c in changes.iter().filter(|c| c.to == NodeState::Offline) {
+                // Operators waiting on a dead node fail now rather than at their timeout.
+                s.controller.on_node_down(c.node, now);
+            }
+            let states: Vec<(NodeId, NodeState)> = changes.iter().map(|c| (c.node, c.to)).collect();
+            cluster.set_node_states(&states);
+        }
+        changes
+    }
+
+    /// Builds the view of every node and shard and lets the schedulers propose operators;
+    /// also refreshes the failure-domain gauges.
+    fn full_pass(&self, cluster: &Cluster, s: &mut ClusterScheduling, now: u64) {
+        let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
+        let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
+            .with_controller(&s.controller);
+        // Invariant 4: placement may degrade when domains are too few, but never
+        // silently.
+        let violations = view.domain_violations();
+        if violations != s.domain_violations {
+            if violations > 0 {
+                tracing::warn!(cluster = %cluster.id, violations, "replicas share a failure domain: not enough domains for the isolation level, or a repair is in progress");
+            } else {
+                tracing::info!(cluster = %cluster.id, "every shard's replicas are in distinct failure domains again");
+            }
+            s.domain_violations = violations;
+        }
+        // Shards whose replicas share a domain for any reason, including a topology
+        // with fewer domains than replicas (which is not a violation, but degraded).
+        let degraded = view
+            .shards()
+            .iter()
+            .filter(|sv| {
+                let mut domains: Vec<usize> = sv
+                    .shard
+                    .replicas
+                    .iter()
+                    .filter_map(|r| view.domain_of(r.node))
+                    .collect();
+                let n = domains.len();
+                domains.sort_unstable();
+                domains.dedup();
+                domains.len() < n
+            })
+            .count();
+        let name = cluster.config().name;
+        metrics::gauge!("meridian_domain_violations", "cluster" => name.clone())
+            .set(f64::from(violations));
+        metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name).set(degraded as f64);
+        for op in s.schedulers.schedule(&view, now) {
+            let (kind, shard) = (op.kind, op.shard);
+            match s.controller.try_add(op) {
+                Ok(id) => {
+                    tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
+                    metrics::counter!("meridian_operators_added_total", "kind" => kind.name())
+                        .increment(1);
+                }
+                Err(e) => {
+                    tracing::debug!(cluster = %cluster.id, %shard, "operator rejected: {e}")
+                }
+            }
         }
     }
 
