@@ -513,6 +513,25 @@ impl Cluster {
             .await
     }
 
+    /// Sends one instruction about `shard` at `version` to `node` and waits for its answer.
+    pub(super) async fn send_instruction(
+        &self,
+        node: NodeId,
+        shard: ShardId,
+        version: meridian_model::ShardVersion,
+        kind: pb::instruction::Kind,
+    ) -> InstructionOutcome {
+        let instruction = pb::Instruction {
+            shard_id: shard.0,
+            shard_version: version.0,
+            kind: Some(kind),
+            ..Default::default()
+        };
+        self.sessions
+            .instruct(node, instruction, self.instruction_timeout)
+            .await
+    }
+
     /// Marks the liveness state of nodes; returns the nodes whose state changed.
     pub fn set_node_states(&self, changes: &[(NodeId, NodeState)]) {
         let mut state = self.state.write();
@@ -728,18 +747,11 @@ impl Cluster {
         let Some((version, tables)) = self.shard_tables(shard) else {
             return InstructionOutcome::Failed(format!("{shard} does not exist"));
         };
-        let instruction = pb::Instruction {
-            shard_id: shard.0,
-            shard_version: version.0,
-            kind: Some(pb::instruction::Kind::OpenShard(pb::OpenShard {
-                role: pb::Role::from(role) as i32,
-                tables,
-            })),
-            ..Default::default()
-        };
-        self.sessions
-            .instruct(node, instruction, self.instruction_timeout)
-            .await
+        let open = pb::instruction::Kind::OpenShard(pb::OpenShard {
+            role: pb::Role::from(role) as i32,
+            tables,
+        });
+        self.send_instruction(node, shard, version, open).await
     }
 
     fn shard_tables(
@@ -1061,15 +1073,8 @@ impl Cluster {
         let mut attempt = 0;
         loop {
             let (leader, version) = current()?;
-            let instruction = pb::Instruction {
-                shard_id: shard.0,
-                shard_version: version.0,
-                kind: Some(kind.clone()),
-                ..Default::default()
-            };
             let outcome = self
-                .sessions
-                .instruct(leader, instruction, self.instruction_timeout)
+                .send_instruction(leader, shard, version, kind.clone())
                 .await;
             let (error, refused) = match outcome {
                 InstructionOutcome::Done => return Ok(version),
@@ -1116,10 +1121,8 @@ impl Cluster {
                     if this.shard(p.shard).is_none() {
                         continue;
                     }
-                    let kind = pb::instruction::Kind::DropTable(pb::DropTableOnShard {
-                        table: Some(table_on_shard(&table, p.index)),
-                    });
-                    if let Err(e) = this.instruct_leader(p.shard, kind).await {
+                    let drop = drop_partition(&table, p.index);
+                    if let Err(e) = this.instruct_leader(p.shard, drop).await {
                         tracing::debug!(table = %table.name, "rolling back a create, will retry: {e}");
                         left.push(index);
                     }
@@ -1211,10 +1214,10 @@ impl Cluster {
             table: name.table.clone(),
         }));
         for p in &table.partitions {
-            let kind = pb::instruction::Kind::DropTable(pb::DropTableOnShard {
-                table: Some(table_on_shard(&table, p.index)),
-            });
-            if let Err(e) = self.instruct_leader(p.shard, kind).await {
+            if let Err(e) = self
+                .instruct_leader(p.shard, drop_partition(&table, p.index))
+                .await
+            {
                 tracing::warn!(table = %name, "drop on node failed (metadata is dropped): {e}");
             }
         }
@@ -1413,6 +1416,13 @@ impl Cluster {
             .map(|e| (e.node.id, e.last_heartbeat_ms, e.state))
             .collect()
     }
+}
+
+/// The instruction to drop partition `partition` of `t` from its shard.
+pub(super) fn drop_partition(t: &Table, partition: u32) -> pb::instruction::Kind {
+    pb::instruction::Kind::DropTable(pb::DropTableOnShard {
+        table: Some(table_on_shard(t, partition)),
+    })
 }
 
 /// Every schema of every catalog of a cluster.

@@ -8,7 +8,7 @@
 //! reshard makes it fail cleanly), then memory and routes follow, then the nodes that lost
 //! partitions are told to drop them (best effort: they are no longer routed there).
 
-use super::cluster::{encode, table_on_shard, Cluster, ShardEntry};
+use super::cluster::{drop_partition, encode, table_on_shard, Cluster, ShardEntry};
 use super::session::InstructionOutcome;
 use crate::error::{Result, ServerError};
 use meridian_model::{Partition, ReplicaRole, Shard, ShardId, TableId};
@@ -191,17 +191,11 @@ impl Cluster {
                 .collect())
         })?;
         let opens = target_after.replicas.iter().map(|r| {
-            let instruction = pb::Instruction {
-                shard_id: target.0,
-                shard_version: target_after.version.0,
-                kind: Some(pb::instruction::Kind::OpenShard(pb::OpenShard {
-                    role: pb::Role::from(r.role) as i32,
-                    tables: tables.clone(),
-                })),
-                ..Default::default()
-            };
-            self.sessions
-                .instruct(r.node, instruction, self.instruction_timeout())
+            let open = pb::instruction::Kind::OpenShard(pb::OpenShard {
+                role: pb::Role::from(r.role) as i32,
+                tables: tables.clone(),
+            });
+            self.send_instruction(r.node, target, target_after.version, open)
         });
         let outcomes = futures::future::join_all(opens).await;
         let leader_ok = target_after
@@ -298,33 +292,16 @@ impl Cluster {
         let (src_before, src_after) = (source_before.clone(), source_after.clone());
         tokio::spawn(async move {
             for r in &src_before.replicas {
+                let version = src_after.version;
                 if delete_source {
-                    let instruction = pb::Instruction {
-                        shard_id: source.0,
-                        shard_version: src_after.version.0,
-                        kind: Some(pb::instruction::Kind::CloseShard(pb::CloseShard {})),
-                        ..Default::default()
-                    };
-                    let _ = this
-                        .sessions
-                        .instruct(r.node, instruction, this.instruction_timeout())
-                        .await;
+                    let close = pb::instruction::Kind::CloseShard(pb::CloseShard {});
+                    let _ = this.send_instruction(r.node, source, version, close).await;
                     continue;
                 }
                 for t in &moved_tables {
                     for p in t.partitions.iter().filter(|p| p.shard == target) {
-                        let instruction = pb::Instruction {
-                            shard_id: source.0,
-                            shard_version: src_after.version.0,
-                            kind: Some(pb::instruction::Kind::DropTable(pb::DropTableOnShard {
-                                table: Some(table_on_shard(t, p.index)),
-                            })),
-                            ..Default::default()
-                        };
-                        let _ = this
-                            .sessions
-                            .instruct(r.node, instruction, this.instruction_timeout())
-                            .await;
+                        let drop = drop_partition(t, p.index);
+                        let _ = this.send_instruction(r.node, source, version, drop).await;
                     }
                 }
             }
