@@ -24,4 +24,4 @@ pub use error::ModelError;
 pub use ids::{ClusterId, InstructionId, NodeId, OperatorId, ShardId, ShardVersion, TableId};
 pub use names::validate_name;
 pub use node::{Node, NodeCapacity, NodeLabels, NodeState, NodeStats};
-pub use shard::{Replica, ReplicaRole, Shard, ShardReport, ShardStats, ShardStatus};
+pub use shard::{LogPosition, Replica, ReplicaRole, Shard, ShardReport, ShardStats, ShardStatus};

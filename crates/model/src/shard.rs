@@ -122,6 +122,23 @@ pub struct ShardReport {
     pub status: ShardStatus,
     /// Load figures.
     pub stats: ShardStats,
+    /// Replication progress of this replica (log positions).
+    pub log: LogPosition,
+    /// Whether the node holds an unexpired write lease for this shard at `version` right
+    /// now (leaders only). After a Meridian restart this tells which leases may be renewed
+    /// at once: a node without one gets a fresh lease only once every lease an earlier
+    /// Meridian may have granted has surely run out.
+    pub leased: bool,
+}
+
+/// Replication progress of one replica, in the database's own log positions (any monotonic
+/// counter: a raft index, a WAL sequence number). Zero means "not reported".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct LogPosition {
+    /// Highest log position this replica has applied.
+    pub applied: u64,
+    /// Highest position the shard's leader knows committed (as this replica last heard).
+    pub committed: u64,
 }
 
 #[cfg(test)]

@@ -119,6 +119,9 @@ impl From<m::ShardReport> for pb::ShardReport {
             rows: r.stats.rows,
             read_units_per_sec: r.stats.read_units_per_sec,
             write_units_per_sec: r.stats.write_units_per_sec,
+            applied_index: r.log.applied,
+            committed_index: r.log.committed,
+            leased: r.leased,
         }
     }
 }
@@ -136,6 +139,11 @@ pub fn shard_report_from_wire(r: &pb::ShardReport) -> Option<m::ShardReport> {
             read_units_per_sec: r.read_units_per_sec,
             write_units_per_sec: r.write_units_per_sec,
         },
+        log: m::LogPosition {
+            applied: r.applied_index,
+            committed: r.committed_index,
+        },
+        leased: r.leased,
     })
 }
 

@@ -650,6 +650,8 @@ mod tests {
             role: ReplicaRole::Leader,
             status: meridian_model::ShardStatus::Ready,
             stats: Default::default(),
+            log: Default::default(),
+            leased: false,
         };
         assert!(c.on_shard_report(to, &report));
         let ev = c.tick(300, &mut |i| r.get(&i).cloned());

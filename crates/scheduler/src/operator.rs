@@ -600,6 +600,8 @@ mod tests {
             role: ReplicaRole::Leader,
             status: ShardStatus::Ready,
             stats: Default::default(),
+            log: Default::default(),
+            leased: false,
         };
         let i = reconcile(NodeId(1), &stale, Some(&s), true).unwrap();
         assert_eq!(i.kind, InstructionKind::CloseShard);
@@ -615,6 +617,8 @@ mod tests {
             role: ReplicaRole::Follower,
             status: ShardStatus::Ready,
             stats: Default::default(),
+            log: Default::default(),
+            leased: false,
         };
         let i = reconcile(NodeId(1), &after_restart, Some(&s), false).unwrap();
         assert_eq!(i.kind, InstructionKind::Promote);

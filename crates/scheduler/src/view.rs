@@ -625,6 +625,8 @@ mod tests {
             role: ReplicaRole::Follower,
             status: ShardStatus::Ready,
             stats: ShardStats::default(),
+            log: Default::default(),
+            leased: false,
         };
         assert!(book.on_report(NodeId(1), &r));
         r.version = ShardVersion(4);

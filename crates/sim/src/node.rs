@@ -166,6 +166,8 @@ impl ShardHandler for SimShards {
                     role: s.role,
                     status: ShardStatus::Ready,
                     stats,
+                    log: Default::default(),
+                    leased: false,
                 }
             })
             .collect();

@@ -438,6 +438,8 @@ impl Sim {
                 } else {
                     ShardStats::default()
                 },
+                log: Default::default(),
+                leased: false,
             })
             .collect();
         let mut fixes = Vec::new();
