@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  heartbeats ──> liveness::LivenessTracker ──> NodeState per node ─┐
-//!  shard reports ──> view::ReportBook ──> in-sync followers, load ──┤
+//!  shard reports ──> view::ReportBook ──> in-sync followers, log positions, load ──┤
 //!  routes (current Shard metadata) ─────────────────────────────────┴─> view::ClusterView
 //!                                                                           │
 //!  schedulers::SchedulerSet (failover, repair, evict, drain, hot, balance) <┘
@@ -49,6 +49,8 @@ pub use placement::{
 pub use schedulers::{
     BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
     FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,
-    SchedulerSet, SchedulerStatus,
+    SchedulerSet, SchedulerStatus, WaitingShard,
 };
-pub use view::{ClusterView, NodeView, ReportBook, ShardView, Spread};
+pub use view::{
+    replica_progress, ClusterView, CommittedMark, NodeView, ReportBook, ShardView, Spread,
+};

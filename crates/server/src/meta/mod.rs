@@ -5,7 +5,8 @@ mod reshard;
 pub mod session;
 
 pub use cluster::{
-    Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
+    Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo, DEFAULT_CATALOG,
+    DEFAULT_SCHEMA,
 };
 pub use reshard::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};

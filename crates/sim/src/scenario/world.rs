@@ -198,6 +198,7 @@ impl Sim {
             isolation: params.isolation,
             placement: PlacementMode::Spread,
             config_fingerprint: String::new(),
+            shared_storage: false,
         };
         let nodes: Vec<SimNode> = (0..params.nodes)
             .map(|i| new_node(i, params.zones))
