@@ -47,7 +47,7 @@ pub use placement::{
     pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
 };
 pub use schedulers::{
-    BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
+    force_promote, waiting_shards, BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
     FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,
     SchedulerSet, SchedulerStatus, WaitingShard,
 };
