@@ -57,6 +57,11 @@ fn copyset_loss_passes() {
 }
 
 #[test]
+fn lagging_follower_passes() {
+    passes("lagging-follower");
+}
+
+#[test]
 fn every_scenario_has_a_test_above() {
     assert_eq!(
         scenario_names(),
@@ -68,7 +73,8 @@ fn every_scenario_has_a_test_above() {
             "rolling-restart",
             "rolling-restart-graceful",
             "drain",
-            "copyset-loss"
+            "copyset-loss",
+            "lagging-follower"
         ]
     );
 }
