@@ -44,8 +44,8 @@ async fn ctl(http_addr: &str, args: &[&str]) -> (bool, String) {
         .await
         .unwrap()
         .expect("ctl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -216,7 +216,12 @@ async fn a_lagging_follower_is_not_promoted_until_forced_or_caught_up() {
         async move { meta.leader().filter(|l| *l != leader).map(|_| ()) }
     })
     .await;
-    let follower = cluster.shard(catches_up).unwrap().followers().next().unwrap();
+    let follower = cluster
+        .shard(catches_up)
+        .unwrap()
+        .followers()
+        .next()
+        .unwrap();
     let (ok, out) = ctl(
         &http_addr,
         &[

@@ -47,9 +47,9 @@ pub use placement::{
     pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
 };
 pub use schedulers::{
-    force_promote, waiting_shards, BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
-    FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,
-    SchedulerSet, SchedulerStatus, WaitingShard,
+    force_promote, waiting_shards, BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler,
+    EvictLeaderScheduler, FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler,
+    SchedulerConfig, SchedulerSet, SchedulerStatus, WaitingShard,
 };
 pub use view::{
     replica_progress, ClusterView, CommittedMark, NodeView, ReportBook, ShardView, Spread,

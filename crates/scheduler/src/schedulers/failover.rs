@@ -144,7 +144,9 @@ fn choose(view: &ClusterView, sv: &ShardView, tally: &Tally, max_lag: u64) -> Op
     let reason = match best {
         None => "no follower on an Online node".to_string(),
         Some((n, _)) if !sv.is_in_sync(n) => {
-            format!("no in-sync follower (best live follower {n} is not Ready at the current version)")
+            format!(
+                "no in-sync follower (best live follower {n} is not Ready at the current version)"
+            )
         }
         Some((n, a)) => format!(
             "no follower within max_promote_lag {max_lag} of committed position {committed} \
@@ -200,8 +202,9 @@ impl Scheduler for FailoverScheduler {
                 }
                 Some(Choice::Reopen(i)) => {
                     let on = nodes[i].id;
-                    let reason =
-                        format!("{why}, no in-sync follower alive: reopen on {on} (shared storage)");
+                    let reason = format!(
+                        "{why}, no in-sync follower alive: reopen on {on} (shared storage)"
+                    );
                     (Step::ReopenShard { on }, i, reason)
                 }
                 Some(Choice::Wait(_)) | None => continue,
@@ -228,10 +231,12 @@ pub fn waiting_shards(view: &ClusterView, config: &SchedulerConfig) -> Vec<Waiti
     view.shards()
         .iter()
         .filter(|sv| !leader_alive(view, sv) && view.may_propose(sv.shard.id, Priority::Failover))
-        .filter_map(|sv| match choose(view, sv, &tally, config.max_promote_lag) {
-            Some(Choice::Wait(w)) => Some(w),
-            _ => None,
-        })
+        .filter_map(
+            |sv| match choose(view, sv, &tally, config.max_promote_lag) {
+                Some(Choice::Wait(w)) => Some(w),
+                _ => None,
+            },
+        )
         .collect()
 }
 

@@ -119,7 +119,9 @@ fn failover_waits_while_the_leader_is_only_suspect() {
         .shards(3)
         .node_state(NodeId(1), NodeState::Suspect, 0)
         .build();
-    assert!(FailoverScheduler::new(SchedulerConfig::default()).schedule(&view, 10).is_empty());
+    assert!(FailoverScheduler::new(SchedulerConfig::default())
+        .schedule(&view, 10)
+        .is_empty());
 }
 
 #[test]

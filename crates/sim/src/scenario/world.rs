@@ -499,7 +499,11 @@ impl Sim {
             .filter(|(_, l)| l.role == ReplicaRole::Follower && l.status == ShardStatus::Ready)
             .filter_map(|(&shard, _)| {
                 let leader = self.routes.get(shard.0 as usize)?.leader()?;
-                let l = self.nodes.get(self.node_index(leader)?)?.replicas.get(&shard)?;
+                let l = self
+                    .nodes
+                    .get(self.node_index(leader)?)?
+                    .replicas
+                    .get(&shard)?;
                 (l.role == ReplicaRole::Leader).then_some((shard, l.log.committed))
             })
             .collect();
