@@ -4,6 +4,7 @@
 //! after a write to the store succeeded, so anything acknowledged is durable. Reads
 //! (routes, listings) are served from memory.
 
+use super::lease::LeaseBook;
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
 use meridian_model::{
@@ -73,7 +74,7 @@ pub struct Cluster {
     /// Its id.
     pub id: ClusterId,
     config: RwLock<ClusterConfig>,
-    state: RwLock<ClusterState>,
+    pub(super) state: RwLock<ClusterState>,
     store: Arc<dyn KvBackend>,
     node_ids: SequenceAllocator,
     table_ids: SequenceAllocator,
@@ -82,6 +83,8 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
+    /// Who holds each shard's write lease, and until when.
+    pub(super) leases: LeaseBook,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -156,6 +159,7 @@ impl Cluster {
         id: ClusterId,
         config: ClusterConfig,
         instruction_timeout: Duration,
+        leases: LeaseBook,
     ) -> Result<Arc<Self>> {
         let mut state = ClusterState::default();
         for kv in store.range(&keys::nodes_prefix(id), 0).await? {
@@ -217,6 +221,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
+            leases,
         }))
     }
 
@@ -508,9 +513,18 @@ impl Cluster {
             kind: Some(kind),
             ..Default::default()
         };
-        self.sessions
+        let session = self.sessions.session_of(i.node);
+        let outcome = self
+            .sessions
             .instruct(i.node, instruction, self.instruction_timeout)
-            .await
+            .await;
+        if outcome == InstructionOutcome::Done {
+            // The node confirmed it no longer leads the shard: its lease is over.
+            if let Some(session) = session {
+                self.leases.release(i.shard, i.node, session);
+            }
+        }
+        outcome
     }
 
     /// Sends one instruction about `shard` at `version` to `node` and waits for its answer.
