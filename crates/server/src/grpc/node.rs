@@ -164,27 +164,13 @@ impl pb::node_service_server::NodeService for NodeSvc {
     }
 }
 
-/// After registration: close shards the node holds but lost, open those it should hold but
-/// does not report (e.g. it restarted empty).
+/// After registration: the one reconcile path for what the node reported (close shards it
+/// lost, demote a leadership it lost) and for what it should hold but did not report (e.g.
+/// it restarted empty).
 fn reconcile(cluster: &Arc<Cluster>, node: NodeId, reports: &[ShardReport], now: u64) {
-    let orders = cluster.on_report(node, None, reports, now);
+    let mut orders = cluster.on_report(node, None, reports, now);
+    orders.extend(cluster.reconcile_sweep(now, Some(node)));
     send_orders(cluster, orders);
-    for shard in cluster.shard_entries() {
-        let Some(role) = shard.shard.role_of(node) else {
-            continue;
-        };
-        let held = reports.iter().any(|r| {
-            r.shard == shard.shard.id && r.version >= shard.shard.version && r.role == role
-        });
-        if !held {
-            let cluster = cluster.clone();
-            let id = shard.shard.id;
-            tokio::spawn(async move {
-                let outcome = cluster.open_shard_on(id, node, role).await;
-                tracing::debug!(%node, shard = %id, ?outcome, "reopened shard after registration");
-            });
-        }
-    }
 }
 
 fn send_orders(cluster: &Arc<Cluster>, orders: Vec<meridian_scheduler::NodeInstruction>) {

@@ -5,6 +5,7 @@
 //! (routes, listings) are served from memory.
 
 use super::lease::LeaseBook;
+use super::reconcile::{due_orders, Resend, StateContext};
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
 use meridian_model::{
@@ -39,8 +40,9 @@ pub struct NodeEntry {
     pub last_heartbeat_ms: Option<u64>,
     /// Last report per shard held by the node.
     pub reports: HashMap<ShardId, ShardReport>,
-    /// Shards the node was told to fix (close, demote), at which version: sent once.
-    pub reconciling: HashMap<ShardId, meridian_model::ShardVersion>,
+    /// Fixes sent to the node per shard (close, demote, open, promote), to send again
+    /// with backoff while the disagreement lasts.
+    pub reconciling: HashMap<ShardId, Resend>,
 }
 
 /// A shard with what hangs off it.
@@ -67,6 +69,9 @@ pub(super) struct ClusterState {
     /// Shards being created by a split: opened on nodes, not committed yet. Reports of
     /// them are not "unknown shards" to close.
     pub(super) splitting: HashSet<ShardId>,
+    /// Shards with a running operator (set by the scheduling loop): the reconcile path
+    /// leaves their repairs to the operator.
+    pub(super) busy: HashSet<ShardId>,
 }
 
 /// One managed cluster.
@@ -431,9 +436,12 @@ impl Cluster {
     }
 
     /// Records a heartbeat: load and shard reports. Returns what the node must be told
-    /// because its report disagrees with the metadata in a way that cannot wait (invariant
-    /// 5): close a shard it lost while away, step down from a leadership it lost. Each such
-    /// instruction is sent once per shard version, not on every heartbeat.
+    /// because its report disagrees with the metadata (the one reconcile path,
+    /// `meridian_scheduler::reconcile_node`): close a shard it lost while away (invariant
+    /// 5), step down from a leadership it lost, reopen or promote a replica in the wrong
+    /// role or at an old version unless an operator owns the shard. Each fix is sent again
+    /// with backoff while the report still disagrees (see `meta::reconcile`), not on
+    /// every heartbeat.
     pub fn on_report(
         &self,
         node: NodeId,
@@ -441,11 +449,10 @@ impl Cluster {
         reports: &[ShardReport],
         now_ms: u64,
     ) -> Vec<NodeInstruction> {
-        let mut orders = Vec::new();
         let mut state = self.state.write();
         let state = &mut *state;
         let Some(entry) = state.nodes.get_mut(&node) else {
-            return orders;
+            return Vec::new();
         };
         entry.last_heartbeat_ms = Some(now_ms);
         if let Some(stats) = stats {
@@ -454,20 +461,8 @@ impl Cluster {
         let mut seen = HashSet::with_capacity(reports.len());
         for report in reports {
             seen.insert(report.shard);
-            let shard = state.shards.get(&report.shard).map(|e| &e.shard);
-            let settled = shard.is_some() || !state.splitting.contains(&report.shard);
-            // `true`: only what must happen even while an operator works on the shard.
-            let order = settled
-                .then(|| meridian_scheduler::reconcile(node, report, shard, true))
-                .flatten();
-            if let Some(order) = order {
-                if entry.reconciling.get(&report.shard) != Some(&order.version) {
-                    entry.reconciling.insert(report.shard, order.version);
-                    orders.push(order);
-                }
-            }
-            if let Some(shard) = shard {
-                if report.version < shard.version {
+            if let Some(e) = state.shards.get(&report.shard) {
+                if report.version < e.shard.version {
                     metrics::counter!("meridian_stale_shard_reports_total").increment(1);
                 }
             }
@@ -482,10 +477,22 @@ impl Cluster {
         if entry.reports.len() != seen.len() {
             entry.reports.retain(|s, _| seen.contains(s));
         }
-        if !entry.reconciling.is_empty() {
-            entry.reconciling.retain(|s, _| seen.contains(s));
-        }
-        orders
+        // The one reconcile path, for the replicas this report names (those it does not
+        // name are the sweep's: see `reconcile_sweep`).
+        let orders = meridian_scheduler::reconcile_node(
+            node,
+            reports,
+            std::iter::empty(),
+            &StateContext { state },
+        );
+        let ordered: HashSet<ShardId> = orders.iter().map(|o| o.shard).collect();
+        let Some(entry) = state.nodes.get_mut(&node) else {
+            return Vec::new();
+        };
+        entry
+            .reconciling
+            .retain(|s, _| !seen.contains(s) || ordered.contains(s));
+        due_orders(&mut entry.reconciling, orders, now_ms, false)
     }
 
     /// Carries out one instruction for a node and waits for its answer. Opening carries the

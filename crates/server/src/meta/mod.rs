@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod lease;
+mod reconcile;
 mod reshard;
 pub mod session;
 
