@@ -483,7 +483,11 @@ impl Cluster {
             node,
             reports,
             std::iter::empty(),
-            &StateContext { state },
+            &StateContext {
+                state,
+                leases: &self.leases,
+                now_ms,
+            },
         );
         let ordered: HashSet<ShardId> = orders.iter().map(|o| o.shard).collect();
         let Some(entry) = state.nodes.get_mut(&node) else {
