@@ -7,7 +7,7 @@
 //! up to [`FOLLOWER_LAG_MS`] ago. A follower whose replication is stalled
 //! ([`SimShards::stall_replication`]) keeps hearing but applies nothing until resumed.
 
-use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
+use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, ShardLeases, TableRef};
 use meridian_model::{
     LogPosition, NodeStats, ReplicaRole, ShardId, ShardReport, ShardStats, ShardStatus,
     ShardVersion,
@@ -250,9 +250,20 @@ impl SimNode {
         config: NodeAgentConfig,
         channel: Option<tonic::transport::Channel>,
     ) -> Self {
+        let leases = ShardLeases::new(config.name.clone(), None);
+        Self::start_with_leases(config, channel, leases)
+    }
+
+    /// Like [`SimNode::start_with_channel`] with the caller's lease table (e.g. one writing
+    /// a lease log).
+    pub fn start_with_leases(
+        config: NodeAgentConfig,
+        channel: Option<tonic::transport::Channel>,
+        leases: ShardLeases,
+    ) -> Self {
         let shards = Arc::new(SimShards::new(10.0));
         let name = config.name.clone();
-        let agent = NodeAgent::start_with_channel(config, shards.clone(), channel);
+        let agent = NodeAgent::start_with_leases(config, shards.clone(), channel, leases);
         Self {
             name,
             shards,
