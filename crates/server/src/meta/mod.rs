@@ -10,7 +10,7 @@ pub use cluster::{
     Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo, DEFAULT_CATALOG,
     DEFAULT_SCHEMA,
 };
-pub use lease::{LeaseBook, LeaseDenied};
+use meridian_scheduler::LeaseBook;
 pub use reshard::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
