@@ -82,6 +82,8 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
+    /// The copyset family (copyset mode): see `meta::copysets`.
+    pub(super) copyset_family: super::copysets::ClusterCopysets,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -206,6 +208,9 @@ impl Cluster {
             state.tables.insert(table.id, table);
         }
         let (routes, _) = broadcast::channel(4096);
+        let copyset_family =
+            super::copysets::load(&store, id, &config, state.shards.values().map(|e| &e.shard))
+                .await?;
         Ok(Arc::new(Self {
             id,
             config: RwLock::new(config),
@@ -217,6 +222,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
+            copyset_family,
         }))
     }
 
@@ -709,7 +715,9 @@ impl Cluster {
         for shard in &placement.shards {
             ops.push(WriteOp::put(keys::shard(self.id, shard.id), encode(shard)?));
         }
+        ops.extend(self.copyset_ops(placement.copysets.as_ref())?);
         self.store.batch(ops).await?;
+        self.copysets_placed(placement.copysets.clone());
         {
             let mut state = self.state.write();
             for shard in &placement.shards {

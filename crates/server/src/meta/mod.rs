@@ -1,6 +1,7 @@
 //! Metadata: the clusters this Meridian manages, loaded from the store at start.
 
 pub mod cluster;
+pub mod copysets;
 mod reshard;
 pub mod session;
 
