@@ -98,7 +98,8 @@ pub struct FamilyUpdate {
     pub family: CopysetFamily,
     /// Copysets added for nodes that were in none (expansion).
     pub added: usize,
-    /// Copysets in which a removed node was replaced by a live one.
+    /// Copysets in which a removed node was replaced by a live one, or a repeated failure
+    /// domain by a missing one (healing).
     pub replaced: usize,
     /// Copysets dropped (a removed member with no substitute, or a duplicate).
     pub dropped: usize,
@@ -118,6 +119,13 @@ pub struct FamilyUpdate {
 ///   copysets). Existing copysets are kept, so every existing replica set stays valid, and
 ///   a shard on the base copyset can move one replica to the new node and still be inside
 ///   a copyset: expansion by ordinary single-replica balance moves.
+///
+/// - **Healing**: a copyset whose members share a failure domain while a domain it lacks
+///   has a schedulable node (substitutes drawn while a zone was dead, and the zone is
+///   back) gets that node, the one in the fewest copysets, in place of its repeated
+///   member; its shards follow one replica each (repair's copyset fix). Isolation asks
+///   one replica per domain whatever the domain's size, so a small domain's nodes end in
+///   many copysets, as they hold many replicas in spread mode too.
 ///
 /// A node Offline for less than the repair delay is kept: it is probably restarting, and
 /// repair waits for it too. Deterministic for a given `seed`.
@@ -291,13 +299,54 @@ pub fn update_family(
             added += 1;
         }
     }
-    if replaced == 0 && dropped == 0 && added == 0 {
+    // Healing: a copyset whose members share a domain while a domain it lacks has a node
+    // (a substitute chosen when a zone was dead, and the zone is back) gets that node in
+    // place of its repeated member. Its shards then move one replica each (repair's
+    // `CopysetFix`), which is the domain fix, inside the family.
+    let mut healed = 0;
+    let schedulable: Vec<&NodeView> = sorted.iter().copied().filter(|n| n.can_receive()).collect();
+    for set in &mut sets {
+        let doms: Vec<Option<usize>> = set.iter().map(|n| dom.get(n).copied()).collect();
+        let Some(slot) = (0..set.len())
+            .filter(|&i| (0..set.len()).any(|j| j != i && doms[j] == doms[i]))
+            .max_by_key(|&i| (uses.get(&set[i]).copied().unwrap_or(0), set[i]))
+        else {
+            continue;
+        };
+        let mut cands: Vec<&NodeView> = schedulable
+            .iter()
+            .copied()
+            .filter(|n| {
+                !set.contains(&n.id)
+                    && !doms.contains(&dom.get(&n.id).copied())
+            })
+            .collect();
+        cands.shuffle(&mut rng);
+        let Some(pick) = cands
+            .into_iter()
+            .min_by_key(|n| uses.get(&n.id).copied().unwrap_or(0))
+        else {
+            continue;
+        };
+        let mut next = set.clone();
+        next[slot] = pick.id;
+        if !seen.insert(key(&next)) {
+            continue;
+        }
+        if let Some(u) = uses.get_mut(&set[slot]) {
+            *u = u.saturating_sub(1);
+        }
+        *uses.entry(pick.id).or_default() += 1;
+        *set = next;
+        healed += 1;
+    }
+    if replaced == 0 && dropped == 0 && added == 0 && healed == 0 {
         return None;
     }
     Some(FamilyUpdate {
         family: CopysetFamily::new(sets, family.scatter_width()),
         added,
-        replaced,
+        replaced: replaced + healed,
         dropped,
     })
 }
