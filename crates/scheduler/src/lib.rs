@@ -30,9 +30,11 @@ pub mod controller;
 pub mod copyset;
 pub mod domain;
 pub mod error;
+pub mod lease;
 pub mod liveness;
 pub mod operator;
 pub mod placement;
+pub mod reconcile;
 pub mod schedulers;
 pub mod testing;
 pub mod view;
@@ -46,6 +48,7 @@ pub use copyset::{
 };
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
+pub use lease::{LeaseBook, LeaseDenied};
 pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
 pub use operator::{
     reconcile, reconcile_missing, InstructionKind, NodeInstruction, Operator, OperatorKind,
@@ -54,6 +57,7 @@ pub use operator::{
 pub use placement::{
     pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
 };
+pub use reconcile::{reconcile_node, ReconcileContext};
 pub use schedulers::{
     BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
     FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,

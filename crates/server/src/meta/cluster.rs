@@ -4,6 +4,7 @@
 //! after a write to the store succeeded, so anything acknowledged is durable. Reads
 //! (routes, listings) are served from memory.
 
+use super::reconcile::{due_orders, Resend, StateContext};
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
 use meridian_model::{
@@ -11,6 +12,7 @@ use meridian_model::{
     ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, Table, TableId, TableName,
 };
 use meridian_proto as pb;
+use meridian_scheduler::LeaseBook;
 use meridian_scheduler::{InstructionKind, NodeInstruction, NodeView, ShardView};
 use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
 use parking_lot::RwLock;
@@ -38,8 +40,9 @@ pub struct NodeEntry {
     pub last_heartbeat_ms: Option<u64>,
     /// Last report per shard held by the node.
     pub reports: HashMap<ShardId, ShardReport>,
-    /// Shards the node was told to fix (close, demote), at which version: sent once.
-    pub reconciling: HashMap<ShardId, meridian_model::ShardVersion>,
+    /// Fixes sent to the node per shard (close, demote, open, promote), to send again
+    /// with backoff while the disagreement lasts.
+    pub reconciling: HashMap<ShardId, Resend>,
 }
 
 /// A shard with what hangs off it.
@@ -66,6 +69,9 @@ pub(super) struct ClusterState {
     /// Shards being created by a split: opened on nodes, not committed yet. Reports of
     /// them are not "unknown shards" to close.
     pub(super) splitting: HashSet<ShardId>,
+    /// Shards with a running operator (set by the scheduling loop): the reconcile path
+    /// leaves their repairs to the operator.
+    pub(super) busy: HashSet<ShardId>,
 }
 
 /// One managed cluster.
@@ -73,7 +79,7 @@ pub struct Cluster {
     /// Its id.
     pub id: ClusterId,
     config: RwLock<ClusterConfig>,
-    state: RwLock<ClusterState>,
+    pub(super) state: RwLock<ClusterState>,
     store: Arc<dyn KvBackend>,
     node_ids: SequenceAllocator,
     table_ids: SequenceAllocator,
@@ -82,6 +88,8 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
+    /// Who holds each shard's write lease, and until when.
+    pub(super) leases: parking_lot::Mutex<LeaseBook>,
     /// The copyset family (copyset mode): see `meta::copysets`.
     pub(super) copyset_family: super::copysets::ClusterCopysets,
 }
@@ -158,6 +166,7 @@ impl Cluster {
         id: ClusterId,
         config: ClusterConfig,
         instruction_timeout: Duration,
+        leases: LeaseBook,
     ) -> Result<Arc<Self>> {
         let mut state = ClusterState::default();
         for kv in store.range(&keys::nodes_prefix(id), 0).await? {
@@ -222,6 +231,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
+            leases: parking_lot::Mutex::new(leases),
             copyset_family,
         }))
     }
@@ -432,9 +442,12 @@ impl Cluster {
     }
 
     /// Records a heartbeat: load and shard reports. Returns what the node must be told
-    /// because its report disagrees with the metadata in a way that cannot wait (invariant
-    /// 5): close a shard it lost while away, step down from a leadership it lost. Each such
-    /// instruction is sent once per shard version, not on every heartbeat.
+    /// because its report disagrees with the metadata (the one reconcile path,
+    /// `meridian_scheduler::reconcile_node`): close a shard it lost while away (invariant
+    /// 5), step down from a leadership it lost, reopen or promote a replica in the wrong
+    /// role or at an old version unless an operator owns the shard. Each fix is sent again
+    /// with backoff while the report still disagrees (see `meta::reconcile`), not on
+    /// every heartbeat.
     pub fn on_report(
         &self,
         node: NodeId,
@@ -442,11 +455,10 @@ impl Cluster {
         reports: &[ShardReport],
         now_ms: u64,
     ) -> Vec<NodeInstruction> {
-        let mut orders = Vec::new();
         let mut state = self.state.write();
         let state = &mut *state;
         let Some(entry) = state.nodes.get_mut(&node) else {
-            return orders;
+            return Vec::new();
         };
         entry.last_heartbeat_ms = Some(now_ms);
         if let Some(stats) = stats {
@@ -455,20 +467,8 @@ impl Cluster {
         let mut seen = HashSet::with_capacity(reports.len());
         for report in reports {
             seen.insert(report.shard);
-            let shard = state.shards.get(&report.shard).map(|e| &e.shard);
-            let settled = shard.is_some() || !state.splitting.contains(&report.shard);
-            // `true`: only what must happen even while an operator works on the shard.
-            let order = settled
-                .then(|| meridian_scheduler::reconcile(node, report, shard, true))
-                .flatten();
-            if let Some(order) = order {
-                if entry.reconciling.get(&report.shard) != Some(&order.version) {
-                    entry.reconciling.insert(report.shard, order.version);
-                    orders.push(order);
-                }
-            }
-            if let Some(shard) = shard {
-                if report.version < shard.version {
+            if let Some(e) = state.shards.get(&report.shard) {
+                if report.version < e.shard.version {
                     metrics::counter!("meridian_stale_shard_reports_total").increment(1);
                 }
             }
@@ -483,10 +483,26 @@ impl Cluster {
         if entry.reports.len() != seen.len() {
             entry.reports.retain(|s, _| seen.contains(s));
         }
-        if !entry.reconciling.is_empty() {
-            entry.reconciling.retain(|s, _| seen.contains(s));
-        }
-        orders
+        // The one reconcile path, for the replicas this report names (those it does not
+        // name are the sweep's: see `reconcile_sweep`).
+        let orders = meridian_scheduler::reconcile_node(
+            node,
+            reports,
+            std::iter::empty(),
+            &StateContext {
+                state,
+                leases: &self.leases.lock(),
+                now_ms,
+            },
+        );
+        let ordered: HashSet<ShardId> = orders.iter().map(|o| o.shard).collect();
+        let Some(entry) = state.nodes.get_mut(&node) else {
+            return Vec::new();
+        };
+        entry
+            .reconciling
+            .retain(|s, _| !seen.contains(s) || ordered.contains(s));
+        due_orders(&mut entry.reconciling, orders, now_ms, false)
     }
 
     /// Carries out one instruction for a node and waits for its answer. Opening carries the
@@ -514,9 +530,18 @@ impl Cluster {
             kind: Some(kind),
             ..Default::default()
         };
-        self.sessions
+        let session = self.sessions.session_of(i.node);
+        let outcome = self
+            .sessions
             .instruct(i.node, instruction, self.instruction_timeout)
-            .await
+            .await;
+        if outcome == InstructionOutcome::Done {
+            // The node confirmed it no longer leads the shard: its lease is over.
+            if let Some(session) = session {
+                self.leases.lock().release(i.shard, i.node, session);
+            }
+        }
+        outcome
     }
 
     /// Sends one instruction about `shard` at `version` to `node` and waits for its answer.

@@ -2,12 +2,15 @@
 
 pub mod cluster;
 pub mod copysets;
+pub mod lease;
+mod reconcile;
 mod reshard;
 pub mod session;
 
 pub use cluster::{
     Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
 };
+use meridian_scheduler::LeaseBook;
 pub use reshard::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
@@ -44,13 +47,17 @@ pub struct Meta {
     create_lock: tokio::sync::Mutex<()>,
     started: Instant,
     instruction_timeout: Duration,
+    lease_hold_ms: u64,
 }
 
 impl Meta {
     /// Loads every cluster from the store, creating the `default` cluster on first start.
+    /// `lease_hold_ms` is how long after receiving a heartbeat whose ack granted a write
+    /// lease Meridian must assume the lease is still held (lease plus drift margin).
     pub async fn load(
         store: Arc<dyn KvBackend>,
         instruction_timeout: Duration,
+        lease_hold_ms: u64,
     ) -> Result<Arc<Self>> {
         let meta = Arc::new(Self {
             cluster_ids: SequenceAllocator::new(store.clone(), keys::cluster_id_sequence(), 1),
@@ -59,6 +66,7 @@ impl Meta {
             create_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             instruction_timeout,
+            lease_hold_ms,
         });
         for kv in store
             .range(keys::cluster_names_prefix().as_slice(), 0)
@@ -81,8 +89,15 @@ impl Meta {
             };
             let config: ClusterConfig = serde_json::from_slice(&raw)
                 .map_err(|e| ServerError::Corrupt(format!("{id} config: {e}")))?;
-            let cluster =
-                Cluster::load(store.clone(), id, config.clone(), instruction_timeout).await?;
+            let leases = LeaseBook::new(lease_hold_ms, meta.now_ms());
+            let cluster = Cluster::load(
+                store.clone(),
+                id,
+                config.clone(),
+                instruction_timeout,
+                leases,
+            )
+            .await?;
             meta.clusters.write().insert(config.name, cluster);
         }
         for cluster in meta.clusters() {
@@ -158,6 +173,7 @@ impl Meta {
             id,
             config.clone(),
             self.instruction_timeout,
+            LeaseBook::new(self.lease_hold_ms, self.now_ms()),
         )
         .await?;
         cluster.ensure_default_schema().await?;

@@ -210,7 +210,7 @@ fn round6(x: f64) -> f64 {
 
 /// Shards, nodes and trials of the kill-zone / repair / expansion sequence.
 fn sequence_sizes(opts: &ScenarioOptions) -> Option<(usize, u32)> {
-    Some(if opts.small { (60, 300) } else { (150, 1500) })
+    Some(if opts.small { (30, 150) } else { (60, 300) })
 }
 
 /// Simulated time the sequence lets each stage take before it gives up.
