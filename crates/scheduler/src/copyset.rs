@@ -316,10 +316,7 @@ pub fn update_family(
         let mut cands: Vec<&NodeView> = schedulable
             .iter()
             .copied()
-            .filter(|n| {
-                !set.contains(&n.id)
-                    && !doms.contains(&dom.get(&n.id).copied())
-            })
+            .filter(|n| !set.contains(&n.id) && !doms.contains(&dom.get(&n.id).copied()))
             .collect();
         cands.shuffle(&mut rng);
         let Some(pick) = cands

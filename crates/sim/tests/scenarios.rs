@@ -103,7 +103,9 @@ fn copyset_loss_report_has_sizes_at_the_top_level() {
 fn copysets_stay_copysets_through_kill_zone_repair_and_expansion() {
     let r = run_scenario("copyset-loss", &small(1)).unwrap();
     let json = serde_json::to_value(&r).unwrap();
-    let rows = json["sequence"].as_array().expect("sequence at the top level");
+    let rows = json["sequence"]
+        .as_array()
+        .expect("sequence at the top level");
     let row = |placement: &str| {
         rows.iter()
             .find(|r| r["placement"] == placement)

@@ -256,13 +256,7 @@ fn run_sequences(opts: &ScenarioOptions) -> Result<Vec<SequenceRow>, SimError> {
         for (label, keep) in [("copysets", true), ("copysets-unpersisted", false)] {
             let placement = PlacementMode::Copyset { scatter_width: s };
             rows.push(sequence(
-                label,
-                n,
-                shards,
-                placement,
-                keep,
-                opts.seed,
-                trials,
+                label, n, shards, placement, keep, opts.seed, trials,
             )?);
         }
     }
@@ -282,21 +276,17 @@ fn run_sequences(opts: &ScenarioOptions) -> Result<Vec<SequenceRow>, SimError> {
 /// a lower loss probability than the unpersisted family with the same scatter width.
 fn sequence_passes(rows: &[SequenceRow]) -> bool {
     let last = |r: &SequenceRow| r.stages.last().map_or(1.0, |st| st.analytic);
-    rows.iter()
-        .filter(|r| r.placement == "copysets")
-        .all(|r| {
-            let kept = r
-                .stages
-                .iter()
-                .all(|st| st.healthy && st.shards_outside_copysets == 0);
-            let better = rows
-                .iter()
-                .filter(|b| {
-                    b.placement == "copysets-unpersisted" && b.scatter_width == r.scatter_width
-                })
-                .all(|b| last(r) < last(b));
-            kept && better
-        })
+    rows.iter().filter(|r| r.placement == "copysets").all(|r| {
+        let kept = r
+            .stages
+            .iter()
+            .all(|st| st.healthy && st.shards_outside_copysets == 0);
+        let better = rows
+            .iter()
+            .filter(|b| b.placement == "copysets-unpersisted" && b.scatter_width == r.scatter_width)
+            .all(|b| last(r) < last(b));
+        kept && better
+    })
 }
 
 fn sequence(
@@ -323,8 +313,7 @@ fn sequence(
     let t0 = sim.now;
     sim.run_until_cond(t0 + STAGE_LIMIT_MS, 1_000, |s| {
         s.healthy()
-            && s
-                .routes()
+            && s.routes()
                 .iter()
                 .all(|r| victims.iter().all(|v| !r.has_replica_on(*v)))
     });

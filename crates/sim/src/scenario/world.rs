@@ -20,8 +20,8 @@ use meridian_model::{
 use meridian_scheduler::{
     place_shards, reconcile_node, update_family, ClusterView, ControllerConfig, ControllerEvent,
     CopysetFamily, InstructionKind, LivenessConfig, LivenessTracker, NodeInstruction, NodeView,
-    OperatorController, OperatorState, ReconcileContext, ReportBook, SchedulerConfig,
-    SchedulerSet, ShardView, Step,
+    OperatorController, OperatorState, ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet,
+    ShardView, Step,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
