@@ -92,7 +92,8 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
-    /// Who holds each shard's write lease, and until when.
+    /// Who holds each shard's write lease, and until when. Lock order: `state` first,
+    /// then `leases`.
     pub(super) leases: parking_lot::Mutex<LeaseBook>,
     /// The copyset family (copyset mode): see `meta::copysets`.
     pub(super) copyset_family: super::copysets::ClusterCopysets,
