@@ -1,13 +1,14 @@
 //! Metadata: the clusters this Meridian manages, loaded from the store at start.
 
+pub mod catalog;
 pub mod cluster;
-mod reshard;
+mod procedure;
+mod routes;
 pub mod session;
 
-pub use cluster::{
-    Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
-};
-pub use reshard::ReshardOutcome;
+pub use catalog::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+pub use cluster::{Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo};
+pub use procedure::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
 use crate::error::{Result, ServerError};

@@ -8,9 +8,10 @@
 //! reshard makes it fail cleanly), then memory and routes follow, then the nodes that lost
 //! partitions are told to drop them (best effort: they are no longer routed there).
 
-use super::cluster::{drop_partition, encode, table_on_shard, Cluster, ShardEntry};
-use super::session::InstructionOutcome;
 use crate::error::{Result, ServerError};
+use crate::meta::catalog::{drop_partition, table_on_shard};
+use crate::meta::cluster::{encode, Cluster, ShardEntry};
+use crate::meta::session::InstructionOutcome;
 use meridian_model::{Partition, ReplicaRole, Shard, ShardId, TableId};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 /// A shard id claimed by a split: (high-water key, its value as read, the new value). The
 /// commit fails if another split moved the high-water mark meanwhile.
-type IdClaim = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+pub(super) type IdClaim = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
 
 /// What a split or merge did.
 #[derive(Debug, Clone, Serialize)]
@@ -36,140 +37,9 @@ pub struct ReshardOutcome {
 }
 
 impl Cluster {
-    /// Splits `source`: the upper half of its partitions go to a new shard placed away from
-    /// the source's leader where the topology allows.
-    pub async fn split_shard(self: &Arc<Self>, source: ShardId) -> Result<ReshardOutcome> {
-        let config = self.config();
-        // Shard ids are never reused: the new id is above every id that ever existed.
-        let high_key = keys::shard_id_high_water(self.id);
-        let high_raw = self.store().get(&high_key).await?;
-        let high = match &high_raw {
-            Some(v) => keys::decode_id(v)?,
-            None => 0,
-        };
-        let (entry, new_id, mut nodes) = self.with_state(|state| {
-            let entry = state
-                .shards
-                .get(&source)
-                .cloned()
-                .ok_or_else(|| ServerError::NotFound(format!("{source} not found")))?;
-            let max = state
-                .shards
-                .keys()
-                .next_back()
-                .map_or(0, |s| u64::from(s.0));
-            let new_id = u32::try_from(max.max(high) + 1)
-                .map(ShardId)
-                .map_err(|_| ServerError::FailedPrecondition("shard ids exhausted".into()))?;
-            let nodes: Vec<_> = state
-                .nodes
-                .values()
-                .map(|e| meridian_scheduler::NodeView::from_node(&e.node, e.state, 0, e.stats))
-                .collect();
-            Ok((entry, new_id, nodes))
-        })?;
-        if entry.partitions.len() < 2 {
-            return Err(ServerError::FailedPrecondition(format!(
-                "{source} holds {} partition(s): a split needs at least 2",
-                entry.partitions.len()
-            )));
-        }
-        // "Elsewhere": keep the new leader off the source leader's node when others can take it.
-        if let Some(leader) = entry.shard.leader() {
-            let others = nodes
-                .iter()
-                .filter(|n| n.can_receive() && n.id != leader)
-                .count();
-            if others >= config.replication_factor as usize {
-                for n in nodes.iter_mut().filter(|n| n.id == leader) {
-                    n.cordoned = true;
-                }
-            }
-        }
-        let placement =
-            meridian_scheduler::place_shards(&nodes, &[new_id], &config, u64::from(new_id.0))
-                .map_err(|e| {
-                    ServerError::FailedPrecondition(format!("cannot place the new shard: {e}"))
-                })?;
-        let Some(target) = placement.shards.into_iter().next() else {
-            return Err(ServerError::FailedPrecondition(
-                "placement returned no shard".into(),
-            ));
-        };
-        let all: Vec<(TableId, u32)> = entry.partitions.iter().copied().collect();
-        let moved = all[all.len() / 2..].to_vec();
-        let mut source_after = entry.shard.clone();
-        source_after.version = source_after.version.next();
-        // Until the split commits, nodes report the new shard although the metadata does not
-        // know it yet: it must not be closed as a stray meanwhile. If the split fails, the
-        // mark goes and the next heartbeats close the opened replicas.
-        let mut claimed = false;
-        self.with_state_mut(|state| {
-            claimed = !state.shards.contains_key(&new_id) && state.splitting.insert(new_id);
-        });
-        if !claimed {
-            return Err(ServerError::Aborted(format!(
-                "another split is creating {new_id}; retry"
-            )));
-        }
-        let result = self
-            .reshard(
-                entry.shard,
-                source_after,
-                None,
-                target,
-                Vec::new(),
-                moved,
-                Some((high_key, high_raw, keys::encode_id(u64::from(new_id.0)))),
-            )
-            .await;
-        self.with_state_mut(|state| {
-            state.splitting.remove(&new_id);
-        });
-        result
-    }
-
-    /// Merges `source` into `target`: every partition of `source` moves to `target`, and
-    /// `source` is deleted.
-    pub async fn merge_shards(
-        self: &Arc<Self>,
-        target: ShardId,
-        source: ShardId,
-    ) -> Result<ReshardOutcome> {
-        if target == source {
-            return Err(ServerError::InvalidArgument(
-                "cannot merge a shard into itself".into(),
-            ));
-        }
-        let (t, s): (ShardEntry, ShardEntry) = self.with_state(|state| {
-            let get = |id: ShardId| {
-                state
-                    .shards
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| ServerError::NotFound(format!("{id} not found")))
-            };
-            Ok((get(target)?, get(source)?))
-        })?;
-        let moved: Vec<(TableId, u32)> = s.partitions.iter().copied().collect();
-        let kept: Vec<(TableId, u32)> = t.partitions.iter().copied().collect();
-        let mut target_after = t.shard.clone();
-        target_after.version = target_after.version.next();
-        self.reshard(
-            s.shard.clone(),
-            s.shard,
-            Some(t.shard),
-            target_after,
-            kept,
-            moved,
-            None,
-        )
-        .await
-    }
-
     /// The common path of split and merge; see the module documentation for the order.
     #[allow(clippy::too_many_arguments)]
-    async fn reshard(
+    pub(super) async fn reshard(
         self: &Arc<Self>,
         source_before: Shard,
         source_after: Shard,

@@ -1,0 +1,245 @@
+//! Create table.
+
+use crate::error::{Result, ServerError};
+use crate::meta::catalog::{drop_partition, pick_shards, table_on_shard};
+use crate::meta::cluster::{encode, Cluster};
+use meridian_model::{Partition, PartitionRule, ShardId, Table, TableId, TableName};
+use meridian_proto as pb;
+use meridian_store::{keys, Txn, WriteOp};
+use std::sync::Arc;
+
+impl Cluster {
+    /// Creates a table: reserves its name, allocates its id, picks the least loaded shard
+    /// for each partition, has each shard's leader create it, persists the metadata, and
+    /// only then answers. Returns the table and whether it was created (false when
+    /// `if_not_exists` found it).
+    pub async fn create_table(
+        self: &Arc<Self>,
+        name: TableName,
+        rule: PartitionRule,
+        if_not_exists: bool,
+    ) -> Result<(Table, bool)> {
+        rule.validate()?;
+        self.check_schema(&name)?;
+        let count = rule.partition_count();
+        // Reserve the name and the shards under one lock, so concurrent creates spread.
+        let shards = {
+            let mut state = self.state.write();
+            if let Some(id) = state.table_by_name.get(&name) {
+                let table = state.tables.get(id).cloned();
+                return match (table, if_not_exists) {
+                    (Some(t), true) => Ok((t, false)),
+                    _ => Err(ServerError::AlreadyExists(format!(
+                        "table {name} already exists"
+                    ))),
+                };
+            }
+            if state.shards.is_empty() {
+                let min = self.config.read().min_nodes;
+                return Err(ServerError::FailedPrecondition(format!(
+                    "cluster {} has no shards yet: it needs {min} online nodes first",
+                    self.id
+                )));
+            }
+            if !state.creating.insert(name.clone()) {
+                return Err(ServerError::Aborted(format!(
+                    "table {name} is being created concurrently"
+                )));
+            }
+            let picked = pick_shards(&state, count as usize);
+            match picked {
+                Some(p) => {
+                    for s in &p {
+                        if let Some(e) = state.shards.get_mut(s) {
+                            e.reserved += 1;
+                        }
+                    }
+                    p
+                }
+                None => {
+                    state.creating.remove(&name);
+                    return Err(ServerError::Unavailable(format!(
+                        "no shard of cluster {} has an online leader",
+                        self.id
+                    )));
+                }
+            }
+        };
+        // The rest runs in its own task: if the client goes away mid-create, the create
+        // still completes or fails cleanly, and the reservations above are always released.
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let result = this.create_table_reserved(&name, rule, &shards).await;
+            this.finish_create(&name, &shards, result)
+        });
+        let (table, versions) = task
+            .await
+            .map_err(|e| ServerError::Unavailable(format!("create task failed: {e}")))??;
+        // A leader change that raced with the create opened the new leader with the table
+        // list from before this table was in memory: tell the new leader too (creates are
+        // idempotent). Any later open includes the table.
+        for (p, used) in table.partitions.iter().zip(versions) {
+            if self.shard(p.shard).is_some_and(|s| s.version != used) {
+                let this = self.clone();
+                let kind = pb::instruction::Kind::CreateTable(pb::CreateTableOnShard {
+                    table: Some(table_on_shard(&table, p.index)),
+                });
+                let shard = p.shard;
+                tokio::spawn(async move {
+                    if let Err(e) = this.instruct_leader(shard, kind).await {
+                        tracing::warn!(%shard, "re-creating a table on a new leader: {e}");
+                    }
+                });
+            }
+        }
+        self.publish_table(&table);
+        metrics::counter!("meridian_tables_created_total").increment(1);
+        Ok((table, true))
+    }
+
+    /// Releases a create's reservations and, if it succeeded, makes the table visible.
+    fn finish_create(
+        &self,
+        name: &TableName,
+        shards: &[ShardId],
+        result: Result<(Table, Vec<meridian_model::ShardVersion>)>,
+    ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
+        let mut state = self.state.write();
+        state.creating.remove(name);
+        for s in shards {
+            if let Some(e) = state.shards.get_mut(s) {
+                e.reserved = e.reserved.saturating_sub(1);
+            }
+        }
+        if let Ok((table, _)) = &result {
+            state.table_by_name.insert(table.name.clone(), table.id);
+            for p in &table.partitions {
+                if let Some(e) = state.shards.get_mut(&p.shard) {
+                    e.partitions.insert((table.id, p.index));
+                }
+            }
+            state.tables.insert(table.id, table.clone());
+        }
+        result
+    }
+
+    async fn create_table_reserved(
+        self: &Arc<Self>,
+        name: &TableName,
+        rule: PartitionRule,
+        shards: &[ShardId],
+    ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
+        let id = TableId(self.table_ids.next().await?);
+        let table = Table {
+            id,
+            name: name.clone(),
+            rule,
+            partitions: shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Partition {
+                    index: i as u32,
+                    shard: *s,
+                })
+                .collect(),
+            created_at_ms: wall_ms(),
+        };
+        // The procedure record goes first: if this server dies from here until the commit,
+        // the next start finds it and rolls the create back on the nodes (invariant 3).
+        let procedure = keys::create_table_procedure(self.id, id);
+        self.store
+            .batch(vec![WriteOp::put(procedure.clone(), encode(&table)?)])
+            .await?;
+        // Every partition's shard leader must create it before we say ok.
+        let creates = table.partitions.iter().map(|p| {
+            let kind = pb::instruction::Kind::CreateTable(pb::CreateTableOnShard {
+                table: Some(table_on_shard(&table, p.index)),
+            });
+            self.instruct_leader(p.shard, kind)
+        });
+        let outcomes = futures::future::join_all(creates).await;
+        let mut versions = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome {
+                Ok(v) => versions.push(v),
+                Err(err) => {
+                    self.roll_back_create(&table);
+                    return Err(err);
+                }
+            }
+        }
+        let name_key = keys::table_name(self.id, name);
+        let txn = Txn::new()
+            .when_absent(name_key.clone())
+            .then(WriteOp::put(name_key, id.0.to_string().into_bytes()))
+            .then(WriteOp::put(keys::table(self.id, id), encode(&table)?))
+            .then(WriteOp::delete(procedure));
+        match self.store.txn(txn).await {
+            Ok(r) if r.succeeded => Ok((table, versions)),
+            Ok(_) => {
+                self.roll_back_create(&table);
+                Err(ServerError::AlreadyExists(format!(
+                    "table {name} already exists"
+                )))
+            }
+            Err(e) => {
+                self.roll_back_create(&table);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Rolls a failed (or interrupted) create back: tells each partition's shard leader to
+    /// drop it, retrying until every leader confirmed (or the shard is gone), then deletes
+    /// the create's procedure record. Runs in the background; if this server stops first,
+    /// the record is still there and the next start resumes the rollback.
+    pub(super) fn roll_back_create(self: &Arc<Self>, table: &Table) {
+        let this = self.clone();
+        let table = table.clone();
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            let mut pending: Vec<u32> = table.partitions.iter().map(|p| p.index).collect();
+            while !pending.is_empty() && std::time::Instant::now() < deadline {
+                let mut left = Vec::new();
+                for index in pending {
+                    let Some(p) = table.partitions.iter().find(|p| p.index == index) else {
+                        continue;
+                    };
+                    if this.shard(p.shard).is_none() {
+                        continue;
+                    }
+                    let drop = drop_partition(&table, p.index);
+                    if let Err(e) = this.instruct_leader(p.shard, drop).await {
+                        tracing::debug!(table = %table.name, "rolling back a create, will retry: {e}");
+                        left.push(index);
+                    }
+                }
+                pending = left;
+                if !pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            if !pending.is_empty() {
+                tracing::warn!(table = %table.name, "create rollback unfinished; the next start resumes it");
+                return;
+            }
+            let key = keys::create_table_procedure(this.id, table.id);
+            match this.store.batch(vec![WriteOp::delete(key)]).await {
+                Ok(()) => {
+                    tracing::info!(table = %table.name, id = %table.id, "rolled back a create")
+                }
+                Err(e) => {
+                    tracing::warn!(table = %table.name, "deleting a rolled-back create's record: {e}")
+                }
+            }
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch, for creation stamps.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
