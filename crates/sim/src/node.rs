@@ -28,6 +28,9 @@ pub struct SimShards {
     /// Extra write units per second reported for some shards (to make a shard hot).
     hot: Mutex<BTreeMap<ShardId, f64>>,
     ticks: AtomicU64,
+    /// Drops still to refuse (a fault injected by tests: a node whose drop fails, then
+    /// succeeds when retried).
+    refuse_drops: AtomicU64,
     /// Synthetic report size: report this many extra shards' worth of zero-load entries
     /// is not done; reports always mirror what is held.
     base_units: f64,
@@ -50,6 +53,11 @@ impl SimShards {
     /// Makes a shard report extra write load.
     pub fn set_hot(&self, shard: ShardId, write_units: f64) {
         self.hot.lock().insert(shard, write_units);
+    }
+
+    /// Makes the next `count` table drops fail, as a node whose storage is busy would.
+    pub fn refuse_next_drops(&self, count: u64) {
+        self.refuse_drops.store(count, Ordering::SeqCst);
     }
 
     /// Shards this node leads.
@@ -127,6 +135,16 @@ impl ShardHandler for SimShards {
         _version: ShardVersion,
         table: TableRef,
     ) -> Result<(), String> {
+        let refused = self
+            .refuse_drops
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(format!(
+                "drop of {} on {shard} refused (injected)",
+                table.id
+            ));
+        }
         if let Some(s) = self.shards.lock().get_mut(&shard) {
             s.tables.remove(&(table.id.0, table.partition));
         }

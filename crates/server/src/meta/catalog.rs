@@ -8,6 +8,7 @@ use crate::error::{Result, ServerError};
 use meridian_model::{ClusterId, NodeState, ShardId, Table, TableName};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
+use std::collections::HashSet;
 
 /// Default catalog and schema, created with every cluster.
 pub const DEFAULT_CATALOG: &str = "default";
@@ -139,12 +140,18 @@ pub(super) fn table_on_shard(t: &Table, partition: u32) -> pb::TableOnShard {
 }
 
 /// Picks `count` shards for a new table's partitions: fewest partitions (counting creates
-/// in flight), then least write load; only shards whose leader is online. Partitions of
+/// in flight), then least write load; only shards whose leader is online and that no merge
+/// is taking away (`excluded`). Partitions of
 /// one table go to distinct shards while there are enough.
-pub(super) fn pick_shards(state: &ClusterState, count: usize) -> Option<Vec<ShardId>> {
+pub(super) fn pick_shards(
+    state: &ClusterState,
+    count: usize,
+    excluded: &HashSet<ShardId>,
+) -> Option<Vec<ShardId>> {
     let mut candidates: Vec<(usize, u64, ShardId)> = state
         .shards
         .values()
+        .filter(|e| !excluded.contains(&e.shard.id))
         .filter_map(|e| {
             let leader = e.shard.leader()?;
             let node = state.nodes.get(&leader)?;

@@ -9,6 +9,7 @@
 //! reshard change is a persisted procedure under [`super::procedure`].
 
 use super::catalog::{all_schemas_prefix, table_on_shard};
+use super::revision::Guarded;
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
 use meridian_model::{
@@ -82,6 +83,8 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
+    /// Procedures in flight: the catalog commit lock, merges, failpoints.
+    pub(super) procedures: super::procedure::Procedures,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -209,6 +212,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
+            procedures: Default::default(),
         }))
     }
 
@@ -668,7 +672,7 @@ impl Cluster {
         }
         let mut ops = Vec::with_capacity(placement.shards.len());
         for shard in &placement.shards {
-            ops.push(WriteOp::put(keys::shard(self.id, shard.id), encode(shard)?));
+            ops.extend(super::revision::put_shard(self.id, shard)?);
         }
         self.store.batch(ops).await?;
         {
@@ -747,10 +751,9 @@ impl Cluster {
         if current.version != expected || next.version <= current.version {
             return Ok(false);
         }
-        let key = keys::shard(self.id, next.id);
         let txn = Txn::new()
-            .when_equals(key.clone(), encode(&current)?)
-            .then(WriteOp::put(key, encode(&next)?));
+            .shard_at(self.id, next.id, current.version)
+            .then_all(super::revision::put_shard(self.id, &next)?);
         if !self.store.txn(txn).await?.succeeded {
             return Ok(false);
         }

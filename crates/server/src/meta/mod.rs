@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod cluster;
 mod procedure;
+mod revision;
 mod routes;
 pub mod session;
 
@@ -86,9 +87,13 @@ impl Meta {
             meta.clusters.write().insert(config.name, cluster);
         }
         for cluster in meta.clusters() {
+            let written = cluster.ensure_revision_keys().await?;
+            if written > 0 {
+                tracing::info!(cluster = %cluster.id, written, "wrote missing revision keys");
+            }
             let resumed = cluster.resume_procedures().await?;
             if resumed > 0 {
-                tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted creates");
+                tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted procedures");
             }
         }
         if meta.cluster(DEFAULT_CLUSTER).is_err() {

@@ -1,8 +1,25 @@
 //! Create table.
+//!
+//! States (record: `keys::create_table_procedure`, the `Table` being created):
+//!
+//! ```text
+//! Reserved ──> Prepared ──> Created on nodes ──> Committed (record deleted)
+//!   name and       record       every partition's      one txn: name absent, no merge
+//!   shards held    written      shard leader created   of any chosen shard in flight;
+//!   in memory                   it                     puts name, table, revision
+//!                     │               │                    │ fails
+//!                     └───────────────┴────────────────────┴──> RollingBack: leaders drop
+//!                                                               the partitions (retried),
+//!                                                               then the record is deleted
+//! ```
+//!
+//! A record found at start is rolled back unless its table committed. Shards reserved by a
+//! create in flight cannot be merged away (see [`super::merge`]).
 
 use crate::error::{Result, ServerError};
 use crate::meta::catalog::{drop_partition, pick_shards, table_on_shard};
 use crate::meta::cluster::{encode, Cluster};
+use crate::meta::revision::{put_table, Guarded};
 use meridian_model::{Partition, PartitionRule, ShardId, Table, TableId, TableName};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
@@ -46,7 +63,8 @@ impl Cluster {
                     "table {name} is being created concurrently"
                 )));
             }
-            let picked = pick_shards(&state, count as usize);
+            let merging = self.procedures.merging.lock().clone();
+            let picked = pick_shards(&state, count as usize, &merging);
             match picked {
                 Some(p) => {
                     for s in &p {
@@ -97,7 +115,7 @@ impl Cluster {
         Ok((table, true))
     }
 
-    /// Releases a create's reservations and, if it succeeded, makes the table visible.
+    /// Releases a create's reservations (a committed table is already visible).
     fn finish_create(
         &self,
         name: &TableName,
@@ -110,15 +128,6 @@ impl Cluster {
             if let Some(e) = state.shards.get_mut(s) {
                 e.reserved = e.reserved.saturating_sub(1);
             }
-        }
-        if let Ok((table, _)) = &result {
-            state.table_by_name.insert(table.name.clone(), table.id);
-            for p in &table.partitions {
-                if let Some(e) = state.shards.get_mut(&p.shard) {
-                    e.partitions.insert((table.id, p.index));
-                }
-            }
-            state.tables.insert(table.id, table.clone());
         }
         result
     }
@@ -143,6 +152,7 @@ impl Cluster {
                 })
                 .collect(),
             created_at_ms: wall_ms(),
+            revision: 1,
         };
         // The procedure record goes first: if this server dies from here until the commit,
         // the next start finds it and rolls the create back on the nodes (invariant 3).
@@ -168,18 +178,55 @@ impl Cluster {
                 }
             }
         }
+        self.procedures
+            .failpoints
+            .hit("create_table.before_commit")
+            .await;
+        let _commit = self.procedures.commit.lock().await;
+        // A shard merged away meanwhile cannot take the partition (merges refuse reserved
+        // shards, so this is a second line of defence).
+        let gone = {
+            let state = self.state.read();
+            table
+                .partitions
+                .iter()
+                .find(|p| !state.shards.contains_key(&p.shard))
+                .map(|p| p.shard)
+        };
+        if let Some(shard) = gone {
+            self.roll_back_create(&table);
+            return Err(ServerError::Aborted(format!(
+                "{shard} was merged away during the create of {name}; retry"
+            )));
+        }
         let name_key = keys::table_name(self.id, name);
-        let txn = Txn::new()
+        let mut txn = Txn::new()
             .when_absent(name_key.clone())
             .then(WriteOp::put(name_key, id.0.to_string().into_bytes()))
-            .then(WriteOp::put(keys::table(self.id, id), encode(&table)?))
+            .then_all(put_table(self.id, &table)?)
             .then(WriteOp::delete(procedure));
+        let mut shards_used: Vec<ShardId> = table.partitions.iter().map(|p| p.shard).collect();
+        shards_used.sort_unstable();
+        shards_used.dedup();
+        for shard in shards_used {
+            txn = txn.when_absent(keys::procedure(self.id, "merge", u64::from(shard.0)));
+        }
         match self.store.txn(txn).await {
-            Ok(r) if r.succeeded => Ok((table, versions)),
+            Ok(r) if r.succeeded => {
+                let mut state = self.state.write();
+                state.table_by_name.insert(table.name.clone(), table.id);
+                for p in &table.partitions {
+                    if let Some(e) = state.shards.get_mut(&p.shard) {
+                        e.partitions.insert((table.id, p.index));
+                    }
+                }
+                state.tables.insert(table.id, table.clone());
+                Ok((table, versions))
+            }
             Ok(_) => {
                 self.roll_back_create(&table);
-                Err(ServerError::AlreadyExists(format!(
-                    "table {name} already exists"
+                Err(ServerError::Aborted(format!(
+                    "table {name} was created concurrently or a merge of its shards began; retry"
                 )))
             }
             Err(e) => {

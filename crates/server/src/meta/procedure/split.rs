@@ -1,10 +1,28 @@
-//! Split a shard.
+//! Split a shard: the upper half of its partitions move to a new shard placed away from
+//! the source's leader where the topology allows.
+//!
+//! States (record: `keys::procedure(.., "split", new shard)`, a `ReshardRecord`):
+//!
+//! ```text
+//! Prepared ───────> Opened ──────────────> Committed ─────────────> Done
+//!  record written    the new shard's        one txn: source version,   the source's replicas
+//!  with the new id   replicas opened with   moved tables' revisions    dropped the moved
+//!  claimed (high-    the moved partitions   as read, new shard absent; partitions (retried
+//!  water mark)       (leader must answer)   record -> Committed        until they confirm);
+//!      │                  │                      │ guard failed         record deleted
+//!      └──────────────────┴──────────────────────┴──> RollingBack: the new shard's replicas
+//!                                                     close it (retried), record deleted
+//! ```
+//!
+//! A restart rolls a Prepared record back and finishes a Committed one. A drop or rename
+//! of a moved table before the commit fails the commit (revision), so the split never
+//! writes a dropped table back or an old name over a new one.
 
-use super::reshard::ReshardOutcome;
+use super::reshard::{ReshardKind, ReshardOutcome, ReshardRecord, ReshardStep};
 use crate::error::{Result, ServerError};
 use crate::meta::cluster::Cluster;
 use meridian_model::{ShardId, TableId};
-use meridian_store::keys;
+use meridian_store::{keys, Txn, WriteOp};
 use std::sync::Arc;
 
 impl Cluster {
@@ -19,12 +37,22 @@ impl Cluster {
             Some(v) => keys::decode_id(v)?,
             None => 0,
         };
-        let (entry, new_id, mut nodes) = self.with_state(|state| {
+        let (entry, tables, new_id, mut nodes) = self.with_state(|state| {
             let entry = state
                 .shards
                 .get(&source)
                 .cloned()
                 .ok_or_else(|| ServerError::NotFound(format!("{source} not found")))?;
+            // Read with the partitions, under one lock: the commit is guarded by exactly
+            // these revisions.
+            let tables: Vec<_> = entry
+                .partitions
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<std::collections::BTreeSet<TableId>>()
+                .into_iter()
+                .filter_map(|id| state.tables.get(&id).cloned())
+                .collect();
             let max = state
                 .shards
                 .keys()
@@ -38,7 +66,7 @@ impl Cluster {
                 .values()
                 .map(|e| meridian_scheduler::NodeView::from_node(&e.node, e.state, 0, e.stats))
                 .collect();
-            Ok((entry, new_id, nodes))
+            Ok((entry, tables, new_id, nodes))
         })?;
         if entry.partitions.len() < 2 {
             return Err(ServerError::FailedPrecondition(format!(
@@ -73,8 +101,9 @@ impl Cluster {
         let mut source_after = entry.shard.clone();
         source_after.version = source_after.version.next();
         // Until the split commits, nodes report the new shard although the metadata does not
-        // know it yet: it must not be closed as a stray meanwhile. If the split fails, the
-        // mark goes and the next heartbeats close the opened replicas.
+        // know it yet: it must not be closed as a stray meanwhile. If the split fails, its
+        // rollback closes the opened replicas (and with the mark gone, so would the next
+        // heartbeats).
         let mut claimed = false;
         self.with_state_mut(|state| {
             claimed = !state.shards.contains_key(&new_id) && state.splitting.insert(new_id);
@@ -84,17 +113,26 @@ impl Cluster {
                 "another split is creating {new_id}; retry"
             )));
         }
-        let result = self
-            .reshard(
-                entry.shard,
-                source_after,
-                None,
-                target,
-                Vec::new(),
-                moved,
-                Some((high_key, high_raw, keys::encode_id(u64::from(new_id.0)))),
-            )
-            .await;
+        let tables: Vec<_> = tables
+            .into_iter()
+            .filter(|t| moved.iter().any(|(id, _)| *id == t.id))
+            .collect();
+        let record = ReshardRecord {
+            kind: ReshardKind::Split,
+            step: ReshardStep::Prepared,
+            source_before: entry.shard,
+            source_after,
+            target_before: None,
+            target_after: target,
+            target_kept: Vec::new(),
+            moved,
+            tables,
+        };
+        // The id is claimed with the record: ids are never reused, even by a failed split.
+        let claim = Txn::new()
+            .when(high_key.clone(), high_raw)
+            .then(WriteOp::put(high_key, keys::encode_id(u64::from(new_id.0))));
+        let result = self.run_reshard(record, claim).await;
         self.with_state_mut(|state| {
             state.splitting.remove(&new_id);
         });
