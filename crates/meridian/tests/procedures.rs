@@ -487,3 +487,36 @@ async fn records_written_by_another_binary_still_swap() {
     assert!(cluster.get_table(&name("new")).is_some());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_killed_after_its_commit_closes_the_source_at_the_next_start() {
+    let (_dir, config, nodes) = crash_at("merge.after_commit", |base| {
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(format!("{base}/shards/1/merge"))
+                .json(&serde_json::json!({"with": 2}))
+                .send()
+                .await;
+        })
+    })
+    .await;
+    let server = start(config).await;
+    let cluster = server.meta.cluster("default").unwrap();
+    assert!(cluster.shard(ShardId(2)).is_none(), "the merge committed");
+    assert_eq!(cluster.list_tables("", "").len(), 16);
+    eventually(Duration::from_secs(20), || {
+        let nodes = &nodes;
+        let cluster = cluster.clone();
+        async move {
+            let done = holders(nodes, ShardId(2)) == 0 && records(&cluster, "merge").await == 0;
+            done.then_some(())
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(10), || {
+        let ok = every_partition_served(&cluster, &nodes);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    server.shutdown().await;
+}

@@ -16,8 +16,9 @@
 //! A record found at start is rolled back unless its table committed. Shards reserved by a
 //! create in flight cannot be merged away (see [`super::merge`]).
 
+use super::Backoff;
 use crate::error::{Result, ServerError};
-use crate::meta::catalog::{drop_partition, pick_shards, table_on_shard};
+use crate::meta::catalog::{pick_shards, table_on_shard};
 use crate::meta::cluster::{encode, Cluster};
 use crate::meta::revision::{put_table, Guarded};
 use meridian_model::{Partition, PartitionRule, ShardId, Table, TableId, TableName};
@@ -244,31 +245,12 @@ impl Cluster {
         let this = self.clone();
         let table = table.clone();
         tokio::spawn(async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-            let mut pending: Vec<u32> = table.partitions.iter().map(|p| p.index).collect();
-            while !pending.is_empty() && std::time::Instant::now() < deadline {
-                let mut left = Vec::new();
-                for index in pending {
-                    let Some(p) = table.partitions.iter().find(|p| p.index == index) else {
-                        continue;
-                    };
-                    if this.shard(p.shard).is_none() {
-                        continue;
-                    }
-                    let drop = drop_partition(&table, p.index);
-                    if let Err(e) = this.instruct_leader(p.shard, drop).await {
-                        tracing::debug!(table = %table.name, "rolling back a create, will retry: {e}");
-                        left.push(index);
-                    }
-                }
-                pending = left;
-                if !pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-            if !pending.is_empty() {
-                tracing::warn!(table = %table.name, "create rollback unfinished; the next start resumes it");
-                return;
+            // Retried until done, never given up: an orphan partition is what this avoids.
+            let mut left = this.drop_partitions_once(&table, None).await;
+            let mut backoff = Backoff::default();
+            while !left.is_empty() {
+                backoff.wait().await;
+                left = this.drop_partitions_once(&table, Some(&left)).await;
             }
             let key = keys::create_table_procedure(this.id, table.id);
             match this.store.batch(vec![WriteOp::delete(key)]).await {

@@ -102,7 +102,11 @@ impl Cluster {
     /// Tells each partition's shard leader (of `only`, or all) to drop it; returns the
     /// partitions not confirmed yet. A partition whose shard no longer exists is done: the
     /// shard was merged away and closed on its nodes.
-    async fn drop_partitions_once(&self, table: &Table, only: Option<&[u32]>) -> Vec<u32> {
+    pub(super) async fn drop_partitions_once(
+        &self,
+        table: &Table,
+        only: Option<&[u32]>,
+    ) -> Vec<u32> {
         let mut left = Vec::new();
         for p in &table.partitions {
             if only.is_some_and(|o| !o.contains(&p.index)) || self.shard(p.shard).is_none() {
