@@ -1,12 +1,16 @@
 //! `NodeAgent`: the heartbeat loop of a database node.
 //!
-//! It registers, streams load and shard reports at the interval Meridian asks for, renews
-//! the node's leader lease from the acks, carries out instructions through the
-//! database's [`ShardHandler`], and reconnects with exponential backoff when the stream
-//! breaks. It refuses any instruction whose shard version is older than one it already
-//! applied for that shard: stale is never applied.
+//! It registers, streams load and shard reports at the interval Meridian asks for, takes
+//! per-shard write leases from the acks of its current session ([`ShardLeases`]), carries
+//! out instructions through the database's [`ShardHandler`], and reconnects with
+//! exponential backoff when the stream breaks. Instructions for one shard run one at a
+//! time, and the version check and the apply are atomic: any instruction whose shard
+//! version is older than one already applied (or than the version Meridian named at
+//! registration) is refused, so stale is never applied. The protocol is written down in
+//! docs/node-protocol.md.
 
 use crate::connect_channel;
+use crate::lease::{lease_end, ShardLeases};
 use meridian_model::{
     NodeCapacity, NodeLabels, NodeStats, ReplicaRole, ShardId, ShardReport, ShardVersion, TableId,
 };
@@ -17,7 +21,7 @@ use pb::node_heartbeat::Body;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// A table partition on a shard, as instructions name it.
@@ -144,8 +148,8 @@ pub struct AgentStatus {
     pub node_id: Option<u64>,
     /// Whether the stream is up.
     pub connected: bool,
-    /// Until when this node may act as leader (its own monotonic clock).
-    pub lease_until: Option<Instant>,
+    /// The current session (from Meridian's `Registered`); acks of others are ignored.
+    pub session: Option<u64>,
     /// Last registration or stream error.
     pub last_error: Option<String>,
     /// Times the stream was (re)established.
@@ -157,6 +161,7 @@ pub struct AgentStatus {
 /// A running heartbeat loop.
 pub struct NodeAgent {
     status: Arc<Mutex<AgentStatus>>,
+    leases: ShardLeases,
     status_rx: watch::Receiver<u64>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -175,6 +180,18 @@ impl NodeAgent {
         handler: Arc<dyn ShardHandler>,
         channel: Option<tonic::transport::Channel>,
     ) -> Self {
+        let leases = ShardLeases::new(config.name.clone(), None);
+        Self::start_with_leases(config, handler, channel, leases)
+    }
+
+    /// Like [`NodeAgent::start_with_channel`] with a lease table of the caller's, e.g. one
+    /// that writes a [`crate::LeaseLog`].
+    pub fn start_with_leases(
+        config: NodeAgentConfig,
+        handler: Arc<dyn ShardHandler>,
+        channel: Option<tonic::transport::Channel>,
+        leases: ShardLeases,
+    ) -> Self {
         let status = Arc::new(Mutex::new(AgentStatus::default()));
         let (stop, stop_rx) = watch::channel(false);
         let (status_tx, status_rx) = watch::channel(0u64);
@@ -183,12 +200,18 @@ impl NodeAgent {
             handler,
             status: status.clone(),
             status_tx,
-            versions: Arc::new(Mutex::new(HashMap::new())),
+            shards: Arc::new(AppliedShards {
+                versions: Mutex::new(HashMap::new()),
+                locks: Mutex::new(HashMap::new()),
+                leases: leases.clone(),
+            }),
+            report_now: Arc::new(Notify::new()),
             clock: Instant::now(),
         };
         let task = tokio::spawn(runner.run(stop_rx, channel));
         Self {
             status,
+            leases,
             status_rx,
             stop,
             task,
@@ -200,12 +223,9 @@ impl NodeAgent {
         self.status.lock().clone()
     }
 
-    /// Whether this node's leader lease is valid now.
-    pub fn holds_lease(&self) -> bool {
-        self.status
-            .lock()
-            .lease_until
-            .is_some_and(|t| Instant::now() < t)
+    /// The node's write leases: ask [`ShardLeases::writable`] before serving a write.
+    pub fn leases(&self) -> ShardLeases {
+        self.leases.clone()
     }
 
     /// Waits until registered (or `timeout`); returns the node id.
@@ -241,9 +261,36 @@ struct Runner {
     handler: Arc<dyn ShardHandler>,
     status: Arc<Mutex<AgentStatus>>,
     status_tx: watch::Sender<u64>,
-    /// Highest shard version applied per shard: older instructions are refused.
-    versions: Arc<Mutex<HashMap<ShardId, ShardVersion>>>,
+    shards: Arc<AppliedShards>,
+    /// Woken when the node should report at once (it just became a leader and needs its
+    /// lease without waiting a heartbeat interval).
+    report_now: Arc<Notify>,
     clock: Instant,
+}
+
+/// What the agent applied, per shard.
+struct AppliedShards {
+    /// Highest shard version applied (or named by Meridian at registration) per shard:
+    /// older instructions are refused.
+    versions: Mutex<HashMap<ShardId, ShardVersion>>,
+    /// One lock per shard: its instructions run one at a time, check and apply together.
+    locks: Mutex<HashMap<ShardId, Arc<tokio::sync::Mutex<()>>>>,
+    leases: ShardLeases,
+}
+
+impl AppliedShards {
+    fn lock_of(&self, shard: ShardId) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(shard).or_default().clone()
+    }
+
+    /// Raises the version floor of a shard (never lowers it).
+    fn raise(&self, shard: ShardId, version: ShardVersion) {
+        let mut v = self.versions.lock();
+        let held = v.entry(shard).or_insert(version);
+        if version > *held {
+            *held = version;
+        }
+    }
 }
 
 impl Runner {
@@ -301,6 +348,11 @@ impl Runner {
         let mut client = pb::node_service_client::NodeServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::NodeHeartbeat>(256);
         let (_, shards) = self.handler.report();
+        for r in &shards {
+            self.shards.leases.set_held(r.shard, r.version, r.role);
+            self.shards.raise(r.shard, r.version);
+        }
+        let shards = self.with_lease_flags(shards);
         let c = &self.config;
         let register = pb::RegisterNode {
             cluster: c.cluster.clone(),
@@ -334,8 +386,14 @@ impl Runner {
             return Err("Meridian did not confirm registration".into());
         };
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.clamp(10, 60_000));
+        let session = reg.session;
+        for v in &reg.shard_versions {
+            self.shards
+                .raise(ShardId(v.shard_id), ShardVersion(v.version));
+        }
         self.set_status(|s| {
             s.node_id = Some(reg.node_id);
+            s.session = Some(session);
             s.connected = true;
             s.last_error = None;
             s.sessions += 1;
@@ -345,16 +403,14 @@ impl Runner {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    let (stats, shards) = self.handler.report();
-                    let report = pb::NodeReport {
-                        stats: Some(stats.into()),
-                        shards: shards.into_iter().map(Into::into).collect(),
-                    };
-                    let msg = pb::NodeHeartbeat { sent_at_ms: self.now_ms(), body: Some(Body::Report(report)) };
-                    if tx.send(msg).await.is_err() {
+                    if !self.send_report(&tx).await {
                         return Ok(true);
                     }
-                    self.status.lock().last_heartbeat_at = Some(Instant::now());
+                }
+                _ = self.report_now.notified() => {
+                    if !self.send_report(&tx).await {
+                        return Ok(true);
+                    }
                 }
                 msg = inbound.message() => {
                     let msg = match msg {
@@ -364,17 +420,27 @@ impl Runner {
                     };
                     match msg.body {
                         Some(pb::meta_message::Body::Ack(ack)) => {
-                            let until = self.clock + Duration::from_millis(ack.sent_at_ms + ack.lease_ms);
-                            self.set_status(|s| s.lease_until = Some(until));
+                            if ack.session != session {
+                                tracing::debug!(node = %self.config.name, ack.session, session, "ack of another session ignored");
+                                continue;
+                            }
+                            let until = lease_end(self.clock, ack.sent_at_ms, ack.lease_ms);
+                            for l in &ack.leases {
+                                self.shards.leases.grant(ShardId(l.shard_id), ShardVersion(l.version), until);
+                            }
                         }
                         Some(pb::meta_message::Body::Instruction(instruction)) => {
                             let handler = self.handler.clone();
-                            let versions = self.versions.clone();
+                            let shards = self.shards.clone();
+                            let report_now = self.report_now.clone();
                             let tx = tx.clone();
                             let clock = self.clock;
                             tokio::spawn(async move {
                                 let id = instruction.id;
-                                let result = execute(&*handler, &versions, instruction).await;
+                                let result = execute(&*handler, &shards, instruction).await;
+                                if result == Ok(Applied::Leader) {
+                                    report_now.notify_one();
+                                }
                                 let answer = pb::InstructionResult {
                                     instruction_id: id,
                                     ok: result.is_ok(),
@@ -393,17 +459,62 @@ impl Runner {
             }
         }
     }
+
+    /// Marks each report with whether the node holds a lease for it at its version.
+    fn with_lease_flags(&self, mut shards: Vec<ShardReport>) -> Vec<ShardReport> {
+        for r in &mut shards {
+            r.leased =
+                r.role == ReplicaRole::Leader && self.shards.leases.is_leased(r.shard, r.version);
+        }
+        shards
+    }
+
+    /// Sends one load and shard report; false if the stream is gone.
+    async fn send_report(&self, tx: &mpsc::Sender<pb::NodeHeartbeat>) -> bool {
+        let (stats, shards) = self.handler.report();
+        let report = pb::NodeReport {
+            stats: Some(stats.into()),
+            shards: self
+                .with_lease_flags(shards)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        };
+        let msg = pb::NodeHeartbeat {
+            sent_at_ms: self.now_ms(),
+            body: Some(Body::Report(report)),
+        };
+        if tx.send(msg).await.is_err() {
+            return false;
+        }
+        self.status.lock().last_heartbeat_at = Some(Instant::now());
+        true
+    }
 }
 
-/// Checks the version and dispatches one instruction to the handler.
+/// What an applied instruction left the node as, for the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// The node leads the shard now.
+    Leader,
+    /// Anything else (follower, closed, a table change).
+    Other,
+}
+
+/// Checks the version and dispatches one instruction to the handler, atomically per shard:
+/// no other instruction for the shard runs between the check and the recording of the new
+/// version. A change away from leadership ends the write lease *before* the database is
+/// told, so no write is accepted while the demotion is in progress.
 async fn execute(
     handler: &dyn ShardHandler,
-    versions: &Mutex<HashMap<ShardId, ShardVersion>>,
+    shards: &AppliedShards,
     instruction: pb::Instruction,
-) -> Result<(), String> {
+) -> Result<Applied, String> {
     let shard = ShardId(instruction.shard_id);
     let version = ShardVersion(instruction.shard_version);
-    if let Some(held) = versions.lock().get(&shard) {
+    let lock = shards.lock_of(shard);
+    let _serial = lock.lock().await;
+    if let Some(held) = shards.versions.lock().get(&shard) {
         if version < *held {
             return Err(format!(
                 "stale instruction: {shard} is at {held}, instruction carries {version}"
@@ -412,43 +523,49 @@ async fn execute(
     }
     let kind = instruction.kind.ok_or("instruction without kind")?;
     let role_of = |r: i32| role_from_wire(r).ok_or_else(|| "instruction without role".to_string());
-    let changes_version = match &kind {
+    let leases = &shards.leases;
+    let applied = match &kind {
         pb::instruction::Kind::OpenShard(open) => {
+            let role = role_of(open.role)?;
+            if role != ReplicaRole::Leader {
+                leases.set_held(shard, version, role);
+            }
             let tables = open.tables.iter().map(TableRef::from).collect();
-            handler
-                .open_shard(shard, version, role_of(open.role)?, tables)
-                .await?;
-            true
+            handler.open_shard(shard, version, role, tables).await?;
+            leases.set_held(shard, version, role);
+            Some(role)
         }
         pb::instruction::Kind::CloseShard(_) => {
+            leases.remove(shard);
             handler.close_shard(shard, version).await?;
-            true
+            None
         }
         pb::instruction::Kind::ChangeRole(change) => {
-            handler
-                .change_role(shard, version, role_of(change.role)?)
-                .await?;
-            true
+            let role = role_of(change.role)?;
+            if role != ReplicaRole::Leader {
+                leases.set_held(shard, version, role);
+            }
+            handler.change_role(shard, version, role).await?;
+            leases.set_held(shard, version, role);
+            Some(role)
         }
         pb::instruction::Kind::CreateTable(create) => {
             let table = create.table.as_ref().ok_or("create without table")?;
             handler.create_table(shard, version, table.into()).await?;
-            false
+            return Ok(Applied::Other);
         }
         pb::instruction::Kind::DropTable(drop) => {
             let table = drop.table.as_ref().ok_or("drop without table")?;
             handler.drop_table(shard, version, table.into()).await?;
-            false
+            return Ok(Applied::Other);
         }
     };
-    if changes_version {
-        let mut v = versions.lock();
-        let held = v.entry(shard).or_insert(version);
-        if version > *held {
-            *held = version;
-        }
-    }
-    Ok(())
+    shards.raise(shard, version);
+    Ok(if applied == Some(ReplicaRole::Leader) {
+        Applied::Leader
+    } else {
+        Applied::Other
+    })
 }
 
 #[cfg(test)]
@@ -514,10 +631,18 @@ mod tests {
         }
     }
 
+    fn applied() -> AppliedShards {
+        AppliedShards {
+            versions: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            leases: ShardLeases::new("n1", None),
+        }
+    }
+
     #[tokio::test]
     async fn instructions_older_than_the_applied_version_are_refused() {
         let handler = Recorder::default();
-        let versions = Mutex::new(HashMap::new());
+        let versions = applied();
         execute(&handler, &versions, open(5, pb::Role::Leader))
             .await
             .unwrap();
@@ -542,10 +667,88 @@ mod tests {
         );
     }
 
+    /// Opens slowly when asked for version 6, so a v5 can arrive while v6 is applying.
+    struct SlowSix(Recorder);
+
+    #[async_trait::async_trait]
+    impl ShardHandler for SlowSix {
+        async fn open_shard(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            r: ReplicaRole,
+            t: Vec<TableRef>,
+        ) -> Result<(), String> {
+            if v == ShardVersion(6) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.0.open_shard(s, v, r, t).await
+        }
+        async fn close_shard(&self, s: ShardId, v: ShardVersion) -> Result<(), String> {
+            self.0.close_shard(s, v).await
+        }
+        async fn change_role(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            r: ReplicaRole,
+        ) -> Result<(), String> {
+            self.0.change_role(s, v, r).await
+        }
+        async fn create_table(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            t: TableRef,
+        ) -> Result<(), String> {
+            self.0.create_table(s, v, t).await
+        }
+        async fn drop_table(&self, s: ShardId, v: ShardVersion, t: TableRef) -> Result<(), String> {
+            self.0.drop_table(s, v, t).await
+        }
+        fn report(&self) -> (NodeStats, Vec<ShardReport>) {
+            self.0.report()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_instruction_arriving_while_a_newer_one_applies_is_refused() {
+        let handler = Arc::new(SlowSix(Recorder::default()));
+        let shards = Arc::new(applied());
+        let newer = {
+            let (handler, shards) = (handler.clone(), shards.clone());
+            tokio::spawn(
+                async move { execute(&*handler, &shards, open(6, pb::Role::Leader)).await },
+            )
+        };
+        // Let v6 take the shard's lock and start applying.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let older = execute(&*handler, &shards, open(5, pb::Role::Follower)).await;
+        assert_eq!(newer.await.unwrap(), Ok(Applied::Leader));
+        let err = older.unwrap_err();
+        assert!(err.contains("stale instruction"), "{err}");
+        assert_eq!(*handler.0 .0.lock(), vec!["open shard-7 v6 Leader"]);
+    }
+
+    #[tokio::test]
+    async fn versions_named_at_registration_are_a_floor_after_a_restart() {
+        let handler = Recorder::default();
+        let shards = applied();
+        // A restarted node holds nothing; Meridian says shard 7 is at v9.
+        shards.raise(ShardId(7), ShardVersion(9));
+        let err = execute(&handler, &shards, open(8, pb::Role::Leader))
+            .await
+            .unwrap_err();
+        assert!(err.contains("stale instruction"), "{err}");
+        execute(&handler, &shards, open(9, pb::Role::Leader))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn an_instruction_without_a_role_is_refused() {
         let handler = Recorder::default();
-        let versions = Mutex::new(HashMap::new());
+        let versions = applied();
         let err = execute(&handler, &versions, open(1, pb::Role::Unspecified))
             .await
             .unwrap_err();

@@ -133,7 +133,9 @@ pub struct ShardReport {
 
 /// Replication progress of one replica, in the database's own log positions (any monotonic
 /// counter: a raft index, a WAL sequence number). Zero means "not reported".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct LogPosition {
     /// Highest log position this replica has applied.
     pub applied: u64,

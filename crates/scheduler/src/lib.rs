@@ -28,6 +28,7 @@ pub mod error;
 pub mod liveness;
 pub mod operator;
 pub mod placement;
+pub mod reconcile;
 pub mod schedulers;
 pub mod testing;
 pub mod view;
@@ -46,6 +47,7 @@ pub use operator::{
 pub use placement::{
     pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
 };
+pub use reconcile::{reconcile_node, ReconcileContext};
 pub use schedulers::{
     BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
     FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,

@@ -32,6 +32,12 @@ pub struct LivenessConfig {
     /// heartbeats phi reaches 3 after ~1.35 s of silence, 8 after ~1.55 s). It never changes when a node goes Offline: Offline must not come
     /// before the lease ran out, and coming later would only slow failover. Default unset.
     pub phi_threshold: Option<f64>,
+    /// Allowance for clocks that tick at different rates and for scheduling delays, taken
+    /// out of the lease granted to nodes: a node may lead for `offline_after_ms -
+    /// lease_drift_margin_ms` from when it *sent* a heartbeat, while Meridian lets nobody
+    /// else lead before `offline_after_ms` after it *received* it. Covers a relative clock
+    /// rate error of up to margin / lease (6% by default). Default 150.
+    pub lease_drift_margin_ms: u64,
 }
 
 impl Default for LivenessConfig {
@@ -42,6 +48,7 @@ impl Default for LivenessConfig {
             offline_after_ms: 2500,
             grace_period_ms: 5000,
             phi_threshold: None,
+            lease_drift_margin_ms: 150,
         }
     }
 }
@@ -65,6 +72,13 @@ impl LivenessConfig {
                 self.offline_after_ms, self.suspect_after_ms
             ));
         }
+        if self.leader_lease_ms() <= self.heartbeat_interval_ms {
+            return bad(format!(
+                "the lease (offline_after_ms {} - lease_drift_margin_ms {}) must exceed \
+                 heartbeat_interval_ms ({}), or leaders lose their lease between heartbeats",
+                self.offline_after_ms, self.lease_drift_margin_ms, self.heartbeat_interval_ms
+            ));
+        }
         if let Some(phi) = self.phi_threshold {
             if !(phi.is_finite() && phi > 0.0) {
                 return bad(format!(
@@ -75,18 +89,25 @@ impl LivenessConfig {
         Ok(())
     }
 
-    /// The leader lease granted in heartbeat responses: equal to `offline_after_ms`.
+    /// The write lease granted in heartbeat acks: `offline_after_ms` less the drift margin.
     ///
     /// A node measures its lease on its own monotonic clock from when it *sent* the
-    /// heartbeat whose response renewed it; Meridian measures silence from when it
-    /// *received* the last heartbeat, which is later. So when Meridian declares the node
-    /// Offline (silent for `offline_after_ms` since receipt), the node's lease of the same
-    /// length has run out on its clock too (assuming the two clocks tick at about the same
-    /// rate; a node should subtract its own drift bound). Failover promotes only Offline
-    /// leaders, so no two nodes accept writes for a shard at once (DESIGN invariant 1).
-    /// A longer lease would make that false; a shorter one only costs more renewals.
+    /// heartbeat whose ack granted it; Meridian measures from when it *received* that
+    /// heartbeat, which is later, and adds the drift margin back: it lets no other node (or
+    /// session) lead the shard before `offline_after_ms` after that receipt, and declares a
+    /// node Offline (failover) no earlier than that either. So by the time a follower is
+    /// promoted, the old leader's lease has run out on its own clock even if that clock runs
+    /// slower by up to the margin (DESIGN invariant 1). Returns 0 if the margin is not
+    /// smaller than `offline_after_ms` (refused by [`LivenessConfig::validate`]).
     pub fn leader_lease_ms(&self) -> u64 {
         self.offline_after_ms
+            .saturating_sub(self.lease_drift_margin_ms)
+    }
+
+    /// How long after the receipt of a granting heartbeat Meridian treats the lease as
+    /// possibly still held: the lease plus the drift margin, i.e. `offline_after_ms`.
+    pub fn lease_hold_ms(&self) -> u64 {
+        self.leader_lease_ms() + self.lease_drift_margin_ms
     }
 }
 
@@ -437,7 +458,8 @@ mod tests {
     fn lease_is_no_longer_than_the_offline_timeout() {
         let c = LivenessConfig::default();
         c.validate().unwrap();
-        assert!(c.leader_lease_ms() <= c.offline_after_ms);
+        assert!(c.leader_lease_ms() < c.offline_after_ms);
+        assert!(c.lease_hold_ms() <= c.offline_after_ms);
         let bad = LivenessConfig {
             offline_after_ms: 1000,
             ..c

@@ -21,6 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// First wait before an operator's lost instruction is sent again; doubles each time.
+const LOST_RESEND_FIRST_MS: u64 = 200;
+/// Longest wait between two sends of an operator's lost instruction.
+const LOST_RESEND_MAX_MS: u64 = 3_000;
+
 /// Scheduling state of one cluster.
 pub struct ClusterScheduling {
     liveness: LivenessTracker,
@@ -120,25 +125,57 @@ impl Scheduling {
             .clone()
     }
 
-    /// Runs [`Scheduling::tick`] every `interval` until `stop` turns true.
+    /// Runs [`Scheduling::tick`] every `interval` for every cluster until `stop` turns
+    /// true. Each cluster has a loop of its own: one cluster's liveness and failover never
+    /// wait for another cluster's full scheduling pass. Clusters created later get their
+    /// loop within one `interval`.
     pub fn spawn_loop(
         self: Arc<Self>,
         interval: Duration,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut loops: HashMap<ClusterId, tokio::task::JoinHandle<()>> = HashMap::new();
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.wait_for(|s| *s) => break,
                 }
                 for cluster in self.meta.clusters() {
-                    self.tick(&cluster).await;
+                    if loops.get(&cluster.id).is_some_and(|h| !h.is_finished()) {
+                        continue;
+                    }
+                    let this = self.clone();
+                    let stop = stop.clone();
+                    loops.insert(
+                        cluster.id,
+                        tokio::spawn(this.cluster_loop(cluster, interval, stop)),
+                    );
                 }
             }
+            for (_, h) in loops {
+                let _ = h.await;
+            }
         })
+    }
+
+    async fn cluster_loop(
+        self: Arc<Self>,
+        cluster: Arc<Cluster>,
+        interval: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            self.tick(&cluster).await;
+        }
     }
 
     /// One round for one cluster.
@@ -164,11 +201,15 @@ impl Scheduling {
                 // happened (a node changed state, operators are in flight) and otherwise once
                 // per `full_schedule_interval_ms`, not on every tick.
                 let urgent = !changes.is_empty() || s.controller.running_count() > 0;
+                let mut fixes = Vec::new();
                 if urgent || now >= s.next_full_ms {
                     s.next_full_ms = now + self.full_interval_ms;
                     self.full_pass(cluster, s, now);
+                    fixes = cluster.reconcile_sweep(now, None);
                 }
-                Some(s.controller.tick(now, &mut |id| cluster.shard(id)))
+                let events = s.controller.tick(now, &mut |id| cluster.shard(id));
+                cluster.set_busy_shards(s.controller.running().map(|o| o.shard));
+                Some((events, fixes))
             }
         };
         // The decision part of a tick (liveness, view, schedulers, controller), under the
@@ -182,7 +223,16 @@ impl Scheduling {
                     tracing::warn!(cluster = %cluster.id, "creating shards: {e}");
                 }
             }
-            Some(events) => self.execute(cluster, &state, events).await,
+            Some((events, fixes)) => {
+                for fix in fixes {
+                    let cluster = cluster.clone();
+                    tokio::spawn(async move {
+                        let outcome = cluster.execute(&fix).await;
+                        tracing::info!(node = %fix.node, shard = %fix.shard, kind = ?fix.kind, ?outcome, "reconciled a replica with the metadata");
+                    });
+                }
+                self.execute(cluster, &state, events).await
+            }
         }
     }
 
@@ -335,7 +385,10 @@ impl Scheduling {
         }
     }
 
-    /// Sends instructions in the background; acks go back to the controller.
+    /// Sends instructions in the background; acks go back to the controller. A refused or
+    /// failed instruction ends its operator at once; a lost one (no answer, node
+    /// disconnected) is sent again with backoff while its operator still waits for it (the
+    /// step's timeout bounds that).
     fn send(
         &self,
         cluster: &Arc<Cluster>,
@@ -343,20 +396,44 @@ impl Scheduling {
         instructions: Vec<NodeInstruction>,
     ) {
         for i in instructions {
-            let (cluster, state) = (cluster.clone(), state.clone());
+            let (cluster, state, meta) = (cluster.clone(), state.clone(), self.meta.clone());
             tokio::spawn(async move {
-                let outcome = cluster.execute(&i).await;
-                match outcome {
-                    InstructionOutcome::Done => {
-                        if let Some(op) = i.op {
+                let mut backoff = Duration::from_millis(LOST_RESEND_FIRST_MS);
+                loop {
+                    let outcome = cluster.execute(&i).await;
+                    let Some(op) = i.op else { return };
+                    match outcome {
+                        InstructionOutcome::Done => {
                             state
                                 .lock()
                                 .controller
                                 .on_instruction_acked(op, i.node, i.version);
+                            return;
                         }
-                    }
-                    other => {
-                        tracing::debug!(node = %i.node, shard = %i.shard, ?other, "instruction not done")
+                        InstructionOutcome::Failed(why) => {
+                            tracing::info!(node = %i.node, shard = %i.shard, %op, "instruction refused: {why}");
+                            state.lock().controller.fail(
+                                op,
+                                format!("{} refused {:?}: {why}", i.node, i.kind),
+                                meta.now_ms(),
+                            );
+                            return;
+                        }
+                        InstructionOutcome::Lost(why) => {
+                            tracing::debug!(node = %i.node, shard = %i.shard, %op, "instruction lost: {why}");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_millis(LOST_RESEND_MAX_MS));
+                            let waiting = state.lock().controller.get(op).is_some_and(|o| {
+                                o.state == meridian_scheduler::OperatorState::Running
+                                    && o.steps.get(o.current).is_some()
+                                    && cluster
+                                        .shard(i.shard)
+                                        .is_some_and(|s| s.version == i.version)
+                            });
+                            if !waiting {
+                                return;
+                            }
+                        }
                     }
                 }
             });

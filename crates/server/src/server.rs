@@ -53,11 +53,11 @@ impl Server {
             }
         };
         let timeout = Duration::from_millis(config.instruction_timeout_ms);
-        let meta = Meta::load(store, timeout).await?;
         config
             .liveness
             .validate()
             .map_err(|e| ServerError::InvalidArgument(e.to_string()))?;
+        let meta = Meta::load(store, timeout, config.liveness.lease_hold_ms()).await?;
         config
             .scheduler
             .validate()
@@ -101,6 +101,7 @@ impl Server {
             meta.clone(),
             config.liveness.heartbeat_interval_ms,
             lease_ms,
+            config.liveness.lease_drift_margin_ms,
             stop_rx.clone(),
         ))
         .max_decoding_message_size(max);

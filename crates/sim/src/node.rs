@@ -1,7 +1,7 @@
 //! A simulated database node over real gRPC, built on [`NodeAgent`]: it keeps its shards
 //! and tables in memory, obeys instructions, and reports synthetic load.
 
-use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
+use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, ShardLeases, TableRef};
 use meridian_model::{
     NodeStats, ReplicaRole, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
@@ -216,9 +216,20 @@ impl SimNode {
         config: NodeAgentConfig,
         channel: Option<tonic::transport::Channel>,
     ) -> Self {
+        let leases = ShardLeases::new(config.name.clone(), None);
+        Self::start_with_leases(config, channel, leases)
+    }
+
+    /// Like [`SimNode::start_with_channel`] with the caller's lease table (e.g. one writing
+    /// a lease log).
+    pub fn start_with_leases(
+        config: NodeAgentConfig,
+        channel: Option<tonic::transport::Channel>,
+        leases: ShardLeases,
+    ) -> Self {
         let shards = Arc::new(SimShards::new(10.0));
         let name = config.name.clone();
-        let agent = NodeAgent::start_with_channel(config, shards.clone(), channel);
+        let agent = NodeAgent::start_with_leases(config, shards.clone(), channel, leases);
         Self {
             name,
             shards,

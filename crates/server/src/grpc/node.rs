@@ -1,8 +1,9 @@
 //! The `Heartbeat` stream: where a database node enters.
 //!
 //! The first message registers the node; later ones carry load and shard reports (answered
-//! with a lease ack) and answers to instructions. Liveness is kept in memory only: nothing
-//! is written to the store per heartbeat.
+//! with an ack that grants write leases per shard, see `meta::lease`) and answers to
+//! instructions. Liveness is kept in memory only: nothing is written to the store per
+//! heartbeat. The protocol a node follows is in docs/node-protocol.md.
 
 use crate::meta::{detached, Cluster, Meta};
 use meridian_model::{NodeId, ShardReport};
@@ -23,22 +24,26 @@ pub struct NodeSvc {
     meta: Arc<Meta>,
     heartbeat_interval_ms: u64,
     lease_ms: u64,
+    drift_margin_ms: u64,
     /// Turns true when the server stops: open streams end, so nodes reconnect elsewhere.
     stop: watch::Receiver<bool>,
 }
 
 impl NodeSvc {
-    /// A service over `meta`, granting `lease_ms` leader leases per heartbeat.
+    /// A service over `meta`, granting `lease_ms` write leases per heartbeat (Meridian
+    /// holds them `drift_margin_ms` longer on its side).
     pub fn new(
         meta: Arc<Meta>,
         heartbeat_interval_ms: u64,
         lease_ms: u64,
+        drift_margin_ms: u64,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
             meta,
             heartbeat_interval_ms,
             lease_ms,
+            drift_margin_ms,
             stop,
         }
     }
@@ -88,18 +93,35 @@ impl pb::node_service_server::NodeService for NodeSvc {
         let reports = reports_from_wire(&register.shards)?;
         let cluster = self.meta.cluster(&register.cluster)?;
         let now = self.meta.now_ms();
-        let node = {
-            let (cluster, register) = (cluster.clone(), register.clone());
-            detached(async move { cluster.register(&register, now).await }).await?
-        };
         let (tx, rx) = mpsc::channel(1024);
-        let session = cluster.sessions.attach(node, tx.clone());
+        // The checks of `register` and the attach are one step (see `Sessions`).
+        let (node, session, on_replaced) = {
+            let _registering = cluster.sessions.registration.lock().await;
+            let node = {
+                let (cluster, register) = (cluster.clone(), register.clone());
+                detached(async move { cluster.register(&register, now).await }).await?
+            };
+            let (session, on_replaced) = cluster.sessions.attach(node, tx.clone());
+            (node, session, on_replaced)
+        };
+        let shard_versions = cluster
+            .shard_entries()
+            .iter()
+            .filter(|e| e.shard.has_replica_on(node))
+            .map(|e| pb::ShardVersionRef {
+                shard_id: e.shard.id.0,
+                version: e.shard.version.0,
+            })
+            .collect();
         let registered = pb::MetaMessage {
             body: Some(pb::meta_message::Body::Registered(pb::Registered {
                 cluster_id: cluster.id.0,
                 node_id: node.0,
                 heartbeat_interval_ms: self.heartbeat_interval_ms,
                 lease_ms: self.lease_ms,
+                session,
+                lease_drift_margin_ms: self.drift_margin_ms,
+                shard_versions,
             })),
         };
         if tx.send(Ok(registered)).await.is_err() {
@@ -121,9 +143,19 @@ impl pb::node_service_server::NodeService for NodeSvc {
         let lease_ms = self.lease_ms;
         let mut stop = self.stop.clone();
         tokio::spawn(async move {
+            let stream = Stream {
+                meta,
+                cluster: cluster.clone(),
+                node,
+                session,
+                lease_ms,
+            };
             tokio::select! {
-                _ = serve_stream(meta, cluster.clone(), node, inbound, tx, lease_ms) => {}
+                _ = stream.serve(inbound, tx) => {}
                 _ = stop.wait_for(|s| *s) => {}
+                _ = on_replaced => {
+                    tracing::info!(cluster = %cluster.id, %node, session, "session replaced by a newer one: closed");
+                }
             }
             cluster.sessions.detach(node, session);
             tracing::info!(cluster = %cluster.id, %node, "node stream closed");
@@ -132,27 +164,13 @@ impl pb::node_service_server::NodeService for NodeSvc {
     }
 }
 
-/// After registration: close shards the node holds but lost, open those it should hold but
-/// does not report (e.g. it restarted empty).
+/// After registration: the one reconcile path for what the node reported (close shards it
+/// lost, demote a leadership it lost) and for what it should hold but did not report (e.g.
+/// it restarted empty).
 fn reconcile(cluster: &Arc<Cluster>, node: NodeId, reports: &[ShardReport], now: u64) {
-    let orders = cluster.on_report(node, None, reports, now);
+    let mut orders = cluster.on_report(node, None, reports, now);
+    orders.extend(cluster.reconcile_sweep(now, Some(node)));
     send_orders(cluster, orders);
-    for shard in cluster.shard_entries() {
-        let Some(role) = shard.shard.role_of(node) else {
-            continue;
-        };
-        let held = reports.iter().any(|r| {
-            r.shard == shard.shard.id && r.version >= shard.shard.version && r.role == role
-        });
-        if !held {
-            let cluster = cluster.clone();
-            let id = shard.shard.id;
-            tokio::spawn(async move {
-                let outcome = cluster.open_shard_on(id, node, role).await;
-                tracing::debug!(%node, shard = %id, ?outcome, "reopened shard after registration");
-            });
-        }
-    }
 }
 
 fn send_orders(cluster: &Arc<Cluster>, orders: Vec<meridian_scheduler::NodeInstruction>) {
@@ -165,67 +183,84 @@ fn send_orders(cluster: &Arc<Cluster>, orders: Vec<meridian_scheduler::NodeInstr
     }
 }
 
-async fn serve_stream(
+/// One node session's inbound half.
+struct Stream {
     meta: Arc<Meta>,
     cluster: Arc<Cluster>,
     node: NodeId,
-    mut inbound: Streaming<pb::NodeHeartbeat>,
-    tx: mpsc::Sender<Result<pb::MetaMessage, Status>>,
+    session: u64,
     lease_ms: u64,
-) {
-    loop {
-        let msg = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return,
-            Err(status) => {
-                tracing::debug!(%node, "heartbeat stream error: {status}");
-                return;
-            }
-        };
-        let started = Instant::now();
-        match msg.body {
-            Some(Body::Report(report)) => {
-                let reports = match reports_from_wire(&report.shards) {
-                    Ok(r) => r,
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                };
-                let n = reports.len() as u64;
-                let orders =
-                    cluster.on_report(node, report.stats.map(Into::into), &reports, meta.now_ms());
-                send_orders(&cluster, orders);
-                let ack = pb::MetaMessage {
-                    body: Some(pb::meta_message::Body::Ack(pb::HeartbeatAck {
-                        sent_at_ms: msg.sent_at_ms,
-                        lease_ms,
-                    })),
-                };
-                if tx.try_send(Ok(ack)).is_err() {
-                    tracing::debug!(%node, "ack dropped: node is not reading its stream");
+}
+
+impl Stream {
+    async fn serve(
+        self,
+        mut inbound: Streaming<pb::NodeHeartbeat>,
+        tx: mpsc::Sender<Result<pb::MetaMessage, Status>>,
+    ) {
+        let (cluster, node) = (&self.cluster, self.node);
+        loop {
+            let msg = match inbound.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::debug!(%node, "heartbeat stream error: {status}");
+                    return;
                 }
-                metrics::counter!("meridian_heartbeats_total").increment(1);
-                metrics::counter!("meridian_shard_reports_total").increment(n);
-                metrics::histogram!("meridian_heartbeat_handle_seconds")
-                    .record(started.elapsed().as_secs_f64());
-            }
-            Some(Body::Result(result)) => cluster.sessions.answer(node, &result),
-            Some(Body::Register(_)) => {
-                let _ = tx
-                    .send(Err(Status::failed_precondition(
-                        "node is already registered on this stream",
-                    )))
-                    .await;
+            };
+            if !cluster.sessions.is_current(node, self.session) {
+                // Replaced: nothing this stream says counts any more.
                 return;
             }
-            None => {
-                let _ = tx
-                    .send(Err(Status::invalid_argument(
-                        "heartbeat message has no body",
-                    )))
-                    .await;
-                return;
+            let started = Instant::now();
+            match msg.body {
+                Some(Body::Report(report)) => {
+                    let reports = match reports_from_wire(&report.shards) {
+                        Ok(r) => r,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    };
+                    let n = reports.len() as u64;
+                    let now = self.meta.now_ms();
+                    let orders =
+                        cluster.on_report(node, report.stats.map(Into::into), &reports, now);
+                    send_orders(cluster, orders);
+                    let leases = cluster.lease_grants(node, self.session, &reports, now);
+                    let ack = pb::MetaMessage {
+                        body: Some(pb::meta_message::Body::Ack(pb::HeartbeatAck {
+                            sent_at_ms: msg.sent_at_ms,
+                            lease_ms: self.lease_ms,
+                            session: self.session,
+                            leases,
+                        })),
+                    };
+                    if tx.try_send(Ok(ack)).is_err() {
+                        tracing::debug!(%node, "ack dropped: node is not reading its stream");
+                    }
+                    metrics::counter!("meridian_heartbeats_total").increment(1);
+                    metrics::counter!("meridian_shard_reports_total").increment(n);
+                    metrics::histogram!("meridian_heartbeat_handle_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Some(Body::Result(result)) => cluster.sessions.answer(node, &result),
+                Some(Body::Register(_)) => {
+                    let _ = tx
+                        .send(Err(Status::failed_precondition(
+                            "node is already registered on this stream",
+                        )))
+                        .await;
+                    return;
+                }
+                None => {
+                    let _ = tx
+                        .send(Err(Status::invalid_argument(
+                            "heartbeat message has no body",
+                        )))
+                        .await;
+                    return;
+                }
             }
         }
     }

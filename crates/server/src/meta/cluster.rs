@@ -9,6 +9,8 @@
 //! reshard change is a persisted procedure under [`super::procedure`].
 
 use super::catalog::{all_schemas_prefix, table_on_shard};
+use super::lease::LeaseBook;
+use super::reconcile::{due_orders, Resend, StateContext};
 use super::revision::Guarded;
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
@@ -39,8 +41,9 @@ pub struct NodeEntry {
     pub last_heartbeat_ms: Option<u64>,
     /// Last report per shard held by the node.
     pub reports: HashMap<ShardId, ShardReport>,
-    /// Shards the node was told to fix (close, demote), at which version: sent once.
-    pub reconciling: HashMap<ShardId, meridian_model::ShardVersion>,
+    /// Fixes sent to the node per shard (close, demote, open, promote), to send again
+    /// with backoff while the disagreement lasts.
+    pub reconciling: HashMap<ShardId, Resend>,
 }
 
 /// A shard with what hangs off it.
@@ -67,6 +70,9 @@ pub(super) struct ClusterState {
     /// Shards being created by a split: opened on nodes, not committed yet. Reports of
     /// them are not "unknown shards" to close.
     pub(super) splitting: HashSet<ShardId>,
+    /// Shards with a running operator (set by the scheduling loop): the reconcile path
+    /// leaves their repairs to the operator.
+    pub(super) busy: HashSet<ShardId>,
 }
 
 /// One managed cluster.
@@ -83,6 +89,8 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
+    /// Who holds each shard's write lease, and until when.
+    pub(super) leases: LeaseBook,
     /// Procedures in flight: the catalog commit lock, merges, failpoints.
     pub(super) procedures: super::procedure::Procedures,
 }
@@ -151,6 +159,7 @@ impl Cluster {
         id: ClusterId,
         config: ClusterConfig,
         instruction_timeout: Duration,
+        leases: LeaseBook,
     ) -> Result<Arc<Self>> {
         let mut state = ClusterState::default();
         for kv in store.range(&keys::nodes_prefix(id), 0).await? {
@@ -212,6 +221,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
+            leases,
             procedures: Default::default(),
         }))
     }
@@ -391,9 +401,12 @@ impl Cluster {
     }
 
     /// Records a heartbeat: load and shard reports. Returns what the node must be told
-    /// because its report disagrees with the metadata in a way that cannot wait (invariant
-    /// 5): close a shard it lost while away, step down from a leadership it lost. Each such
-    /// instruction is sent once per shard version, not on every heartbeat.
+    /// because its report disagrees with the metadata (the one reconcile path,
+    /// `meridian_scheduler::reconcile_node`): close a shard it lost while away (invariant
+    /// 5), step down from a leadership it lost, reopen or promote a replica in the wrong
+    /// role or at an old version unless an operator owns the shard. Each fix is sent again
+    /// with backoff while the report still disagrees (see `meta::reconcile`), not on
+    /// every heartbeat.
     pub fn on_report(
         &self,
         node: NodeId,
@@ -401,11 +414,10 @@ impl Cluster {
         reports: &[ShardReport],
         now_ms: u64,
     ) -> Vec<NodeInstruction> {
-        let mut orders = Vec::new();
         let mut state = self.state.write();
         let state = &mut *state;
         let Some(entry) = state.nodes.get_mut(&node) else {
-            return orders;
+            return Vec::new();
         };
         entry.last_heartbeat_ms = Some(now_ms);
         if let Some(stats) = stats {
@@ -414,20 +426,8 @@ impl Cluster {
         let mut seen = HashSet::with_capacity(reports.len());
         for report in reports {
             seen.insert(report.shard);
-            let shard = state.shards.get(&report.shard).map(|e| &e.shard);
-            let settled = shard.is_some() || !state.splitting.contains(&report.shard);
-            // `true`: only what must happen even while an operator works on the shard.
-            let order = settled
-                .then(|| meridian_scheduler::reconcile(node, report, shard, true))
-                .flatten();
-            if let Some(order) = order {
-                if entry.reconciling.get(&report.shard) != Some(&order.version) {
-                    entry.reconciling.insert(report.shard, order.version);
-                    orders.push(order);
-                }
-            }
-            if let Some(shard) = shard {
-                if report.version < shard.version {
+            if let Some(e) = state.shards.get(&report.shard) {
+                if report.version < e.shard.version {
                     metrics::counter!("meridian_stale_shard_reports_total").increment(1);
                 }
             }
@@ -442,10 +442,26 @@ impl Cluster {
         if entry.reports.len() != seen.len() {
             entry.reports.retain(|s, _| seen.contains(s));
         }
-        if !entry.reconciling.is_empty() {
-            entry.reconciling.retain(|s, _| seen.contains(s));
-        }
-        orders
+        // The one reconcile path, for the replicas this report names (those it does not
+        // name are the sweep's: see `reconcile_sweep`).
+        let orders = meridian_scheduler::reconcile_node(
+            node,
+            reports,
+            std::iter::empty(),
+            &StateContext {
+                state,
+                leases: &self.leases,
+                now_ms,
+            },
+        );
+        let ordered: HashSet<ShardId> = orders.iter().map(|o| o.shard).collect();
+        let Some(entry) = state.nodes.get_mut(&node) else {
+            return Vec::new();
+        };
+        entry
+            .reconciling
+            .retain(|s, _| !seen.contains(s) || ordered.contains(s));
+        due_orders(&mut entry.reconciling, orders, now_ms, false)
     }
 
     /// Carries out one instruction for a node and waits for its answer. Opening carries the
@@ -473,9 +489,18 @@ impl Cluster {
             kind: Some(kind),
             ..Default::default()
         };
-        self.sessions
+        let session = self.sessions.session_of(i.node);
+        let outcome = self
+            .sessions
             .instruct(i.node, instruction, self.instruction_timeout)
-            .await
+            .await;
+        if outcome == InstructionOutcome::Done {
+            // The node confirmed it no longer leads the shard: its lease is over.
+            if let Some(session) = session {
+                self.leases.release(i.shard, i.node, session);
+            }
+        }
+        outcome
     }
 
     /// Sends one instruction about `shard` at `version` to `node` and waits for its answer.

@@ -2,13 +2,16 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod lease;
 mod procedure;
+mod reconcile;
 mod revision;
 mod routes;
 pub mod session;
 
 pub use catalog::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 pub use cluster::{Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo};
+pub use lease::{LeaseBook, LeaseDenied};
 pub use procedure::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
@@ -45,13 +48,17 @@ pub struct Meta {
     create_lock: tokio::sync::Mutex<()>,
     started: Instant,
     instruction_timeout: Duration,
+    lease_hold_ms: u64,
 }
 
 impl Meta {
     /// Loads every cluster from the store, creating the `default` cluster on first start.
+    /// `lease_hold_ms` is how long after receiving a heartbeat whose ack granted a write
+    /// lease Meridian must assume the lease is still held (lease plus drift margin).
     pub async fn load(
         store: Arc<dyn KvBackend>,
         instruction_timeout: Duration,
+        lease_hold_ms: u64,
     ) -> Result<Arc<Self>> {
         let meta = Arc::new(Self {
             cluster_ids: SequenceAllocator::new(store.clone(), keys::cluster_id_sequence(), 1),
@@ -60,6 +67,7 @@ impl Meta {
             create_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             instruction_timeout,
+            lease_hold_ms,
         });
         for kv in store
             .range(keys::cluster_names_prefix().as_slice(), 0)
@@ -82,8 +90,15 @@ impl Meta {
             };
             let config: ClusterConfig = serde_json::from_slice(&raw)
                 .map_err(|e| ServerError::Corrupt(format!("{id} config: {e}")))?;
-            let cluster =
-                Cluster::load(store.clone(), id, config.clone(), instruction_timeout).await?;
+            let leases = LeaseBook::new(lease_hold_ms, meta.now_ms());
+            let cluster = Cluster::load(
+                store.clone(),
+                id,
+                config.clone(),
+                instruction_timeout,
+                leases,
+            )
+            .await?;
             meta.clusters.write().insert(config.name, cluster);
         }
         for cluster in meta.clusters() {
@@ -163,6 +178,7 @@ impl Meta {
             id,
             config.clone(),
             self.instruction_timeout,
+            LeaseBook::new(self.lease_hold_ms, self.now_ms()),
         )
         .await?;
         cluster.ensure_default_schema().await?;

@@ -3,6 +3,12 @@
 //! Every instruction gets an id; the sender waits for the node's `InstructionResult` with
 //! that id or for the timeout, whichever comes first. A node that disconnects fails every
 //! instruction it still owes.
+//!
+//! A node has at most one session. Registration runs under [`Sessions::registration`], so
+//! its checks and its attach are one step; a session replaced by a newer one of the same
+//! node is closed at once (its stream gets an error, its reader stops, its reports are
+//! ignored), so a stalled process that comes back cannot keep renewing leases next to
+//! the process that replaced it.
 
 use meridian_model::NodeId;
 use meridian_proto as pb;
@@ -29,6 +35,8 @@ pub enum InstructionOutcome {
 struct Session {
     id: u64,
     tx: MessageSender,
+    /// Dropped (or fired) when the session is replaced: its stream reader stops.
+    closed: Option<oneshot::Sender<()>>,
     /// Instructions sent on this session and not yet answered.
     owed: Vec<u64>,
 }
@@ -36,6 +44,9 @@ struct Session {
 /// Sessions of one cluster's nodes, and instruction tracking.
 #[derive(Default)]
 pub struct Sessions {
+    /// Held across a node's registration checks and its attach: two streams registering
+    /// one name cannot both pass the checks before either is attached.
+    pub registration: tokio::sync::Mutex<()>,
     next_session: AtomicU64,
     next_instruction: AtomicU64,
     sessions: Mutex<HashMap<NodeId, Session>>,
@@ -43,22 +54,39 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Registers the stream of a node that just registered; replaces an older session of it.
-    /// Returns the session id, used to unregister exactly this session later.
-    pub fn attach(&self, node: NodeId, tx: MessageSender) -> u64 {
+    /// Registers the stream of a node that just registered; replaces and closes an older
+    /// session of it. Returns the session id, used to unregister exactly this session
+    /// later, and a receiver that completes when this session is replaced in turn.
+    pub fn attach(&self, node: NodeId, tx: MessageSender) -> (u64, oneshot::Receiver<()>) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        let (closed, on_replaced) = oneshot::channel();
         let old = self.sessions.lock().insert(
             node,
             Session {
                 id,
                 tx,
+                closed: Some(closed),
                 owed: Vec::new(),
             },
         );
-        if let Some(old) = old {
+        if let Some(mut old) = old {
+            let _ = old.tx.try_send(Err(tonic::Status::aborted(format!(
+                "{node} registered again in a newer session; this one is closed"
+            ))));
+            if let Some(closed) = old.closed.take() {
+                let _ = closed.send(());
+            }
             self.fail_owed(node, old.owed, "node opened a new session");
         }
-        id
+        (id, on_replaced)
+    }
+
+    /// Whether `session` is `node`'s current session.
+    pub fn is_current(&self, node: NodeId, session: u64) -> bool {
+        self.sessions
+            .lock()
+            .get(&node)
+            .is_some_and(|s| s.id == session)
     }
 
     /// Removes a session (stream closed); fails what it owes.

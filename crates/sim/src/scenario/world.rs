@@ -18,9 +18,9 @@ use meridian_model::{
     Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use meridian_scheduler::{
-    place_shards, reconcile, reconcile_missing, ClusterView, ControllerConfig, ControllerEvent,
-    InstructionKind, LivenessConfig, LivenessTracker, NodeInstruction, NodeView,
-    OperatorController, OperatorState, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step,
+    place_shards, reconcile_node, ClusterView, ControllerConfig, ControllerEvent, InstructionKind,
+    LivenessConfig, LivenessTracker, NodeInstruction, NodeView, OperatorController, OperatorState,
+    ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -96,6 +96,35 @@ struct SimNode {
     /// The admin flag `Node::evict_leaders`: the view the tick builds carries it.
     evict_leaders: bool,
     replicas: BTreeMap<ShardId, Local>,
+}
+
+/// What the reconcile path sees of the simulated cluster: the metadata (routes), the
+/// running operators, and what live nodes hold.
+struct SimReconcile<'a> {
+    routes: &'a [Shard],
+    controller: &'a OperatorController,
+    nodes: &'a [SimNode],
+}
+
+impl ReconcileContext for SimReconcile<'_> {
+    fn shard(&self, shard: ShardId) -> Option<&Shard> {
+        self.routes.get(shard.0 as usize)
+    }
+    fn pending(&self, _: ShardId) -> bool {
+        false
+    }
+    fn busy(&self, shard: ShardId) -> bool {
+        self.controller.for_shard(shard).is_some()
+    }
+    fn other_leader(&self, shard: ShardId, node: NodeId) -> bool {
+        self.nodes.iter().any(|n| {
+            n.id != node
+                && n.alive
+                && n.replicas.get(&shard).is_some_and(|l| {
+                    l.role == ReplicaRole::Leader && l.status != ShardStatus::Closed
+                })
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -442,27 +471,18 @@ impl Sim {
                 leased: false,
             })
             .collect();
-        let mut fixes = Vec::new();
         for r in &reports {
             self.book.on_report(id, r);
             self.controller.on_shard_report(id, r);
-            let running = self.controller.for_shard(r.shard).is_some();
-            fixes.extend(reconcile(
-                id,
-                r,
-                self.routes.get(r.shard.0 as usize),
-                running,
-            ));
         }
-        // Replicas the metadata lists on this node that it did not report.
-        let held = &self.nodes[node].replicas;
-        let controller = &self.controller;
-        fixes.extend(reconcile_missing(
-            id,
-            self.routes.iter().filter(|s| s.has_replica_on(id)),
-            |s| held.contains_key(&s),
-            |s| controller.for_shard(s).is_some(),
-        ));
+        // The one reconcile path, exactly as the server runs it on every report.
+        let ctx = SimReconcile {
+            routes: &self.routes,
+            controller: &self.controller,
+            nodes: &self.nodes,
+        };
+        let placed = self.routes.iter().filter(|s| s.has_replica_on(id));
+        let fixes = reconcile_node(id, &reports, placed, &ctx);
         for f in fixes {
             self.moves.reconciliations += 1;
             self.send(f);
