@@ -104,11 +104,9 @@ async fn a_drop_during_a_split_is_never_undone_by_the_split() {
     gate.reached().await;
     assert!(cluster.drop_table(&victim.name, false).await.unwrap());
     gate.release();
-    let result = split.await.unwrap();
-    assert!(
-        result.is_err(),
-        "the split read a table that was dropped: {result:?}"
-    );
+    // The split either saw the drop or failed cleanly (this one fails: the table it read
+    // changed); either way the table stays dropped.
+    let split_result = split.await.unwrap();
 
     assert!(cluster.get_table(&victim.name).is_none());
     assert!(
@@ -138,6 +136,10 @@ async fn a_drop_during_a_split_is_never_undone_by_the_split() {
         }
     })
     .await;
+    assert!(
+        split_result.is_err(),
+        "the split read a table that was dropped: {split_result:?}"
+    );
     assert!(cluster.shard(ShardId(9)).is_none());
     assert!(every_partition_served(&cluster, &nodes));
     server.shutdown().await;
@@ -153,11 +155,7 @@ async fn a_rename_during_a_split_keeps_the_new_name_and_every_partition() {
     gate.reached().await;
     let renamed = cluster.rename_table(&victim.name, "renamed").await.unwrap();
     gate.release();
-    let result = split.await.unwrap();
-    assert!(
-        result.is_err(),
-        "the split read a table that was renamed: {result:?}"
-    );
+    let split_result = split.await.unwrap();
 
     let now = cluster
         .get_table(&name("renamed"))
@@ -193,6 +191,10 @@ async fn a_rename_during_a_split_keeps_the_new_name_and_every_partition() {
     .await;
     assert_eq!(cluster.list_tables("", "").len(), 16);
     assert!(every_partition_served(&cluster, &nodes));
+    assert!(
+        split_result.is_err(),
+        "the split read a table that was renamed: {split_result:?}"
+    );
     // An unraced split still works.
     let outcome = cluster.split_shard(ShardId(1)).await.unwrap();
     assert_eq!(outcome.moved.len(), 1);
@@ -252,21 +254,32 @@ async fn a_merge_never_deletes_a_shard_that_a_create_in_flight_reserved() {
 async fn a_drop_that_a_node_first_refuses_is_retried_until_the_node_drops_it() {
     let (server, nodes, cluster) = cluster_with_tables("dr").await;
     let table = cluster.get_table(&name("t3")).unwrap();
-    // More refusals than one pass of leader retries absorbs (on every node, in case the
-    // leader moves meanwhile).
+    // Every node refuses drops (wherever the leader is) until told otherwise.
+    const REFUSALS: u64 = 1_000_000;
     for node in &nodes {
-        node.shards.refuse_next_drops(8);
+        node.shards.refuse_next_drops(REFUSALS);
     }
     assert!(cluster.drop_table(&table.name, false).await.unwrap());
-    assert!(
-        holds_partition(&nodes, table.id),
-        "the first pass was refused: the partition is still on the node"
-    );
+    // Refused once per pass of leader retries (5 attempts): more than that proves the
+    // drop was tried again after the client was answered.
+    eventually(Duration::from_secs(20), || {
+        let refused: u64 = nodes
+            .iter()
+            .map(|n| REFUSALS - n.shards.drops_to_refuse())
+            .sum();
+        async move { (refused > 10).then_some(()) }
+    })
+    .await;
+    // (Whether the partition is still on the node is not asserted here: a reconcile that
+    // reopens a replica sends the current table list, which no longer has it.)
     assert_eq!(
         records(&cluster, "drop_table").await,
         1,
-        "the drop is still recorded"
+        "refused drops keep the procedure recorded"
     );
+    for node in &nodes {
+        node.shards.refuse_next_drops(0);
+    }
     eventually(Duration::from_secs(20), || {
         let gone = !holds_partition(&nodes, table.id);
         let cluster = cluster.clone();

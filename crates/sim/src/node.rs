@@ -60,6 +60,11 @@ impl SimShards {
         self.refuse_drops.store(count, Ordering::SeqCst);
     }
 
+    /// How many of the drops set by [`SimShards::refuse_next_drops`] are still to refuse.
+    pub fn drops_to_refuse(&self) -> u64 {
+        self.refuse_drops.load(Ordering::SeqCst)
+    }
+
     /// Shards this node leads.
     pub fn leaders(&self) -> Vec<ShardId> {
         self.shards

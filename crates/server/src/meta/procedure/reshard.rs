@@ -68,7 +68,9 @@ pub(super) enum ReshardStep {
 /// The persisted state of a split or merge.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct ReshardRecord {
+    /// Split or merge.
     pub kind: ReshardKind,
+    /// Where it is.
     pub step: ReshardStep,
     /// The source as read at the start (its version guards the commit).
     pub source_before: Shard,
