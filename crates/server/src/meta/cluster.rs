@@ -9,7 +9,6 @@
 //! reshard change is a persisted procedure under [`super::procedure`].
 
 use super::catalog::{all_schemas_prefix, table_on_shard};
-use super::lease::LeaseBook;
 use super::reconcile::{due_orders, Resend, StateContext};
 use super::revision::Guarded;
 use super::session::{InstructionOutcome, Sessions};
@@ -19,6 +18,7 @@ use meridian_model::{
     ShardReport, ShardStats, ShardStatus, Table, TableId, TableName,
 };
 use meridian_proto as pb;
+use meridian_scheduler::LeaseBook;
 use meridian_scheduler::{InstructionKind, NodeInstruction, NodeView, ShardView};
 use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
 use parking_lot::RwLock;
@@ -90,7 +90,7 @@ pub struct Cluster {
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
     /// Who holds each shard's write lease, and until when.
-    pub(super) leases: LeaseBook,
+    pub(super) leases: parking_lot::Mutex<LeaseBook>,
     /// Procedures in flight: the catalog commit lock, merges, failpoints.
     pub(super) procedures: super::procedure::Procedures,
 }
@@ -221,7 +221,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
-            leases,
+            leases: parking_lot::Mutex::new(leases),
             procedures: Default::default(),
         }))
     }
@@ -450,7 +450,7 @@ impl Cluster {
             std::iter::empty(),
             &StateContext {
                 state,
-                leases: &self.leases,
+                leases: &self.leases.lock(),
                 now_ms,
             },
         );
@@ -497,7 +497,7 @@ impl Cluster {
         if outcome == InstructionOutcome::Done {
             // The node confirmed it no longer leads the shard: its lease is over.
             if let Some(session) = session {
-                self.leases.release(i.shard, i.node, session);
+                self.leases.lock().release(i.shard, i.node, session);
             }
         }
         outcome

@@ -11,7 +11,7 @@ pub mod session;
 
 pub use catalog::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 pub use cluster::{Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo};
-pub use lease::{LeaseBook, LeaseDenied};
+use meridian_scheduler::LeaseBook;
 pub use procedure::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
