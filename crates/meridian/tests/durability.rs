@@ -311,6 +311,7 @@ async fn a_create_interrupted_by_a_crash_is_rolled_back_at_the_next_start() {
             shard: ShardId(1),
         }],
         created_at_ms: 0,
+        revision: 0,
     };
     let table_ref = TableRef {
         id: orphan.id,

@@ -125,6 +125,10 @@ pub struct Table {
     pub partitions: Vec<Partition>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+    /// Bumped by every write of the record. Compare-and-swaps check it (through the table's
+    /// revision key), never the encoded record; 0 in records written before it existed.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod grpc;
 pub mod http;
 pub mod meta;

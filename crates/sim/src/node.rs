@@ -49,6 +49,9 @@ pub struct SimShards {
     ticks: AtomicU64,
     /// Shards whose follower here hears the leader but applies nothing (a slow disk).
     stalled: Mutex<BTreeSet<ShardId>>,
+    /// Drops still to refuse (a fault injected by tests: a node whose drop fails, then
+    /// succeeds when retried).
+    refuse_drops: AtomicU64,
     /// Synthetic report size: report this many extra shards' worth of zero-load entries
     /// is not done; reports always mirror what is held.
     base_units: f64,
@@ -82,6 +85,16 @@ impl SimShards {
         } else {
             set.remove(&shard);
         }
+    }
+
+    /// Makes the next `count` table drops fail, as a node whose storage is busy would.
+    pub fn refuse_next_drops(&self, count: u64) {
+        self.refuse_drops.store(count, Ordering::SeqCst);
+    }
+
+    /// How many of the drops set by [`SimShards::refuse_next_drops`] are still to refuse.
+    pub fn drops_to_refuse(&self) -> u64 {
+        self.refuse_drops.load(Ordering::SeqCst)
     }
 
     /// Shards this node leads.
@@ -163,6 +176,16 @@ impl ShardHandler for SimShards {
         _version: ShardVersion,
         table: TableRef,
     ) -> Result<(), String> {
+        let refused = self
+            .refuse_drops
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(format!(
+                "drop of {} on {shard} refused (injected)",
+                table.id
+            ));
+        }
         if let Some(s) = self.shards.lock().get_mut(&shard) {
             s.tables.remove(&(table.id.0, table.partition));
         }

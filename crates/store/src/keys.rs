@@ -24,7 +24,16 @@
 //! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
 //! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
 //! | `/meridian/v1/clusters/{c}/table_names/{catalog}/{schema}/{table}` | table id | DDL: create table (CAS absent, with the table) | DDL: drop table |
+//! | `/meridian/v1/clusters/{c}/revisions/shards/{shard:010}` | the shard's version (decimal) | with every write of the shard, same transaction | with the shard |
+//! | `/meridian/v1/clusters/{c}/revisions/tables/{table:020}` | the table's revision (decimal) | with every write of the table, same transaction | with the table |
 //! | `/meridian/v1/clusters/{c}/procedures/create_table/{table:020}` | `Table` JSON (the create in flight) | DDL: before nodes are told to create | with the table's commit, or once a rollback dropped it from the nodes |
+//! | `/meridian/v1/clusters/{c}/procedures/drop_table/{table:020}` | drop record JSON | DDL: in the drop's commit | once every node dropped the partitions |
+//! | `/meridian/v1/clusters/{c}/procedures/rename_table/{table:020}` | rename record JSON | DDL: before the rename commits | in the rename's commit, or at the next start (rolled back) |
+//! | `/meridian/v1/clusters/{c}/procedures/split/{new shard:020}` | reshard record JSON | a split, before nodes open the new shard | once the source's nodes dropped the moved partitions, or the rollback closed the new shard |
+//! | `/meridian/v1/clusters/{c}/procedures/merge/{source shard:020}` | reshard record JSON | a merge, before nodes open the moved partitions | once the source's nodes closed it, or the rollback dropped the partitions from the target |
+//!
+//! Compare-and-swap transactions on shards and tables compare their revision keys, never
+//! the encoded record: a record written by a binary that knows more fields still swaps.
 //!
 //! Deleting a whole cluster is one range of deletes under [`cluster_prefix`] plus its
 //! [`cluster_name`] key.
@@ -171,6 +180,43 @@ pub fn create_table_procedure(cluster: ClusterId, table: TableId) -> Vec<u8> {
         cluster,
         format_args!("procedures/create_table/{:020}", table.get()),
     )
+}
+
+/// The version of a shard, as compared by transactions that replace or delete it.
+pub fn shard_version(cluster: ClusterId, shard: ShardId) -> Vec<u8> {
+    in_cluster(
+        cluster,
+        format_args!("revisions/shards/{:010}", shard.get()),
+    )
+}
+
+/// Every shard version key of a cluster.
+pub fn shard_versions_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("revisions/shards/"))
+}
+
+/// Every table revision key of a cluster.
+pub fn table_revisions_prefix(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("revisions/tables/"))
+}
+
+/// The revision of a table, as compared by transactions that replace or delete it.
+pub fn table_revision(cluster: ClusterId, table: TableId) -> Vec<u8> {
+    in_cluster(
+        cluster,
+        format_args!("revisions/tables/{:020}", table.get()),
+    )
+}
+
+/// A procedure of `kind` (`drop_table`, `rename_table`, `split`, `merge`) in flight, by the
+/// id of what it works on.
+pub fn procedure(cluster: ClusterId, kind: &str, id: u64) -> Vec<u8> {
+    in_cluster(cluster, format_args!("procedures/{kind}/{id:020}"))
+}
+
+/// Every procedure of `kind` in flight of a cluster.
+pub fn procedures_prefix(cluster: ClusterId, kind: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("procedures/{kind}/"))
 }
 
 /// Every create-table procedure in flight of a cluster.

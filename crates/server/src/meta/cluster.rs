@@ -3,13 +3,19 @@
 //! The store is the source of truth; memory is a cache loaded at start and updated only
 //! after a write to the store succeeded, so anything acknowledged is durable. Reads
 //! (routes, listings) are served from memory.
+//!
+//! This module holds the node side (registration, reports, instructions, shard placement);
+//! the catalog is in [`super::catalog`], routes in [`super::routes`], and every DDL or
+//! reshard change is a persisted procedure under [`super::procedure`].
 
+use super::catalog::{all_schemas_prefix, table_on_shard};
 use super::reconcile::{due_orders, Resend, StateContext};
+use super::revision::Guarded;
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
 use meridian_model::{
-    ClusterConfig, ClusterId, Node, NodeId, NodeState, NodeStats, Partition, PartitionRule,
-    ReplicaRole, Shard, ShardId, ShardReport, ShardStats, Table, TableId, TableName,
+    ClusterConfig, ClusterId, Node, NodeId, NodeState, NodeStats, ReplicaRole, Shard, ShardId,
+    ShardReport, ShardStats, Table, TableId, TableName,
 };
 use meridian_proto as pb;
 use meridian_scheduler::LeaseBook;
@@ -21,11 +27,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-
-/// Default catalog and schema, created with every cluster.
-pub const DEFAULT_CATALOG: &str = "default";
-/// See [`DEFAULT_CATALOG`].
-pub const DEFAULT_SCHEMA: &str = "public";
 
 /// What Meridian knows of a node: the persisted record plus live state (memory only).
 #[derive(Debug, Clone)]
@@ -82,12 +83,12 @@ pub(super) struct ClusterState {
 pub struct Cluster {
     /// Its id.
     pub id: ClusterId,
-    config: RwLock<ClusterConfig>,
+    pub(super) config: RwLock<ClusterConfig>,
     pub(super) state: RwLock<ClusterState>,
-    store: Arc<dyn KvBackend>,
+    pub(super) store: Arc<dyn KvBackend>,
     node_ids: SequenceAllocator,
-    table_ids: SequenceAllocator,
-    routes: broadcast::Sender<pb::RouteEvent>,
+    pub(super) table_ids: SequenceAllocator,
+    pub(super) routes: broadcast::Sender<pb::RouteEvent>,
     /// Streams of connected nodes and instructions in flight.
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
@@ -97,23 +98,17 @@ pub struct Cluster {
     pub(super) leases: parking_lot::Mutex<LeaseBook>,
     /// The copyset family (copyset mode): see `meta::copysets`.
     pub(super) copyset_family: super::copysets::ClusterCopysets,
+    /// Procedures in flight: the catalog commit lock, merges, failpoints.
+    pub(super) procedures: super::procedure::Procedures,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| ServerError::Corrupt(e.to_string()))
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
     serde_json::from_slice(v)
         .map_err(|e| ServerError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key))))
-}
-
-/// Milliseconds since the Unix epoch, for creation stamps.
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Serializable view of a node for the admin API.
@@ -256,14 +251,8 @@ impl Cluster {
             instruction_timeout,
             leases: parking_lot::Mutex::new(leases),
             copyset_family,
+            procedures: Default::default(),
         }))
-    }
-
-    /// Creates the default catalog and schema if missing.
-    pub async fn ensure_default_schema(&self) -> Result<()> {
-        self.create_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA, true)
-            .await
-            .map(|_| ())
     }
 
     /// The cluster's configuration.
@@ -281,11 +270,6 @@ impl Cluster {
         self.instruction_timeout
     }
 
-    /// Subscribes to route changes.
-    pub fn subscribe_routes(&self) -> broadcast::Receiver<pb::RouteEvent> {
-        self.routes.subscribe()
-    }
-
     /// Runs `f` under the read lock of the state (for sibling modules).
     pub(super) fn with_state<T>(&self, f: impl FnOnce(&ClusterState) -> Result<T>) -> Result<T> {
         f(&self.state.read())
@@ -294,25 +278,6 @@ impl Cluster {
     /// Runs `f` under the write lock of the state (for sibling modules).
     pub(super) fn with_state_mut(&self, f: impl FnOnce(&mut ClusterState)) {
         f(&mut self.state.write())
-    }
-
-    /// Publishes a shard's new route.
-    pub(super) fn publish_shard(&self, shard: &Shard) {
-        self.publish(pb::route_event::Event::ShardChanged(
-            self.shard_route_of(shard),
-        ));
-    }
-
-    /// Publishes a table's new route.
-    pub(super) fn publish_table(&self, table: &Table) {
-        if let Some(route) = self.table_route(table) {
-            self.publish(pb::route_event::Event::TableChanged(route));
-        }
-    }
-
-    fn publish(&self, event: pb::route_event::Event) {
-        // No subscriber is fine: routes are also served on request.
-        let _ = self.routes.send(pb::RouteEvent { event: Some(event) });
     }
 
     // ----------------------------------------------------------------------------------
@@ -787,7 +752,7 @@ impl Cluster {
         }
         let mut ops = Vec::with_capacity(placement.shards.len());
         for shard in &placement.shards {
-            ops.push(WriteOp::put(keys::shard(self.id, shard.id), encode(shard)?));
+            ops.extend(super::revision::put_shard(self.id, shard)?);
         }
         ops.extend(self.copyset_ops(placement.copysets.as_ref())?);
         self.store.batch(ops).await?;
@@ -868,10 +833,9 @@ impl Cluster {
         if current.version != expected || next.version <= current.version {
             return Ok(false);
         }
-        let key = keys::shard(self.id, next.id);
         let txn = Txn::new()
-            .when_equals(key.clone(), encode(&current)?)
-            .then(WriteOp::put(key, encode(&next)?));
+            .shard_at(self.id, next.id, current.version)
+            .then_all(super::revision::put_shard(self.id, &next)?);
         if !self.store.txn(txn).await?.succeeded {
             return Ok(false);
         }
@@ -889,546 +853,8 @@ impl Cluster {
     }
 
     // ----------------------------------------------------------------------------------
-    // Catalog and DDL
+    // Views for the scheduler and the admin API
     // ----------------------------------------------------------------------------------
-
-    /// Creates a schema (and its catalog implicitly). Returns whether it was created.
-    pub async fn create_schema(
-        &self,
-        catalog: &str,
-        schema: &str,
-        if_not_exists: bool,
-    ) -> Result<bool> {
-        meridian_model::validate_name("catalog", catalog)?;
-        meridian_model::validate_name("schema", schema)?;
-        let pair = (catalog.to_string(), schema.to_string());
-        if self.state.read().schemas.contains(&pair) {
-            return if if_not_exists {
-                Ok(false)
-            } else {
-                Err(ServerError::AlreadyExists(format!(
-                    "schema {catalog}.{schema} already exists"
-                )))
-            };
-        }
-        let key = keys::schema(self.id, catalog, schema);
-        let txn = Txn::new()
-            .when_absent(key.clone())
-            .then(WriteOp::put(key, encode(&pair)?));
-        let created = self.store.txn(txn).await?.succeeded;
-        self.state.write().schemas.insert(pair);
-        if !created && !if_not_exists {
-            return Err(ServerError::AlreadyExists(format!(
-                "schema {catalog}.{schema} already exists"
-            )));
-        }
-        Ok(created)
-    }
-
-    /// Schemas of a catalog.
-    pub fn list_schemas(&self, catalog: &str) -> Vec<String> {
-        self.state
-            .read()
-            .schemas
-            .iter()
-            .filter(|(c, _)| c == catalog)
-            .map(|(_, s)| s.clone())
-            .collect()
-    }
-
-    fn check_schema(&self, name: &TableName) -> Result<()> {
-        if self
-            .state
-            .read()
-            .schemas
-            .contains(&(name.catalog.clone(), name.schema.clone()))
-        {
-            Ok(())
-        } else {
-            Err(ServerError::NotFound(format!(
-                "schema {}.{} not found",
-                name.catalog, name.schema
-            )))
-        }
-    }
-
-    /// Creates a table: reserves its name, allocates its id, picks the least loaded shard
-    /// for each partition, has each shard's leader create it, persists the metadata, and
-    /// only then answers. Returns the table and whether it was created (false when
-    /// `if_not_exists` found it).
-    pub async fn create_table(
-        self: &Arc<Self>,
-        name: TableName,
-        rule: PartitionRule,
-        if_not_exists: bool,
-    ) -> Result<(Table, bool)> {
-        rule.validate()?;
-        self.check_schema(&name)?;
-        let count = rule.partition_count();
-        // Reserve the name and the shards under one lock, so concurrent creates spread.
-        let shards = {
-            let mut state = self.state.write();
-            if let Some(id) = state.table_by_name.get(&name) {
-                let table = state.tables.get(id).cloned();
-                return match (table, if_not_exists) {
-                    (Some(t), true) => Ok((t, false)),
-                    _ => Err(ServerError::AlreadyExists(format!(
-                        "table {name} already exists"
-                    ))),
-                };
-            }
-            if state.shards.is_empty() {
-                let min = self.config.read().min_nodes;
-                return Err(ServerError::FailedPrecondition(format!(
-                    "cluster {} has no shards yet: it needs {min} online nodes first",
-                    self.id
-                )));
-            }
-            if !state.creating.insert(name.clone()) {
-                return Err(ServerError::Aborted(format!(
-                    "table {name} is being created concurrently"
-                )));
-            }
-            let picked = pick_shards(&state, count as usize);
-            match picked {
-                Some(p) => {
-                    for s in &p {
-                        if let Some(e) = state.shards.get_mut(s) {
-                            e.reserved += 1;
-                        }
-                    }
-                    p
-                }
-                None => {
-                    state.creating.remove(&name);
-                    return Err(ServerError::Unavailable(format!(
-                        "no shard of cluster {} has an online leader",
-                        self.id
-                    )));
-                }
-            }
-        };
-        // The rest runs in its own task: if the client goes away mid-create, the create
-        // still completes or fails cleanly, and the reservations above are always released.
-        let this = self.clone();
-        let task = tokio::spawn(async move {
-            let result = this.create_table_reserved(&name, rule, &shards).await;
-            this.finish_create(&name, &shards, result)
-        });
-        let (table, versions) = task
-            .await
-            .map_err(|e| ServerError::Unavailable(format!("create task failed: {e}")))??;
-        // A leader change that raced with the create opened the new leader with the table
-        // list from before this table was in memory: tell the new leader too (creates are
-        // idempotent). Any later open includes the table.
-        for (p, used) in table.partitions.iter().zip(versions) {
-            if self.shard(p.shard).is_some_and(|s| s.version != used) {
-                let this = self.clone();
-                let kind = pb::instruction::Kind::CreateTable(pb::CreateTableOnShard {
-                    table: Some(table_on_shard(&table, p.index)),
-                });
-                let shard = p.shard;
-                tokio::spawn(async move {
-                    if let Err(e) = this.instruct_leader(shard, kind).await {
-                        tracing::warn!(%shard, "re-creating a table on a new leader: {e}");
-                    }
-                });
-            }
-        }
-        self.publish_table(&table);
-        metrics::counter!("meridian_tables_created_total").increment(1);
-        Ok((table, true))
-    }
-
-    /// Releases a create's reservations and, if it succeeded, makes the table visible.
-    fn finish_create(
-        &self,
-        name: &TableName,
-        shards: &[ShardId],
-        result: Result<(Table, Vec<meridian_model::ShardVersion>)>,
-    ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
-        let mut state = self.state.write();
-        state.creating.remove(name);
-        for s in shards {
-            if let Some(e) = state.shards.get_mut(s) {
-                e.reserved = e.reserved.saturating_sub(1);
-            }
-        }
-        if let Ok((table, _)) = &result {
-            state.table_by_name.insert(table.name.clone(), table.id);
-            for p in &table.partitions {
-                if let Some(e) = state.shards.get_mut(&p.shard) {
-                    e.partitions.insert((table.id, p.index));
-                }
-            }
-            state.tables.insert(table.id, table.clone());
-        }
-        result
-    }
-
-    async fn create_table_reserved(
-        self: &Arc<Self>,
-        name: &TableName,
-        rule: PartitionRule,
-        shards: &[ShardId],
-    ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
-        let id = TableId(self.table_ids.next().await?);
-        let table = Table {
-            id,
-            name: name.clone(),
-            rule,
-            partitions: shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| Partition {
-                    index: i as u32,
-                    shard: *s,
-                })
-                .collect(),
-            created_at_ms: wall_ms(),
-        };
-        // The procedure record goes first: if this server dies from here until the commit,
-        // the next start finds it and rolls the create back on the nodes (invariant 3).
-        let procedure = keys::create_table_procedure(self.id, id);
-        self.store
-            .batch(vec![WriteOp::put(procedure.clone(), encode(&table)?)])
-            .await?;
-        // Every partition's shard leader must create it before we say ok.
-        let creates = table.partitions.iter().map(|p| {
-            let kind = pb::instruction::Kind::CreateTable(pb::CreateTableOnShard {
-                table: Some(table_on_shard(&table, p.index)),
-            });
-            self.instruct_leader(p.shard, kind)
-        });
-        let outcomes = futures::future::join_all(creates).await;
-        let mut versions = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            match outcome {
-                Ok(v) => versions.push(v),
-                Err(err) => {
-                    self.roll_back_create(&table);
-                    return Err(err);
-                }
-            }
-        }
-        let name_key = keys::table_name(self.id, name);
-        let txn = Txn::new()
-            .when_absent(name_key.clone())
-            .then(WriteOp::put(name_key, id.0.to_string().into_bytes()))
-            .then(WriteOp::put(keys::table(self.id, id), encode(&table)?))
-            .then(WriteOp::delete(procedure));
-        match self.store.txn(txn).await {
-            Ok(r) if r.succeeded => Ok((table, versions)),
-            Ok(_) => {
-                self.roll_back_create(&table);
-                Err(ServerError::AlreadyExists(format!(
-                    "table {name} already exists"
-                )))
-            }
-            Err(e) => {
-                self.roll_back_create(&table);
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Sends an instruction to a shard's current leader and waits for its answer. If the
-    /// leader refuses or is lost while the shard's placement changed under it (a transfer or
-    /// failover raced with us: the node rightly refuses our older version), it is retried
-    /// with the new leader. Returns the shard version the leader carried it out at.
-    async fn instruct_leader(
-        &self,
-        shard: ShardId,
-        kind: pb::instruction::Kind,
-    ) -> Result<meridian_model::ShardVersion> {
-        let current = || -> Result<(NodeId, meridian_model::ShardVersion)> {
-            let state = self.state.read();
-            let e = state
-                .shards
-                .get(&shard)
-                .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
-            let leader = e.shard.leader().ok_or_else(|| {
-                ServerError::Unavailable(format!("{shard} has no leader (failover in progress)"))
-            })?;
-            Ok((leader, e.shard.version))
-        };
-        let mut attempt = 0;
-        loop {
-            let (leader, version) = current()?;
-            let outcome = self
-                .send_instruction(leader, shard, version, kind.clone())
-                .await;
-            let (error, refused) = match outcome {
-                InstructionOutcome::Done => return Ok(version),
-                InstructionOutcome::Failed(why) => (
-                    ServerError::Unavailable(format!(
-                        "{leader}, leader of {shard}, refused: {why}"
-                    )),
-                    true,
-                ),
-                InstructionOutcome::Lost(why) => (ServerError::Unavailable(why), false),
-            };
-            attempt += 1;
-            let moved = current()
-                .map(|now| now != (leader, version))
-                .unwrap_or(false);
-            // A refusal without a move is usually a leader that has not yet been told it
-            // leads (a transfer's promotion is in flight): give it a moment.
-            if !(moved || refused) || attempt >= 5 {
-                return Err(error);
-            }
-            if !moved {
-                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-            }
-            tracing::debug!(%shard, "instruction to the leader failed; retrying: {error}");
-        }
-    }
-
-    /// Rolls a failed (or interrupted) create back: tells each partition's shard leader to
-    /// drop it, retrying until every leader confirmed (or the shard is gone), then deletes
-    /// the create's procedure record. Runs in the background; if this server stops first,
-    /// the record is still there and the next start resumes the rollback.
-    fn roll_back_create(self: &Arc<Self>, table: &Table) {
-        let this = self.clone();
-        let table = table.clone();
-        tokio::spawn(async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-            let mut pending: Vec<u32> = table.partitions.iter().map(|p| p.index).collect();
-            while !pending.is_empty() && std::time::Instant::now() < deadline {
-                let mut left = Vec::new();
-                for index in pending {
-                    let Some(p) = table.partitions.iter().find(|p| p.index == index) else {
-                        continue;
-                    };
-                    if this.shard(p.shard).is_none() {
-                        continue;
-                    }
-                    let drop = drop_partition(&table, p.index);
-                    if let Err(e) = this.instruct_leader(p.shard, drop).await {
-                        tracing::debug!(table = %table.name, "rolling back a create, will retry: {e}");
-                        left.push(index);
-                    }
-                }
-                pending = left;
-                if !pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-            if !pending.is_empty() {
-                tracing::warn!(table = %table.name, "create rollback unfinished; the next start resumes it");
-                return;
-            }
-            let key = keys::create_table_procedure(this.id, table.id);
-            match this.store.batch(vec![WriteOp::delete(key)]).await {
-                Ok(()) => {
-                    tracing::info!(table = %table.name, id = %table.id, "rolled back a create")
-                }
-                Err(e) => {
-                    tracing::warn!(table = %table.name, "deleting a rolled-back create's record: {e}")
-                }
-            }
-        });
-    }
-
-    /// Resumes the create procedures a previous server left behind: a committed table only
-    /// needs its record deleted; an uncommitted one is rolled back on the nodes.
-    pub async fn resume_procedures(self: &Arc<Self>) -> Result<usize> {
-        let records = self
-            .store
-            .range(&keys::create_table_procedures_prefix(self.id), 0)
-            .await?;
-        let mut resumed = 0;
-        for kv in records {
-            let table: Table = decode(&kv.key, &kv.value)?;
-            if self.state.read().tables.contains_key(&table.id) {
-                self.store.batch(vec![WriteOp::delete(kv.key)]).await?;
-            } else {
-                tracing::info!(table = %table.name, id = %table.id, "rolling back a create interrupted by a restart");
-                self.roll_back_create(&table);
-                resumed += 1;
-            }
-        }
-        Ok(resumed)
-    }
-
-    /// Drops a table: durable first, then memory and routes, then the nodes (best effort).
-    pub async fn drop_table(&self, name: &TableName, if_exists: bool) -> Result<bool> {
-        let table = {
-            let state = self.state.read();
-            state
-                .table_by_name
-                .get(name)
-                .and_then(|id| state.tables.get(id))
-                .cloned()
-        };
-        let Some(table) = table else {
-            self.check_schema(name)?;
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(ServerError::NotFound(format!("table {name} not found")))
-            };
-        };
-        let name_key = keys::table_name(self.id, name);
-        let txn = Txn::new()
-            .when_equals(name_key.clone(), table.id.0.to_string().into_bytes())
-            .then(WriteOp::delete(name_key))
-            .then(WriteOp::delete(keys::table(self.id, table.id)));
-        if !self.store.txn(txn).await?.succeeded {
-            return Err(ServerError::Aborted(format!(
-                "table {name} changed concurrently; retry"
-            )));
-        }
-        {
-            let mut state = self.state.write();
-            state.table_by_name.remove(name);
-            state.tables.remove(&table.id);
-            for p in &table.partitions {
-                if let Some(e) = state.shards.get_mut(&p.shard) {
-                    e.partitions.remove(&(table.id, p.index));
-                }
-            }
-        }
-        self.publish(pb::route_event::Event::TableDropped(pb::TableDropped {
-            table_id: table.id.0,
-            catalog: name.catalog.clone(),
-            schema: name.schema.clone(),
-            table: name.table.clone(),
-        }));
-        for p in &table.partitions {
-            if let Err(e) = self
-                .instruct_leader(p.shard, drop_partition(&table, p.index))
-                .await
-            {
-                tracing::warn!(table = %name, "drop on node failed (metadata is dropped): {e}");
-            }
-        }
-        metrics::counter!("meridian_tables_dropped_total").increment(1);
-        Ok(true)
-    }
-
-    /// Renames a table within its schema.
-    pub async fn rename_table(&self, name: &TableName, new_name: &str) -> Result<Table> {
-        let new = TableName::new(&name.catalog, &name.schema, new_name)?;
-        let table = self
-            .get_table(name)
-            .ok_or_else(|| ServerError::NotFound(format!("table {name} not found")))?;
-        if self.get_table(&new).is_some() {
-            return Err(ServerError::AlreadyExists(format!(
-                "table {new} already exists"
-            )));
-        }
-        let mut renamed = table.clone();
-        renamed.name = new.clone();
-        let old_key = keys::table_name(self.id, name);
-        let new_key = keys::table_name(self.id, &new);
-        let txn = Txn::new()
-            .when_equals(old_key.clone(), table.id.0.to_string().into_bytes())
-            .when_absent(new_key.clone())
-            .then(WriteOp::delete(old_key))
-            .then(WriteOp::put(new_key, table.id.0.to_string().into_bytes()))
-            .then(WriteOp::put(
-                keys::table(self.id, table.id),
-                encode(&renamed)?,
-            ));
-        if !self.store.txn(txn).await?.succeeded {
-            return Err(ServerError::Aborted(format!(
-                "table {name} changed concurrently; retry"
-            )));
-        }
-        {
-            let mut state = self.state.write();
-            state.table_by_name.remove(name);
-            state.table_by_name.insert(new.clone(), table.id);
-            state.tables.insert(table.id, renamed.clone());
-        }
-        self.publish(pb::route_event::Event::TableDropped(pb::TableDropped {
-            table_id: table.id.0,
-            catalog: name.catalog.clone(),
-            schema: name.schema.clone(),
-            table: name.table.clone(),
-        }));
-        if let Some(route) = self.table_route(&renamed) {
-            self.publish(pb::route_event::Event::TableChanged(route));
-        }
-        Ok(renamed)
-    }
-
-    /// A table by name.
-    pub fn get_table(&self, name: &TableName) -> Option<Table> {
-        let state = self.state.read();
-        state
-            .table_by_name
-            .get(name)
-            .and_then(|id| state.tables.get(id))
-            .cloned()
-    }
-
-    /// Tables of a schema (or all, when both are empty), ordered by name.
-    pub fn list_tables(&self, catalog: &str, schema: &str) -> Vec<Table> {
-        let state = self.state.read();
-        let mut tables: Vec<Table> = state
-            .tables
-            .values()
-            .filter(|t| {
-                (catalog.is_empty() || t.name.catalog == catalog)
-                    && (schema.is_empty() || t.name.schema == schema)
-            })
-            .cloned()
-            .collect();
-        tables.sort_by(|a, b| a.name.cmp(&b.name));
-        tables
-    }
-
-    /// Number of tables.
-    pub fn table_count(&self) -> usize {
-        self.state.read().tables.len()
-    }
-
-    // ----------------------------------------------------------------------------------
-    // Routes
-    // ----------------------------------------------------------------------------------
-
-    /// Routes for a batch of tables of one schema, from memory.
-    pub fn route_tables(
-        &self,
-        catalog: &str,
-        schema: &str,
-        tables: &[String],
-    ) -> pb::RouteTablesResponse {
-        let state = self.state.read();
-        let mut resp = pb::RouteTablesResponse {
-            routes: Vec::with_capacity(tables.len()),
-            not_found: Vec::new(),
-        };
-        let mut key = TableName {
-            catalog: catalog.into(),
-            schema: schema.into(),
-            table: String::new(),
-        };
-        for t in tables {
-            key.table.clone_from(t);
-            match state
-                .table_by_name
-                .get(&key)
-                .and_then(|id| state.tables.get(id))
-            {
-                Some(table) => resp.routes.push(route_of(&state, table)),
-                None => resp.not_found.push(t.clone()),
-            }
-        }
-        resp
-    }
-
-    fn table_route(&self, table: &Table) -> Option<pb::TableRoute> {
-        let state = self.state.read();
-        Some(route_of(&state, table))
-    }
-
-    /// The route of one shard.
-    pub fn shard_route_of(&self, shard: &Shard) -> pb::ShardRoute {
-        shard_route(&self.state.read(), shard)
-    }
 
     /// Nodes as the scheduler sees them; `since(node)` gives when its state last changed.
     pub fn node_views(&self, since: impl Fn(NodeId) -> u64) -> Vec<NodeView> {
@@ -1507,105 +933,5 @@ impl Cluster {
             .values()
             .map(|e| (e.node.id, e.last_heartbeat_ms, e.state))
             .collect()
-    }
-}
-
-/// The instruction to drop partition `partition` of `t` from its shard.
-pub(super) fn drop_partition(t: &Table, partition: u32) -> pb::instruction::Kind {
-    pb::instruction::Kind::DropTable(pb::DropTableOnShard {
-        table: Some(table_on_shard(t, partition)),
-    })
-}
-
-/// Every schema of every catalog of a cluster.
-fn all_schemas_prefix(id: ClusterId) -> Vec<u8> {
-    let mut prefix = keys::cluster_prefix(id);
-    prefix.extend_from_slice(b"schemas/");
-    prefix
-}
-
-pub(super) fn table_on_shard(t: &Table, partition: u32) -> pb::TableOnShard {
-    pb::TableOnShard {
-        table_id: t.id.0,
-        catalog: t.name.catalog.clone(),
-        schema: t.name.schema.clone(),
-        table: t.name.table.clone(),
-        partition,
-    }
-}
-
-/// Picks `count` shards for a new table's partitions: fewest partitions (counting creates
-/// in flight), then least write load; only shards whose leader is online. Partitions of
-/// one table go to distinct shards while there are enough.
-fn pick_shards(state: &ClusterState, count: usize) -> Option<Vec<ShardId>> {
-    let mut candidates: Vec<(usize, u64, ShardId)> = state
-        .shards
-        .values()
-        .filter_map(|e| {
-            let leader = e.shard.leader()?;
-            let node = state.nodes.get(&leader)?;
-            if node.state != NodeState::Online {
-                return None;
-            }
-            let load = node
-                .reports
-                .get(&e.shard.id)
-                .map(|r| (r.stats.write_units_per_sec + r.stats.read_units_per_sec) as u64)
-                .unwrap_or(0);
-            Some((e.partitions.len() + e.reserved as usize, load, e.shard.id))
-        })
-        .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let mut picked = Vec::with_capacity(count);
-    while picked.len() < count {
-        candidates.sort_unstable();
-        let take = (count - picked.len()).min(candidates.len());
-        for c in candidates.iter_mut().take(take) {
-            picked.push(c.2);
-            c.0 += 1;
-        }
-    }
-    Some(picked)
-}
-
-fn address(state: &ClusterState, node: NodeId) -> pb::NodeAddress {
-    pb::NodeAddress {
-        node_id: node.0,
-        endpoint: state
-            .nodes
-            .get(&node)
-            .map(|n| n.node.endpoint.clone())
-            .unwrap_or_default(),
-    }
-}
-
-fn shard_route(state: &ClusterState, shard: &Shard) -> pb::ShardRoute {
-    pb::ShardRoute {
-        shard_id: shard.id.0,
-        version: shard.version.0,
-        leader: shard.leader().map(|l| address(state, l)),
-        followers: shard.followers().map(|f| address(state, f)).collect(),
-    }
-}
-
-fn route_of(state: &ClusterState, table: &Table) -> pb::TableRoute {
-    pb::TableRoute {
-        table_id: table.id.0,
-        catalog: table.name.catalog.clone(),
-        schema: table.name.schema.clone(),
-        table: table.name.table.clone(),
-        partitions: table
-            .partitions
-            .iter()
-            .map(|p| pb::PartitionRoute {
-                index: p.index,
-                shard: state
-                    .shards
-                    .get(&p.shard)
-                    .map(|s| shard_route(state, &s.shard)),
-            })
-            .collect(),
     }
 }

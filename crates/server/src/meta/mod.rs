@@ -1,18 +1,19 @@
 //! Metadata: the clusters this Meridian manages, loaded from the store at start.
 
+pub mod catalog;
 pub mod cluster;
 pub mod copysets;
 pub mod lease;
+mod procedure;
 mod reconcile;
-mod reshard;
+mod revision;
+mod routes;
 pub mod session;
 
-pub use cluster::{
-    Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo, DEFAULT_CATALOG,
-    DEFAULT_SCHEMA,
-};
+pub use catalog::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+pub use cluster::{Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo};
 use meridian_scheduler::LeaseBook;
-pub use reshard::ReshardOutcome;
+pub use procedure::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 
 use crate::error::{Result, ServerError};
@@ -102,9 +103,13 @@ impl Meta {
             meta.clusters.write().insert(config.name, cluster);
         }
         for cluster in meta.clusters() {
+            let written = cluster.ensure_revision_keys().await?;
+            if written > 0 {
+                tracing::info!(cluster = %cluster.id, written, "wrote missing revision keys");
+            }
             let resumed = cluster.resume_procedures().await?;
             if resumed > 0 {
-                tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted creates");
+                tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted procedures");
             }
         }
         if meta.cluster(DEFAULT_CLUSTER).is_err() {

@@ -1,0 +1,182 @@
+//! The catalog: schemas and tables as clients see them, and where new partitions go.
+//!
+//! Changes to tables (create, drop, rename) are procedures, in [`super::procedure`]; this
+//! module holds the reads and the schema writes, which touch no node.
+
+use super::cluster::{encode, Cluster, ClusterState};
+use crate::error::{Result, ServerError};
+use meridian_model::{ClusterId, NodeState, ShardId, Table, TableName};
+use meridian_proto as pb;
+use meridian_store::{keys, Txn, WriteOp};
+use std::collections::HashSet;
+
+/// Default catalog and schema, created with every cluster.
+pub const DEFAULT_CATALOG: &str = "default";
+/// See [`DEFAULT_CATALOG`].
+pub const DEFAULT_SCHEMA: &str = "public";
+
+impl Cluster {
+    /// Creates the default catalog and schema if missing.
+    pub async fn ensure_default_schema(&self) -> Result<()> {
+        self.create_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates a schema (and its catalog implicitly). Returns whether it was created.
+    pub async fn create_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        meridian_model::validate_name("catalog", catalog)?;
+        meridian_model::validate_name("schema", schema)?;
+        let pair = (catalog.to_string(), schema.to_string());
+        if self.state.read().schemas.contains(&pair) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(ServerError::AlreadyExists(format!(
+                    "schema {catalog}.{schema} already exists"
+                )))
+            };
+        }
+        let key = keys::schema(self.id, catalog, schema);
+        let txn = Txn::new()
+            .when_absent(key.clone())
+            .then(WriteOp::put(key, encode(&pair)?));
+        let created = self.store.txn(txn).await?.succeeded;
+        self.state.write().schemas.insert(pair);
+        if !created && !if_not_exists {
+            return Err(ServerError::AlreadyExists(format!(
+                "schema {catalog}.{schema} already exists"
+            )));
+        }
+        Ok(created)
+    }
+
+    /// Schemas of a catalog.
+    pub fn list_schemas(&self, catalog: &str) -> Vec<String> {
+        self.state
+            .read()
+            .schemas
+            .iter()
+            .filter(|(c, _)| c == catalog)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    pub(super) fn check_schema(&self, name: &TableName) -> Result<()> {
+        if self
+            .state
+            .read()
+            .schemas
+            .contains(&(name.catalog.clone(), name.schema.clone()))
+        {
+            Ok(())
+        } else {
+            Err(ServerError::NotFound(format!(
+                "schema {}.{} not found",
+                name.catalog, name.schema
+            )))
+        }
+    }
+
+    /// A table by name.
+    pub fn get_table(&self, name: &TableName) -> Option<Table> {
+        let state = self.state.read();
+        state
+            .table_by_name
+            .get(name)
+            .and_then(|id| state.tables.get(id))
+            .cloned()
+    }
+
+    /// Tables of a schema (or all, when both are empty), ordered by name.
+    pub fn list_tables(&self, catalog: &str, schema: &str) -> Vec<Table> {
+        let state = self.state.read();
+        let mut tables: Vec<Table> = state
+            .tables
+            .values()
+            .filter(|t| {
+                (catalog.is_empty() || t.name.catalog == catalog)
+                    && (schema.is_empty() || t.name.schema == schema)
+            })
+            .cloned()
+            .collect();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        tables
+    }
+
+    /// Number of tables.
+    pub fn table_count(&self) -> usize {
+        self.state.read().tables.len()
+    }
+}
+
+/// The instruction to drop partition `partition` of `t` from its shard.
+pub(super) fn drop_partition(t: &Table, partition: u32) -> pb::instruction::Kind {
+    pb::instruction::Kind::DropTable(pb::DropTableOnShard {
+        table: Some(table_on_shard(t, partition)),
+    })
+}
+
+/// Every schema of every catalog of a cluster.
+pub(super) fn all_schemas_prefix(id: ClusterId) -> Vec<u8> {
+    let mut prefix = keys::cluster_prefix(id);
+    prefix.extend_from_slice(b"schemas/");
+    prefix
+}
+
+pub(super) fn table_on_shard(t: &Table, partition: u32) -> pb::TableOnShard {
+    pb::TableOnShard {
+        table_id: t.id.0,
+        catalog: t.name.catalog.clone(),
+        schema: t.name.schema.clone(),
+        table: t.name.table.clone(),
+        partition,
+    }
+}
+
+/// Picks `count` shards for a new table's partitions: fewest partitions (counting creates
+/// in flight), then least write load; only shards whose leader is online and that no merge
+/// is taking away (`excluded`). Partitions of
+/// one table go to distinct shards while there are enough.
+pub(super) fn pick_shards(
+    state: &ClusterState,
+    count: usize,
+    excluded: &HashSet<ShardId>,
+) -> Option<Vec<ShardId>> {
+    let mut candidates: Vec<(usize, u64, ShardId)> = state
+        .shards
+        .values()
+        .filter(|e| !excluded.contains(&e.shard.id))
+        .filter_map(|e| {
+            let leader = e.shard.leader()?;
+            let node = state.nodes.get(&leader)?;
+            if node.state != NodeState::Online {
+                return None;
+            }
+            let load = node
+                .reports
+                .get(&e.shard.id)
+                .map(|r| (r.stats.write_units_per_sec + r.stats.read_units_per_sec) as u64)
+                .unwrap_or(0);
+            Some((e.partitions.len() + e.reserved as usize, load, e.shard.id))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let mut picked = Vec::with_capacity(count);
+    while picked.len() < count {
+        candidates.sort_unstable();
+        let take = (count - picked.len()).min(candidates.len());
+        for c in candidates.iter_mut().take(take) {
+            picked.push(c.2);
+            c.0 += 1;
+        }
+    }
+    Some(picked)
+}
