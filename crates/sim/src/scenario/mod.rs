@@ -14,11 +14,17 @@
 //! | `rolling-restart-graceful` | the same, each node's leaders evicted first: transfers only |
 //! | `drain` | one node drained: emptied, leaders first |
 //! | `copyset-loss` | no clock: data-loss probability of random vs copyset placement |
+//! | `partition` | nodes cut off from Meridian in turn: never two writers, quick recovery |
+//! | `stall` | node processes stopped for 1-10 s in turn: the same |
+//! | `lossy` | partitions and stalls over links losing 5% of messages: the same |
 
 mod copyset_loss;
 mod expansion;
 mod failures;
+mod faults;
 mod hot;
+mod lease;
+mod net;
 mod world;
 
 use meridian_scheduler::{OperatorKind, SchedulerError, Spread};
@@ -190,6 +196,9 @@ pub fn scenario_names() -> &'static [&'static str] {
         "rolling-restart-graceful",
         "drain",
         "copyset-loss",
+        "partition",
+        "stall",
+        "lossy",
     ]
 }
 
@@ -205,6 +214,9 @@ pub fn run_scenario(name: &str, opts: &ScenarioOptions) -> Result<ScenarioReport
         "rolling-restart-graceful" => failures::rolling_restart_graceful(opts),
         "drain" => expansion::drain(opts),
         "copyset-loss" => copyset_loss::copyset_loss(opts),
+        "partition" => faults::partition(opts),
+        "stall" => faults::stall(opts),
+        "lossy" => faults::lossy(opts),
         _ => Err(SimError::UnknownScenario(name.to_string())),
     }?;
     report.wall_ms = started.elapsed().as_millis() as u64;
