@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  heartbeats ──> liveness::LivenessTracker ──> NodeState per node ─┐
-//!  shard reports ──> view::ReportBook ──> in-sync followers, load ──┤
+//!  shard reports ──> view::ReportBook ──> in-sync followers, log positions, load ──┤
 //!  routes (current Shard metadata) ─────────────────────────────────┴─> view::ClusterView
 //!                                                                           │
 //!  schedulers::SchedulerSet (failover, repair, evict, drain, hot, balance) <┘
@@ -51,8 +51,10 @@ pub use placement::{
 };
 pub use reconcile::{reconcile_node, ReconcileContext};
 pub use schedulers::{
-    BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
-    FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,
-    SchedulerSet, SchedulerStatus,
+    force_promote, waiting_shards, BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler,
+    EvictLeaderScheduler, FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler,
+    SchedulerConfig, SchedulerSet, SchedulerStatus, WaitingShard,
 };
-pub use view::{ClusterView, NodeView, ReportBook, ShardView, Spread};
+pub use view::{
+    replica_progress, ClusterView, CommittedMark, NodeView, ReportBook, ShardView, Spread,
+};

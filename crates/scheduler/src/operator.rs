@@ -36,6 +36,9 @@ pub enum Priority {
 pub enum OperatorKind {
     /// The leader's node is offline: promote a follower or reopen the shard.
     Failover,
+    /// An admin promoted a follower that is not caught up (`ctl force-promote`), for a
+    /// shard that waited for an in-sync follower.
+    ForcedPromote,
     /// Too few live replicas, or one on a dead node: add a replica, drop the dead one.
     ReplicaRepair,
     /// Replicas share a failure domain although a free one exists.
@@ -60,7 +63,7 @@ impl OperatorKind {
     /// The priority every operator of this kind gets.
     pub fn priority(self) -> Priority {
         match self {
-            OperatorKind::Failover => Priority::Failover,
+            OperatorKind::Failover | OperatorKind::ForcedPromote => Priority::Failover,
             OperatorKind::ReplicaRepair => Priority::Repair,
             OperatorKind::DomainFix
             | OperatorKind::Drain
@@ -77,6 +80,7 @@ impl OperatorKind {
     pub fn name(self) -> &'static str {
         match self {
             OperatorKind::Failover => "failover",
+            OperatorKind::ForcedPromote => "forced_promote",
             OperatorKind::ReplicaRepair => "replica_repair",
             OperatorKind::DomainFix => "domain_fix",
             OperatorKind::Drain => "drain",

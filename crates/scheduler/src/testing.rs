@@ -43,6 +43,7 @@ pub struct ClusterBuilder {
     loads: Vec<(u32, f64)>,
     states: Vec<(NodeId, NodeState, u64)>,
     in_sync: bool,
+    shared_storage: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -67,6 +68,7 @@ impl ClusterBuilder {
             loads: Vec::new(),
             states: Vec::new(),
             in_sync: true,
+            shared_storage: false,
         }
     }
 
@@ -142,6 +144,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Whether the cluster keeps its data on shared storage (`ClusterConfig::shared_storage`).
+    pub fn shared_storage(mut self, on: bool) -> Self {
+        self.shared_storage = on;
+        self
+    }
+
     /// The configuration the view gets.
     pub fn config(&self) -> ClusterConfig {
         ClusterConfig {
@@ -150,6 +158,7 @@ impl ClusterBuilder {
             min_nodes: self.replication,
             isolation: self.isolation,
             placement: self.placement,
+            shared_storage: self.shared_storage,
             ..ClusterConfig::default_cluster()
         }
     }

@@ -57,6 +57,11 @@ fn copyset_loss_passes() {
 }
 
 #[test]
+fn lagging_follower_passes() {
+    passes("lagging-follower");
+}
+
+#[test]
 fn partition_passes() {
     passes("partition");
 }
@@ -100,6 +105,7 @@ fn every_scenario_has_a_test_above() {
             "rolling-restart-graceful",
             "drain",
             "copyset-loss",
+            "lagging-follower",
             "partition",
             "stall",
             "lossy"

@@ -7,7 +7,8 @@ mod reshard;
 pub mod session;
 
 pub use cluster::{
-    Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
+    Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo, DEFAULT_CATALOG,
+    DEFAULT_SCHEMA,
 };
 use meridian_scheduler::LeaseBook;
 pub use reshard::ReshardOutcome;

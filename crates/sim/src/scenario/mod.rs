@@ -13,6 +13,7 @@
 //! | `rolling-restart` | every node restarted in turn: short leaderless windows only |
 //! | `rolling-restart-graceful` | the same, each node's leaders evicted first: transfers only |
 //! | `drain` | one node drained: emptied, leaders first |
+//! | `lagging-follower` | a shard's only follower lags when its leader dies: failover waits, then promotes it once caught up |
 //! | `copyset-loss` | no clock: data-loss probability of random vs copyset placement |
 //! | `partition` | nodes cut off from Meridian in turn: never two writers, quick recovery |
 //! | `stall` | node processes stopped for 1-10 s in turn: the same |
@@ -23,6 +24,7 @@ mod expansion;
 mod failures;
 mod faults;
 mod hot;
+mod lagging;
 mod lease;
 mod net;
 mod world;
@@ -196,6 +198,7 @@ pub fn scenario_names() -> &'static [&'static str] {
         "rolling-restart-graceful",
         "drain",
         "copyset-loss",
+        "lagging-follower",
         "partition",
         "stall",
         "lossy",
@@ -214,6 +217,7 @@ pub fn run_scenario(name: &str, opts: &ScenarioOptions) -> Result<ScenarioReport
         "rolling-restart-graceful" => failures::rolling_restart_graceful(opts),
         "drain" => expansion::drain(opts),
         "copyset-loss" => copyset_loss::copyset_loss(opts),
+        "lagging-follower" => lagging::lagging_follower(opts),
         "partition" => faults::partition(opts),
         "stall" => faults::stall(opts),
         "lossy" => faults::lossy(opts),

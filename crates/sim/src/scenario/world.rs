@@ -11,6 +11,13 @@
 //! A shard is *available* while its route's leader node is alive and holds the shard as a
 //! Ready leader; every other moment counts as leaderless.
 //!
+//! Log positions: a Ready leader's log reaches `now + 1` (one position per simulated ms) at
+//! each of its heartbeats, and it reports that position applied and committed. A Ready
+//! follower, at each of its heartbeats, hears what the route's leader last reached (a dead
+//! leader's log stays where it was) and applies it, unless its node's replication is
+//! stalled ([`Sim::stall_replication`]): then it hears but does not apply, and falls
+//! behind until resumed. Followers thus lag by up to one heartbeat interval.
+//!
 //! Messages between nodes and Meridian cross a [`Network`] (delay, loss, partitions,
 //! stalls: `net`), and write leases are granted and held by the real rules (`lease`), with
 //! a two-writers audit after every event.
@@ -20,13 +27,13 @@ use super::net::{Drops, Fault, FaultKind, Msg, NetParams, Network};
 use super::{MoveStats, SimError};
 use meridian_model::OperatorId;
 use meridian_model::{
-    ClusterConfig, IsolationLevel, NodeId, NodeLabels, NodeState, PlacementMode, ReplicaRole,
-    Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
+    ClusterConfig, IsolationLevel, LogPosition, NodeId, NodeLabels, NodeState, PlacementMode,
+    ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use meridian_scheduler::{
     place_shards, reconcile_node, ClusterView, ControllerConfig, ControllerEvent, InstructionKind,
     LivenessConfig, LivenessTracker, NodeInstruction, NodeView, OperatorController, OperatorState,
-    ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step,
+    ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step, WaitingShard,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -92,6 +99,8 @@ struct Local {
     status: ShardStatus,
     /// Acknowledgements owed once the replica is Ready.
     owed: Vec<(OperatorId, ShardVersion)>,
+    /// Replication progress (see the module documentation); survives restarts.
+    log: LogPosition,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +113,8 @@ struct SimNode {
     draining: bool,
     /// The admin flag `Node::evict_leaders`: the view the tick builds carries it.
     evict_leaders: bool,
+    /// Its followers hear the leader's log but do not apply it (a slow disk).
+    replication_stalled: bool,
     replicas: BTreeMap<ShardId, Local>,
 }
 
@@ -264,6 +275,7 @@ impl Sim {
             isolation: params.isolation,
             placement: PlacementMode::Spread,
             config_fingerprint: String::new(),
+            shared_storage: false,
         };
         let nodes: Vec<SimNode> = (0..params.nodes)
             .map(|i| new_node(i, params.zones))
@@ -320,6 +332,7 @@ impl Sim {
                         role: r.role,
                         status: ShardStatus::Ready,
                         owed: Vec::new(),
+                        log: LogPosition::default(),
                     },
                 );
             }
@@ -614,6 +627,7 @@ impl Sim {
         if !n.alive || n.life != life {
             return;
         }
+        self.advance_logs(node);
         self.send_report(node);
         let next = self.now + self.params.liveness.heartbeat_interval_ms;
         self.push(next, Ev::Heartbeat { node, life });
@@ -644,7 +658,7 @@ impl Sim {
                 } else {
                     ShardStats::default()
                 },
-                log: Default::default(),
+                log: l.log,
                 leased: l.role == ReplicaRole::Leader
                     && leases.is_leased(node, shard, l.version, now),
             })
@@ -716,6 +730,44 @@ impl Sim {
 
     // ---- the nodes' side ----
 
+    /// Moves node `node`'s replicas' log positions forward (module documentation).
+    fn advance_logs(&mut self, node: usize) {
+        let now = self.now;
+        let stalled = self.nodes[node].replication_stalled;
+        let heard: Vec<(ShardId, u64)> = self.nodes[node]
+            .replicas
+            .iter()
+            .filter(|(_, l)| l.role == ReplicaRole::Follower && l.status == ShardStatus::Ready)
+            .filter_map(|(&shard, _)| {
+                let leader = self.routes.get(shard.0 as usize)?.leader()?;
+                let l = self
+                    .nodes
+                    .get(self.node_index(leader)?)?
+                    .replicas
+                    .get(&shard)?;
+                (l.role == ReplicaRole::Leader).then_some((shard, l.log.committed))
+            })
+            .collect();
+        let n = &mut self.nodes[node];
+        for (shard, l) in n.replicas.iter_mut() {
+            if l.status != ShardStatus::Ready {
+                continue;
+            }
+            if l.role == ReplicaRole::Leader {
+                let p = l.log.applied.max(now + 1);
+                l.log = LogPosition {
+                    applied: p,
+                    committed: p,
+                };
+            } else if let Some(&(_, c)) = heard.iter().find(|(s, _)| s == shard) {
+                l.log.committed = l.log.committed.max(c);
+                if !stalled {
+                    l.log.applied = l.log.applied.max(l.log.committed);
+                }
+            }
+        }
+    }
+
     fn deliver(&mut self, life: u64, instr: NodeInstruction) {
         let Some(node) = self.node_index(instr.node) else {
             return;
@@ -774,6 +826,7 @@ impl Sim {
                                 role,
                                 status: ShardStatus::Opening,
                                 owed: owed.into_iter().collect(),
+                                log: LogPosition::default(),
                             },
                         );
                         opening = true;
@@ -967,6 +1020,25 @@ impl Sim {
         ids
     }
 
+    /// Stalls or resumes the replication of node `id`'s followers: while stalled they hear
+    /// the leader's log but apply nothing (see the module documentation).
+    pub fn stall_replication(&mut self, id: NodeId, on: bool) {
+        if let Some(i) = self.node_index(id) {
+            self.nodes[i].replication_stalled = on;
+        }
+    }
+
+    /// Shards whose leader is down and that wait for an in-sync follower: the failover
+    /// scheduler's own decision on the current view.
+    pub fn waiting(&self) -> Vec<WaitingShard> {
+        meridian_scheduler::waiting_shards(&self.view(), &self.params.scheduler)
+    }
+
+    /// Whether a shard has an available leader right now.
+    pub fn is_available(&self, shard: ShardId) -> bool {
+        self.available(shard)
+    }
+
     /// Marks a node draining.
     pub fn set_draining(&mut self, id: NodeId) {
         if let Some(i) = self.node_index(id) {
@@ -1079,6 +1151,7 @@ fn new_node(i: usize, zones: usize) -> SimNode {
         life: 0,
         draining: false,
         evict_leaders: false,
+        replication_stalled: false,
         replicas: BTreeMap::new(),
     }
 }
