@@ -18,6 +18,11 @@
 //!
 //! Placement of new shards (`placement`, `copyset`) is separate from scheduling: it runs
 //! once, when a cluster first reaches `min_nodes`, and when tables are created.
+//!
+//! Copyset mode: the family drawn at first placement is persisted by the caller, kept valid
+//! by `copyset::update_family` as nodes join, drain, die or leave, and handed to the
+//! schedulers through `ClusterView::with_copysets`, so repair, drain, balance (expansion)
+//! and hot-shard moves keep every replica set inside a copyset.
 
 #![warn(missing_docs)]
 
@@ -37,7 +42,10 @@ pub mod view;
 pub use controller::{
     ControllerConfig, ControllerEvent, OperatorController, OperatorLimits, Rejected, StepStart,
 };
-pub use copyset::{build_copysets, loss_probability, CopysetFamily, LossEstimate, LossModel};
+pub use copyset::{
+    build_copysets, loss_probability, update_family, CopysetFamily, FamilyUpdate, LossEstimate,
+    LossModel,
+};
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
 pub use lease::{LeaseBook, LeaseDenied, LeaseGrants};

@@ -43,6 +43,9 @@ pub enum OperatorKind {
     ReplicaRepair,
     /// Replicas share a failure domain although a free one exists.
     DomainFix,
+    /// Copyset mode: a shard's replica set left the copyset family (a repair that found no
+    /// fitting copyset); one replica moves per operator until it is inside one again.
+    CopysetFix,
     /// A draining node: move everything off it.
     Drain,
     /// A node whose leaders are evicted (before a planned restart): move its leaderships.
@@ -66,6 +69,7 @@ impl OperatorKind {
             OperatorKind::Failover | OperatorKind::ForcedPromote => Priority::Failover,
             OperatorKind::ReplicaRepair => Priority::Repair,
             OperatorKind::DomainFix
+            | OperatorKind::CopysetFix
             | OperatorKind::Drain
             | OperatorKind::EvictLeader
             | OperatorKind::Manual => Priority::Maintenance,
@@ -83,6 +87,7 @@ impl OperatorKind {
             OperatorKind::ForcedPromote => "forced_promote",
             OperatorKind::ReplicaRepair => "replica_repair",
             OperatorKind::DomainFix => "domain_fix",
+            OperatorKind::CopysetFix => "copyset_fix",
             OperatorKind::Drain => "drain",
             OperatorKind::EvictLeader => "evict_leader",
             OperatorKind::Manual => "manual",

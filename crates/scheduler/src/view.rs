@@ -6,15 +6,17 @@
 //! ([`ClusterView::with_operators`]) lets schedulers count replicas where they *will* be once
 //! those operators finish, so a tick never re-plans a move already under way.
 
+use crate::copyset::CopysetFamily;
 use crate::domain::{self, IsolationDomains};
 use crate::operator::{Operator, Priority};
 use meridian_model::{
     ClusterConfig, LogPosition, Node, NodeId, NodeLabels, NodeState, NodeStats, OperatorId,
-    ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
+    PlacementMode, ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A fast, deterministic hasher for integer ids (multiply-rotate, as in rustc's FxHash).
 /// Views are rebuilt every tick and looked up per replica, so SipHash showed up first in
@@ -266,6 +268,9 @@ pub struct ClusterView {
     ops: Vec<u32>,
     node_op_limit: Option<u32>,
     on_node: Vec<Vec<usize>>,
+    copysets: Option<Arc<CopysetFamily>>,
+    /// Copysets (indices into the family) holding each node.
+    copysets_of: IdMap<NodeId, Vec<u32>>,
 }
 
 impl ClusterView {
@@ -317,6 +322,8 @@ impl ClusterView {
             ops: vec![0; n],
             node_op_limit: None,
             on_node,
+            copysets: None,
+            copysets_of: IdMap::default(),
         };
         view.count(&IdMap::default());
         view
@@ -354,6 +361,90 @@ impl ClusterView {
         self.node_op_limit = per_node_limit;
         self.count(&projected);
         self
+    }
+
+    /// Adds the cluster's persisted copyset family. In copyset mode every scheduler then
+    /// keeps replica sets inside copysets of `family` (repair, drain and failover choose
+    /// targets that complete a copyset, balance moves only within one, repair moves a shard
+    /// that left its copyset back step by step). Ignored in spread mode or with `None`.
+    pub fn with_copysets(mut self, family: Option<Arc<CopysetFamily>>) -> Self {
+        self.copysets_of.clear();
+        self.copysets = None;
+        if !matches!(self.config.placement, PlacementMode::Copyset { .. }) {
+            return self;
+        }
+        let Some(family) = family else {
+            return self;
+        };
+        for (i, set) in family.sets().iter().enumerate() {
+            for &n in set {
+                self.copysets_of.entry(n).or_default().push(i as u32);
+            }
+        }
+        self.copysets = Some(family);
+        self
+    }
+
+    /// The copyset family the schedulers keep shards in (copyset mode only).
+    pub fn copysets(&self) -> Option<&Arc<CopysetFamily>> {
+        self.copysets.as_ref()
+    }
+
+    /// The copysets (as slices of the family) that hold `node`.
+    pub(crate) fn copysets_with(&self, node: NodeId) -> impl Iterator<Item = &[NodeId]> + '_ {
+        let sets = self.copysets.as_ref().map(|f| f.sets()).unwrap_or_default();
+        self.copysets_of
+            .get(&node)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(move |&i| sets.get(i as usize).map(Vec::as_slice))
+    }
+
+    /// Whether `nodes` lie inside one copyset of the family; always true without a family
+    /// (spread mode) and for the empty set.
+    pub fn inside_copyset(&self, nodes: &[NodeId]) -> bool {
+        if self.copysets.is_none() {
+            return true;
+        }
+        let Some(&first) = nodes.first() else {
+            return true;
+        };
+        self.copysets_with(first)
+            .any(|set| nodes.iter().all(|n| set.contains(n)))
+    }
+
+    /// Whether `shard`'s replica set, after replacing `remove` by `add`, lies inside a
+    /// copyset (true without a family).
+    pub fn inside_copyset_after(&self, shard: &Shard, remove: &[NodeId], add: NodeId) -> bool {
+        if self.copysets.is_none() {
+            return true;
+        }
+        let nodes: Vec<NodeId> = shard
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .filter(|n| !remove.contains(n))
+            .chain(std::iter::once(add))
+            .collect();
+        self.inside_copyset(&nodes)
+    }
+
+    /// Shards whose replica set lies in no copyset of the family (0 without one): the
+    /// open degradation of copyset mode, as [`ClusterView::domain_violations`] is of
+    /// isolation. Repair after a loss with no fitting copyset, or a move in progress (RF + 1
+    /// replicas for a moment), counts here until the shard is back inside one.
+    pub fn copyset_violations(&self) -> u32 {
+        if self.copysets.is_none() {
+            return 0;
+        }
+        self.shards
+            .iter()
+            .filter(|sv| {
+                let nodes: Vec<NodeId> = sv.shard.replicas.iter().map(|r| r.node).collect();
+                !self.inside_copyset(&nodes)
+            })
+            .count() as u32
     }
 
     /// [`ClusterView::with_operators`] with the controller's running operators and per-node
@@ -525,6 +616,12 @@ impl ClusterView {
             (s.shard.id, s.shard.version, s.in_sync.len()).hash(&mut h);
         }
         self.ops.hash(&mut h);
+        // A new family (expansion, removal) opens new moves: the server and the simulator
+        // replace the `Arc` on every change, so its address and size identify it.
+        self.copysets
+            .as_ref()
+            .map(|f| (Arc::as_ptr(f) as usize, f.len()))
+            .hash(&mut h);
         let mut busy: Vec<_> = self.busy.keys().collect();
         busy.sort();
         busy.hash(&mut h);

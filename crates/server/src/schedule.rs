@@ -187,6 +187,16 @@ impl Scheduling {
         let now = self.meta.now_ms();
         let started = std::time::Instant::now();
         let state = self.cluster_state(cluster.id);
+        if cluster.copysets().is_some() {
+            let nodes = {
+                let s = state.lock();
+                cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0))
+            };
+            let delay = self.schedulers.repair_delay_ms;
+            if let Err(e) = cluster.sync_copysets(&nodes, now, delay).await {
+                tracing::warn!(cluster = %cluster.id, "updating the copyset family: {e}");
+            }
+        }
         let events = {
             let mut s = state.lock();
             let s = &mut *s;
@@ -290,7 +300,9 @@ impl Scheduling {
     fn full_pass(&self, cluster: &Cluster, s: &mut ClusterScheduling, now: u64) {
         let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
         let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
+            .with_copysets(cluster.copysets())
             .with_controller(&s.controller);
+        cluster.report_copyset_violations(&view);
         // Invariant 4: placement may degrade when domains are too few, but never
         // silently.
         let violations = view.domain_violations();

@@ -231,4 +231,6 @@ impl SchedulerSet {
 }
 
 #[cfg(test)]
+mod copyset_tests;
+#[cfg(test)]
 mod tests;

@@ -94,6 +94,8 @@ pub struct Cluster {
     instruction_timeout: Duration,
     /// Who holds each shard's write lease, and until when.
     pub(super) leases: parking_lot::Mutex<LeaseBook>,
+    /// The copyset family (copyset mode): see `meta::copysets`.
+    pub(super) copyset_family: super::copysets::ClusterCopysets,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -237,6 +239,9 @@ impl Cluster {
             state.tables.insert(table.id, table);
         }
         let (routes, _) = broadcast::channel(4096);
+        let copyset_family =
+            super::copysets::load(&store, id, &config, state.shards.values().map(|e| &e.shard))
+                .await?;
         Ok(Arc::new(Self {
             id,
             config: RwLock::new(config),
@@ -249,6 +254,7 @@ impl Cluster {
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
             leases: parking_lot::Mutex::new(leases),
+            copyset_family,
         }))
     }
 
@@ -782,7 +788,9 @@ impl Cluster {
         for shard in &placement.shards {
             ops.push(WriteOp::put(keys::shard(self.id, shard.id), encode(shard)?));
         }
+        ops.extend(self.copyset_ops(placement.copysets.as_ref())?);
         self.store.batch(ops).await?;
+        self.copysets_placed(placement.copysets.clone());
         {
             let mut state = self.state.write();
             for shard in &placement.shards {

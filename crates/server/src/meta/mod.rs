@@ -1,6 +1,7 @@
 //! Metadata: the clusters this Meridian manages, loaded from the store at start.
 
 pub mod cluster;
+pub mod copysets;
 pub mod lease;
 mod reconcile;
 mod reshard;

@@ -31,14 +31,16 @@ use meridian_model::{
     ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use meridian_scheduler::{
-    place_shards, reconcile_node, ClusterView, ControllerConfig, ControllerEvent, InstructionKind,
-    LivenessConfig, LivenessTracker, NodeInstruction, NodeView, OperatorController, OperatorState,
-    ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step, WaitingShard,
+    place_shards, reconcile_node, update_family, ClusterView, ControllerConfig, ControllerEvent,
+    CopysetFamily, InstructionKind, LivenessConfig, LivenessTracker, NodeInstruction, NodeView,
+    OperatorController, OperatorState, ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet,
+    ShardView, Step, WaitingShard,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 /// Everything that shapes one simulated cluster.
 #[derive(Debug, Clone)]
@@ -48,6 +50,12 @@ pub(crate) struct SimParams {
     pub shards: u32,
     pub replication: u32,
     pub isolation: IsolationLevel,
+    /// Spread or copyset placement.
+    pub placement: PlacementMode,
+    /// Copyset mode: keep the family first placement drew, updated as the server updates
+    /// it, and hand it to the schedulers (false: they never see it, as before copysets were
+    /// persisted; the baseline `copyset-loss` compares against).
+    pub keep_copysets: bool,
     pub seed: u64,
     /// Meridian's scheduling tick.
     pub tick_ms: u64,
@@ -72,6 +80,8 @@ impl SimParams {
             shards,
             replication: 3,
             isolation: IsolationLevel::Zone,
+            placement: PlacementMode::Spread,
+            keep_copysets: true,
             seed,
             tick_ms: 100,
             latency_ms: (5, 50),
@@ -256,6 +266,11 @@ pub(crate) struct Sim {
     catch_up: Vec<u64>,
     pub schedulers: SchedulerSet,
     pub controller: OperatorController,
+    /// The copyset family the schedulers keep shards in (copyset mode with
+    /// `keep_copysets`), updated every tick by the server's rule.
+    copysets: Option<Arc<CopysetFamily>>,
+    /// The family first placement drew (copyset mode), kept or not.
+    placed_copysets: Option<Arc<CopysetFamily>>,
     avail: Vec<Avail>,
     pub moves: MoveStats,
     net: Network<Ev>,
@@ -273,7 +288,7 @@ impl Sim {
             replication_factor: params.replication,
             min_nodes: params.replication,
             isolation: params.isolation,
-            placement: PlacementMode::Spread,
+            placement: params.placement,
             config_fingerprint: String::new(),
             shared_storage: false,
         };
@@ -307,6 +322,12 @@ impl Sim {
             liveness: LivenessTracker::new(params.liveness, 0),
             schedulers: SchedulerSet::new(params.scheduler),
             controller: OperatorController::new(params.controller),
+            copysets: placement
+                .copysets
+                .clone()
+                .filter(|_| params.keep_copysets)
+                .map(Arc::new),
+            placed_copysets: placement.copysets.map(Arc::new),
             avail: vec![Avail::default(); params.shards as usize],
             params,
             now: 0,
@@ -500,8 +521,22 @@ impl Sim {
 
     /// The scheduler's view, exactly as the tick builds it.
     pub fn view(&self) -> ClusterView {
-        let nodes = self
-            .nodes
+        let nodes = self.node_views();
+        let shards = self
+            .routes
+            .iter()
+            .map(|s| self.book.shard_view(s.clone(), 0))
+            .collect::<Vec<ShardView>>();
+        ClusterView::new(self.config.clone(), nodes, shards)
+            .with_copysets(self.copysets.clone())
+            .with_operators(
+                self.controller.running(),
+                Some(self.params.controller.limits.per_node),
+            )
+    }
+
+    fn node_views(&self) -> Vec<NodeView> {
+        self.nodes
             .iter()
             .map(|n| NodeView {
                 id: n.id,
@@ -513,16 +548,7 @@ impl Sim {
                 evict_leaders: n.evict_leaders,
                 stats: Default::default(),
             })
-            .collect();
-        let shards = self
-            .routes
-            .iter()
-            .map(|s| self.book.shard_view(s.clone(), 0))
-            .collect::<Vec<ShardView>>();
-        ClusterView::new(self.config.clone(), nodes, shards).with_operators(
-            self.controller.running(),
-            Some(self.params.controller.limits.per_node),
-        )
+            .collect()
     }
 
     fn meridian_tick(&mut self) {
@@ -537,6 +563,7 @@ impl Sim {
         for (i, n) in self.nodes.iter().enumerate() {
             self.leases.publish(i, self.liveness.state(n.id));
         }
+        self.sync_copysets();
         let view = self.view();
         for op in self.schedulers.schedule(&view, now) {
             match self.controller.try_add(op) {
@@ -569,6 +596,35 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// What the server's `Cluster::sync_copysets` does each tick: the family follows nodes
+    /// that joined, drained, died past the repair delay or left.
+    fn sync_copysets(&mut self) {
+        let Some(family) = &self.copysets else {
+            return;
+        };
+        if let Some(u) = update_family(
+            family,
+            &self.node_views(),
+            self.params.replication as usize,
+            self.params.isolation,
+            self.now,
+            self.params.scheduler.repair_delay_ms,
+            self.params.seed ^ self.now,
+        ) {
+            self.copysets = Some(Arc::new(u.family));
+        }
+    }
+
+    /// The copyset family the schedulers use now (copyset mode with `keep_copysets`).
+    pub fn copysets(&self) -> Option<&Arc<CopysetFamily>> {
+        self.copysets.as_ref()
+    }
+
+    /// The family first placement drew (copyset mode), whether the schedulers see it or not.
+    pub fn placed_copysets(&self) -> Option<&Arc<CopysetFamily>> {
+        self.placed_copysets.as_ref()
     }
 
     fn send(&mut self, instr: NodeInstruction) {
