@@ -24,7 +24,9 @@
 //!   nobody else granted S before r0 + lease + margin   (Meridian clock)
 //! ```
 
-use meridian_model::{NodeId, ReplicaRole, ShardId, ShardReport, ShardStatus, ShardVersion};
+use meridian_model::{
+    NodeId, NodeState, ReplicaRole, Shard, ShardId, ShardReport, ShardStatus, ShardVersion,
+};
 use std::collections::{BTreeSet, HashMap};
 
 /// The current holder of one shard's lease.
@@ -52,6 +54,15 @@ pub enum LeaseDenied {
         /// Fresh grants resume at this time.
         until_ms: u64,
     },
+}
+
+/// What [`LeaseBook::grant_for_report`] decided for one report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseGrants {
+    /// Shards (at the version reported) whose lease the ack grants.
+    pub granted: Vec<(ShardId, ShardVersion)>,
+    /// Shards the metadata lets the node lead but whose lease the book refused.
+    pub denied: Vec<(ShardId, LeaseDenied)>,
 }
 
 /// Every shard's lease holder in one cluster.
@@ -184,6 +195,46 @@ impl LeaseBook {
         }
     }
 
+    /// The leases to grant in the ack of one report that `node` sent in `session`, received
+    /// at `now_ms`: first releases what the report shows the node gave up, then, if the
+    /// node is known and not Offline (`state`, as Meridian last published it), grants each
+    /// shard it reports leading, Ready, at exactly the version the metadata (`shard`) names
+    /// with it as leader, if the book lets it. The server's heartbeat ack and the simulator
+    /// both grant through this one function.
+    pub fn grant_for_report<'a>(
+        &mut self,
+        node: NodeId,
+        session: u64,
+        state: Option<NodeState>,
+        reports: &[ShardReport],
+        shard: impl Fn(ShardId) -> Option<&'a Shard>,
+        now_ms: u64,
+    ) -> LeaseGrants {
+        self.observe_report(node, session, reports);
+        let mut out = LeaseGrants::default();
+        // Suspect is a warning (a late heartbeat), cleared by this very heartbeat; Offline
+        // means its leaderships may already be moving.
+        if !matches!(state, Some(NodeState::Online | NodeState::Suspect)) {
+            return out;
+        }
+        for r in reports {
+            if r.role != ReplicaRole::Leader || r.status != ShardStatus::Ready {
+                continue;
+            }
+            let Some(meta) = shard(r.shard) else {
+                continue;
+            };
+            if meta.leader() != Some(node) || meta.version != r.version {
+                continue;
+            }
+            match self.try_grant(r.shard, node, session, r.version, r.leased, now_ms) {
+                Ok(()) => out.granted.push((r.shard, r.version)),
+                Err(denied) => out.denied.push((r.shard, denied)),
+            }
+        }
+        out
+    }
+
     /// Until when (Meridian ms) the lease of `shard` may still be held, and by whom.
     pub fn held_until(&self, shard: ShardId) -> Option<(NodeId, u64)> {
         self.holders
@@ -267,6 +318,87 @@ mod tests {
             .unwrap();
         b.observe_report(NodeId(3), 5, &[]);
         assert!(b.held_until(S).is_none());
+    }
+
+    #[test]
+    fn a_report_is_granted_only_what_the_metadata_names_it_leader_of_while_not_offline() {
+        use meridian_model::Replica;
+        let mut b = book();
+        let meta = |leader: u64, version: u64| Shard {
+            id: S,
+            version: ShardVersion(version),
+            replicas: vec![
+                Replica {
+                    node: NodeId(leader),
+                    role: ReplicaRole::Leader,
+                },
+                Replica {
+                    node: NodeId(9),
+                    role: ReplicaRole::Follower,
+                },
+            ],
+        };
+        let report = |role, version| ShardReport {
+            shard: S,
+            version: ShardVersion(version),
+            role,
+            status: ShardStatus::Ready,
+            stats: Default::default(),
+            log: Default::default(),
+            leased: false,
+        };
+        let leads = [report(ReplicaRole::Leader, 3)];
+        let m = meta(1, 3);
+        let grant = |b: &mut LeaseBook, node, state, reports: &[ShardReport], m: &Shard, now| {
+            b.grant_for_report(NodeId(node), 1, state, reports, |_| Some(m), now)
+        };
+        // Offline, or unknown: nothing, whatever the metadata says.
+        assert!(
+            grant(&mut b, 1, Some(NodeState::Offline), &leads, &m, 10_000)
+                .granted
+                .is_empty()
+        );
+        assert!(grant(&mut b, 1, None, &leads, &m, 10_000)
+            .granted
+            .is_empty());
+        // The metadata names it leader at another version, or names another node: nothing.
+        assert!(grant(
+            &mut b,
+            1,
+            Some(NodeState::Online),
+            &leads,
+            &meta(1, 4),
+            10_000
+        )
+        .granted
+        .is_empty());
+        assert!(grant(
+            &mut b,
+            1,
+            Some(NodeState::Online),
+            &leads,
+            &meta(2, 3),
+            10_000
+        )
+        .granted
+        .is_empty());
+        // A follower's report: nothing.
+        let follows = [report(ReplicaRole::Follower, 3)];
+        assert!(
+            grant(&mut b, 1, Some(NodeState::Online), &follows, &m, 10_000)
+                .granted
+                .is_empty()
+        );
+        let g = grant(&mut b, 1, Some(NodeState::Suspect), &leads, &m, 10_000);
+        assert_eq!(g.granted, vec![(S, V)]);
+        // The metadata moved the shard to node 2: refused by the book until node 1's hold ran out.
+        let m2 = meta(2, 4);
+        let leads2 = [report(ReplicaRole::Leader, 4)];
+        let g = grant(&mut b, 2, Some(NodeState::Online), &leads2, &m2, 11_000);
+        assert!(g.granted.is_empty());
+        assert_eq!(g.denied.len(), 1);
+        let g = grant(&mut b, 2, Some(NodeState::Online), &leads2, &m2, 12_500);
+        assert_eq!(g.granted, vec![(S, ShardVersion(4))]);
     }
 
     #[test]

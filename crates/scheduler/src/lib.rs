@@ -48,7 +48,7 @@ pub use copyset::{
 };
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
-pub use lease::{LeaseBook, LeaseDenied};
+pub use lease::{LeaseBook, LeaseDenied, LeaseGrants};
 pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
 pub use operator::{
     reconcile, reconcile_missing, InstructionKind, NodeInstruction, Operator, OperatorKind,

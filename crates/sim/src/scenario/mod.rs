@@ -15,12 +15,18 @@
 //! | `drain` | one node drained: emptied, leaders first |
 //! | `lagging-follower` | a shard's only follower lags when its leader dies: failover waits, then promotes it once caught up |
 //! | `copyset-loss` | no clock: data-loss probability of random vs copyset placement |
+//! | `partition` | nodes cut off from Meridian in turn: never two writers, quick recovery |
+//! | `stall` | node processes stopped for 1-10 s in turn: the same |
+//! | `lossy` | partitions and stalls over links losing 5% of messages: the same |
 
 mod copyset_loss;
 mod expansion;
 mod failures;
+mod faults;
 mod hot;
 mod lagging;
+mod lease;
+mod net;
 mod world;
 
 use meridian_scheduler::{OperatorKind, SchedulerError, Spread};
@@ -193,6 +199,9 @@ pub fn scenario_names() -> &'static [&'static str] {
         "drain",
         "copyset-loss",
         "lagging-follower",
+        "partition",
+        "stall",
+        "lossy",
     ]
 }
 
@@ -209,6 +218,9 @@ pub fn run_scenario(name: &str, opts: &ScenarioOptions) -> Result<ScenarioReport
         "drain" => expansion::drain(opts),
         "copyset-loss" => copyset_loss::copyset_loss(opts),
         "lagging-follower" => lagging::lagging_follower(opts),
+        "partition" => faults::partition(opts),
+        "stall" => faults::stall(opts),
+        "lossy" => faults::lossy(opts),
         _ => Err(SimError::UnknownScenario(name.to_string())),
     }?;
     report.wall_ms = started.elapsed().as_millis() as u64;

@@ -17,7 +17,13 @@
 //! leader's log stays where it was) and applies it, unless its node's replication is
 //! stalled ([`Sim::stall_replication`]): then it hears but does not apply, and falls
 //! behind until resumed. Followers thus lag by up to one heartbeat interval.
+//!
+//! Messages between nodes and Meridian cross a [`Network`] (delay, loss, partitions,
+//! stalls: `net`), and write leases are granted and held by the real rules (`lease`), with
+//! a two-writers audit after every event.
 
+use super::lease::Leases;
+use super::net::{Drops, Fault, FaultKind, Msg, NetParams, Network};
 use super::{MoveStats, SimError};
 use meridian_model::OperatorId;
 use meridian_model::{
@@ -62,6 +68,8 @@ pub(crate) struct SimParams {
     pub liveness: LivenessConfig,
     pub scheduler: SchedulerConfig,
     pub controller: ControllerConfig,
+    /// The links between nodes and Meridian (default: instant control messages, no loss).
+    pub net: NetParams,
 }
 
 impl SimParams {
@@ -82,6 +90,7 @@ impl SimParams {
             liveness: LivenessConfig::default(),
             scheduler: SchedulerConfig::default(),
             controller: ControllerConfig::default(),
+            net: NetParams::default(),
         }
     }
 
@@ -124,7 +133,8 @@ struct SimNode {
 struct SimReconcile<'a> {
     routes: &'a [Shard],
     controller: &'a OperatorController,
-    nodes: &'a [SimNode],
+    leases: &'a Leases,
+    now: u64,
 }
 
 impl ReconcileContext for SimReconcile<'_> {
@@ -137,14 +147,9 @@ impl ReconcileContext for SimReconcile<'_> {
     fn busy(&self, shard: ShardId) -> bool {
         self.controller.for_shard(shard).is_some()
     }
+    /// From the lease book, as the server answers it.
     fn other_leader(&self, shard: ShardId, node: NodeId) -> bool {
-        self.nodes.iter().any(|n| {
-            n.id != node
-                && n.alive
-                && n.replicas.get(&shard).is_some_and(|l| {
-                    l.role == ReplicaRole::Leader && l.status != ShardStatus::Closed
-                })
-        })
+        self.leases.other_leader(shard, node, self.now)
     }
 }
 
@@ -164,10 +169,40 @@ enum Ev {
         life: u64,
         shard: ShardId,
     },
-    Ack {
-        op: OperatorId,
+    /// An instruction's answer reaches Meridian.
+    Answer {
+        op: Option<OperatorId>,
         node: NodeId,
+        shard: ShardId,
         version: ShardVersion,
+        kind: InstructionKind,
+        session: u64,
+    },
+    /// A heartbeat reaches Meridian.
+    HeartbeatIn {
+        node: usize,
+        session: u64,
+        sent_at: u64,
+        reports: Vec<ShardReport>,
+    },
+    /// A heartbeat's ack reaches the node.
+    AckIn {
+        node: usize,
+        session: u64,
+        sent_at: u64,
+        grants: Vec<(ShardId, ShardVersion)>,
+    },
+    /// Leases a node took may have run out.
+    LeaseLapse {
+        node: usize,
+    },
+    /// A node's process stops.
+    StallStart {
+        node: usize,
+    },
+    /// A stopped node resumes and handles what waited.
+    Resume {
+        node: usize,
     },
 }
 
@@ -238,6 +273,8 @@ pub(crate) struct Sim {
     placed_copysets: Option<Arc<CopysetFamily>>,
     avail: Vec<Avail>,
     pub moves: MoveStats,
+    net: Network<Ev>,
+    leases: Leases,
 }
 
 impl Sim {
@@ -270,7 +307,18 @@ impl Sim {
         let catch_up = (0..params.shards)
             .map(|_| rng.random_range(params.catch_up_ms.0..=params.catch_up_ms.1))
             .collect();
+        let mut net = Network::new(params.net, params.seed);
+        let mut leases = Leases::new(
+            params.liveness.leader_lease_ms(),
+            params.liveness.lease_hold_ms(),
+            params.shards,
+        );
+        for _ in &nodes {
+            leases.add_node(net.add_node());
+        }
         let mut sim = Self {
+            net,
+            leases,
             liveness: LivenessTracker::new(params.liveness, 0),
             schedulers: SchedulerSet::new(params.scheduler),
             controller: OperatorController::new(params.controller),
@@ -297,6 +345,7 @@ impl Sim {
         for shard in &sim.routes {
             for r in &shard.replicas {
                 let idx = (r.node.0 - 1) as usize;
+                sim.leases.set_held(idx, shard.id, shard.version, r.role);
                 sim.nodes[idx].replicas.insert(
                     shard.id,
                     Local {
@@ -346,6 +395,7 @@ impl Sim {
             };
             self.now = s.at;
             self.handle(s.ev);
+            self.leases.audit(self.now, |i| NodeId(i as u64 + 1));
         }
         self.now = t;
     }
@@ -371,6 +421,21 @@ impl Sim {
     }
 
     fn handle(&mut self, ev: Ev) {
+        // A stopped node handles nothing until it resumes.
+        let at_node = match &ev {
+            Ev::Heartbeat { node, .. } | Ev::CaughtUp { node, .. } | Ev::AckIn { node, .. } => {
+                Some(*node)
+            }
+            Ev::Deliver { instr, .. } => self.node_index(instr.node),
+            _ => None,
+        };
+        let ev = match at_node {
+            Some(node) => match self.net.hold_if_stalled(node, self.now, ev) {
+                Some(ev) => ev,
+                None => return,
+            },
+            None => ev,
+        };
         match ev {
             Ev::Tick => {
                 self.meridian_tick();
@@ -380,10 +445,76 @@ impl Sim {
             Ev::Heartbeat { node, life } => self.heartbeat(node, life),
             Ev::Deliver { life, instr } => self.deliver(life, instr),
             Ev::CaughtUp { node, life, shard } => self.caught_up(node, life, shard),
-            Ev::Ack { op, node, version } => {
-                self.controller.on_instruction_acked(op, node, version);
+            Ev::Answer {
+                op,
+                node,
+                shard,
+                version,
+                kind,
+                session,
+            } => {
+                if self.node_index(node).map(|i| self.nodes[i].life) != Some(session) {
+                    // A replaced session's answers count for nothing.
+                    return;
+                }
+                if let Some(op) = op {
+                    self.controller.on_instruction_acked(op, node, version);
+                }
+                if matches!(kind, InstructionKind::Demote | InstructionKind::CloseShard) {
+                    // The node confirmed it no longer leads the shard (as `Cluster::execute`).
+                    self.leases.release(shard, node, session);
+                }
+            }
+            Ev::HeartbeatIn {
+                node,
+                session,
+                sent_at,
+                reports,
+            } => self.heartbeat_in(node, session, sent_at, reports),
+            Ev::AckIn {
+                node,
+                session,
+                sent_at,
+                grants,
+            } => {
+                let n = &self.nodes[node];
+                if !n.alive || n.life != session {
+                    return;
+                }
+                if let Some(lapse) = self.leases.on_ack(node, sent_at, &grants, self.now) {
+                    self.push(lapse.max(self.now), Ev::LeaseLapse { node });
+                }
+            }
+            Ev::LeaseLapse { node } => self.leases.lapse(node),
+            Ev::StallStart { node } => self.leases.set_stalled(node, true),
+            Ev::Resume { node } => {
+                self.leases.set_stalled(node, false);
+                for ev in self.net.take_inbox(node) {
+                    self.handle(ev);
+                    // Each waiting event is a step of its own for the audit.
+                    self.leases.audit(self.now, |i| NodeId(i as u64 + 1));
+                }
             }
         }
+    }
+
+    /// Schedules a fault (a partition or stall of one node).
+    pub fn inject(&mut self, fault: Fault) {
+        self.net.add_fault(fault);
+        if fault.kind == FaultKind::Stall {
+            self.push(fault.from_ms, Ev::StallStart { node: fault.node });
+            self.push(fault.until_ms, Ev::Resume { node: fault.node });
+        }
+    }
+
+    /// The leases, their book and the two-writers audit.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// Messages the network lost so far.
+    pub fn drops(&self) -> Drops {
+        self.net.drops
     }
 
     // ---- Meridian's side: the executor loop the server runs too ----
@@ -427,6 +558,10 @@ impl Sim {
                 self.book.forget_node(change.node);
                 self.controller.on_node_down(change.node, now);
             }
+        }
+        // What lease grants read until the next tick, as the server's `set_node_states`.
+        for (i, n) in self.nodes.iter().enumerate() {
+            self.leases.publish(i, self.liveness.state(n.id));
         }
         self.sync_copysets();
         let view = self.view();
@@ -501,8 +636,41 @@ impl Sim {
             return;
         }
         let life = self.nodes[node].life;
-        let at = self.now + self.latency();
-        self.push(at, Ev::Deliver { life, instr });
+        let latency = self.latency();
+        if let Some(at) = self.net.carry(node, Msg::Instruction, self.now, latency) {
+            self.push(at, Ev::Deliver { life, instr });
+        }
+    }
+
+    /// The node answers an instruction it applied (sent in session `life`).
+    fn answer(
+        &mut self,
+        node: usize,
+        life: u64,
+        op: Option<OperatorId>,
+        shard: ShardId,
+        version: ShardVersion,
+        kind: InstructionKind,
+    ) {
+        // Operators' answers keep the scenario's latency; reconcile answers are control
+        // messages.
+        let delay = match op {
+            Some(_) => self.latency(),
+            None => self.net.control_delay(),
+        };
+        if let Some(at) = self.net.carry(node, Msg::Answer, self.now, delay) {
+            self.push(
+                at,
+                Ev::Answer {
+                    op,
+                    node: self.nodes[node].id,
+                    shard,
+                    version,
+                    kind,
+                    session: life,
+                },
+            );
+        }
     }
 
     fn node_index(&self, id: NodeId) -> Option<usize> {
@@ -515,11 +683,19 @@ impl Sim {
         if !n.alive || n.life != life {
             return;
         }
-        let id = n.id;
-        let now = self.now;
-        self.liveness.on_heartbeat(id, now);
         self.advance_logs(node);
+        self.send_report(node);
+        let next = self.now + self.params.liveness.heartbeat_interval_ms;
+        self.push(next, Ev::Heartbeat { node, life });
+    }
+
+    /// The node sends its shard reports (on its heartbeat timer, or at once when it just
+    /// became a leader and needs its lease, as `NodeAgent` does).
+    fn send_report(&mut self, node: usize) {
         let n = &self.nodes[node];
+        let life = n.life;
+        let now = self.now;
+        let leases = &self.leases;
         let reports: Vec<ShardReport> = n
             .replicas
             .iter()
@@ -539,9 +715,35 @@ impl Sim {
                     ShardStats::default()
                 },
                 log: l.log,
-                leased: false,
+                leased: l.role == ReplicaRole::Leader
+                    && leases.is_leased(node, shard, l.version, now),
             })
             .collect();
+        let sent_at = self.leases.node_clock(node, now);
+        let delay = self.net.control_delay();
+        if let Some(at) = self.net.carry(node, Msg::Heartbeat, now, delay) {
+            self.push(
+                at,
+                Ev::HeartbeatIn {
+                    node,
+                    session: life,
+                    sent_at,
+                    reports,
+                },
+            );
+        }
+    }
+
+    /// Meridian handles a heartbeat as the server does: liveness, reports, the reconcile
+    /// path, then the ack with its lease grants.
+    fn heartbeat_in(&mut self, node: usize, session: u64, sent_at: u64, reports: Vec<ShardReport>) {
+        if self.nodes[node].life != session {
+            // A replaced session's stream counts for nothing.
+            return;
+        }
+        let id = self.nodes[node].id;
+        let now = self.now;
+        self.liveness.on_heartbeat(id, now);
         for r in &reports {
             self.book.on_report(id, r);
             self.controller.on_shard_report(id, r);
@@ -550,7 +752,8 @@ impl Sim {
         let ctx = SimReconcile {
             routes: &self.routes,
             controller: &self.controller,
-            nodes: &self.nodes,
+            leases: &self.leases,
+            now,
         };
         let placed = self.routes.iter().filter(|s| s.has_replica_on(id));
         let fixes = reconcile_node(id, &reports, placed, &ctx);
@@ -558,8 +761,27 @@ impl Sim {
             self.moves.reconciliations += 1;
             self.send(f);
         }
-        let next = now + self.params.liveness.heartbeat_interval_ms;
-        self.push(next, Ev::Heartbeat { node, life });
+        let routes = &self.routes;
+        let grants = self.leases.grant(
+            node,
+            id,
+            session,
+            &reports,
+            |s| routes.get(s.0 as usize),
+            now,
+        );
+        let delay = self.net.control_delay();
+        if let Some(at) = self.net.carry(node, Msg::Ack, now, delay) {
+            self.push(
+                at,
+                Ev::AckIn {
+                    node,
+                    session,
+                    sent_at,
+                    grants,
+                },
+            );
+        }
     }
 
     // ---- the nodes' side ----
@@ -624,12 +846,15 @@ impl Sim {
         match instr.kind {
             InstructionKind::CloseShard => {
                 n.replicas.remove(&instr.shard);
+                self.leases.remove(node, instr.shard);
                 ack_now = true;
             }
             InstructionKind::Demote => {
                 if let Some(l) = n.replicas.get_mut(&instr.shard) {
                     l.role = ReplicaRole::Follower;
                     l.version = instr.version;
+                    self.leases
+                        .set_held(node, instr.shard, instr.version, ReplicaRole::Follower);
                 }
                 ack_now = true;
             }
@@ -638,6 +863,7 @@ impl Sim {
                     InstructionKind::OpenShard { role } => role,
                     _ => ReplicaRole::Leader,
                 };
+                self.leases.set_held(node, instr.shard, instr.version, role);
                 match n.replicas.get_mut(&instr.shard) {
                     Some(l) => {
                         l.role = role;
@@ -674,17 +900,26 @@ impl Sim {
                 },
             );
         }
+        let leads = self.nodes[node]
+            .replicas
+            .get(&instr.shard)
+            .is_some_and(|l| l.role == ReplicaRole::Leader && l.status == ShardStatus::Ready);
+        if leads
+            && matches!(
+                instr.kind,
+                InstructionKind::Promote | InstructionKind::OpenShard { .. }
+            )
+        {
+            self.send_report(node);
+        }
         if ack_now {
-            if let Some((op, version)) = owed {
-                let at = now + self.latency();
-                self.push(
-                    at,
-                    Ev::Ack {
-                        op,
-                        node: instr.node,
-                        version,
-                    },
-                );
+            let demotes = matches!(
+                instr.kind,
+                InstructionKind::Demote | InstructionKind::CloseShard
+            );
+            if owed.is_some() || demotes {
+                let op = owed.map(|(op, _)| op);
+                self.answer(node, life, op, instr.shard, instr.version, instr.kind);
             }
         }
         self.refresh(instr.shard);
@@ -695,7 +930,6 @@ impl Sim {
         if !n.alive || n.life != life {
             return;
         }
-        let id = n.id;
         let Some(l) = n.replicas.get_mut(&shard) else {
             return;
         };
@@ -704,16 +938,13 @@ impl Sim {
         }
         l.status = ShardStatus::Ready;
         let owed = std::mem::take(&mut l.owed);
+        let kind = InstructionKind::OpenShard { role: l.role };
+        let leads = l.role == ReplicaRole::Leader;
+        if leads {
+            self.send_report(node);
+        }
         for (op, version) in owed {
-            let at = self.now + self.latency();
-            self.push(
-                at,
-                Ev::Ack {
-                    op,
-                    node: id,
-                    version,
-                },
-            );
+            self.answer(node, life, Some(op), shard, version, kind);
         }
         self.refresh(shard);
     }
@@ -764,6 +995,7 @@ impl Sim {
             }
         }
         self.moves = MoveStats::default();
+        self.leases.reset_measurements(now);
     }
 
     /// Leaderless time so far (open intervals counted up to now).
@@ -794,6 +1026,7 @@ impl Sim {
         };
         self.nodes[i].alive = false;
         self.nodes[i].life += 1;
+        self.leases.set_alive(i, false);
         let affected: Vec<ShardId> = self.nodes[i].replicas.keys().copied().collect();
         for s in affected {
             self.refresh(s);
@@ -819,6 +1052,8 @@ impl Sim {
         }
         n.replicas.retain(|_, l| l.status != ShardStatus::Closed);
         let life = n.life;
+        // A new process: no lease, registered (Online) in a new session.
+        self.leases.set_alive(i, true);
         let now = self.now;
         self.push(now, Ev::Heartbeat { node: i, life });
     }
@@ -833,6 +1068,8 @@ impl Sim {
             // Registered: Meridian knows it from now (its first heartbeat follows at once).
             self.liveness.track(node.id, self.now);
             self.nodes.push(node);
+            let drift = self.net.add_node();
+            self.leases.add_node(drift);
             let now = self.now;
             self.push(now, Ev::Heartbeat { node: i, life: 0 });
         }
