@@ -599,7 +599,12 @@ async fn shard_leaders(
 struct KillTimes {
     routed: Vec<Duration>,
     writable: Vec<Duration>,
+    /// Some shard was not writable within [`ROUND_LIMIT`]: the kill counts as that long.
+    timed_out: bool,
 }
+
+/// How long one kill may take before it is counted as this long and the bench moves on.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
 
 async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour) -> CmdResult {
     let t = target(&common).await?;
@@ -664,6 +669,7 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
     let http_client = reqwest::Client::new();
     let mut samples = Vec::new();
     let mut shards_per_kill = Vec::new();
+    let mut timed_out = Vec::new();
     for round in 0..rounds {
         let leaders = shard_leaders(&http_client, &http).await?;
         // The victim: the node leading the most shards.
@@ -695,31 +701,28 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
             .last_heartbeat_at
             .unwrap_or_else(Instant::now);
         victim.agent.kill();
-        let times = tokio::time::timeout(
-            Duration::from_secs(30),
-            await_writable(
-                &nodes,
-                victim_id,
-                &led,
-                last,
-                &mut watch,
-                &http_client,
-                &http,
-            ),
+        let times = await_writable(
+            &nodes,
+            victim_id,
+            &led,
+            last,
+            &mut watch,
+            &http_client,
+            &http,
         )
-        .await;
-        let times = match times {
-            Ok(Ok(times)) => times,
-            Ok(Err(e)) => return Err(format!("round {round}: {e}").into()),
-            Err(_) => {
-                return Err(format!(
-                    "round {round}: shards {led:?} of node {victim_id} not all writable on a new leader within 30 s"
-                )
-                .into())
-            }
+        .await
+        .map_err(|e| format!("round {round}: {e}"))?;
+        let took = if times.timed_out {
+            timed_out.push(round);
+            ROUND_LIMIT
+        } else {
+            times.writable.iter().max().copied().unwrap_or_default()
         };
-        let took = times.writable.iter().max().copied().unwrap_or_default();
-        let routed = times.routed.iter().max().copied().unwrap_or_default();
+        let routed = if times.routed.len() < led.len() {
+            ROUND_LIMIT
+        } else {
+            times.routed.iter().max().copied().unwrap_or_default()
+        };
         hist.record(took.as_micros() as u64)?;
         routed_hist.record(routed.as_micros() as u64)?;
         for w in &times.writable {
@@ -740,10 +743,11 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
     let value = json!({
         "bench": "failover", "cores": cores(), "nodes": n, "rounds": rounds,
         "neighbour_shards": neighbour.shards, "neighbour_nodes": neighbour_nodes,
-        "sample": "one per kill: from the victim's last heartbeat until every shard it led holds a write lease on the node its route names",
+        "sample": "one per kill: from the victim's last heartbeat until every shard it led holds a write lease on the node its route names (a kill not done within round_limit_ms counts as that long)",
         "samples": samples.len(),
         "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99), "max_ms": ms(&hist, 1.0),
         "samples_ms": samples, "shards_per_kill": shards_per_kill,
+        "timed_out_rounds": timed_out, "round_limit_ms": ROUND_LIMIT.as_millis() as u64,
         "per_shard_p50_ms": ms(&shard_hist, 0.5), "per_shard_p99_ms": ms(&shard_hist, 0.99),
         "routed_p50_ms": ms(&routed_hist, 0.5), "routed_p99_ms": ms(&routed_hist, 0.99),
     });
@@ -756,8 +760,8 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
         String::new()
     };
     let summary = format!(
-        "failover: {rounds} kills of the busiest leader among {n} nodes{beside}: p50 {:.0} ms, p99 {:.0} ms from the last heartbeat until every shard it led is writable on its new leader (routed: p50 {:.0} ms, p99 {:.0} ms); {} cores",
-        ms(&hist, 0.5), ms(&hist, 0.99), ms(&routed_hist, 0.5), ms(&routed_hist, 0.99), cores()
+        "failover: {rounds} kills of the busiest leader among {n} nodes{beside}: p50 {:.0} ms, p99 {:.0} ms from the last heartbeat until every shard it led is writable on its new leader (routed: p50 {:.0} ms, p99 {:.0} ms); {} kills timed out at {} s; {} cores",
+        ms(&hist, 0.5), ms(&hist, 0.99), ms(&routed_hist, 0.5), ms(&routed_hist, 0.99), timed_out.len(), ROUND_LIMIT.as_secs(), cores()
     );
     finish(common.json, summary, value)
 }
@@ -779,8 +783,54 @@ async fn await_writable(
     let mut writable_at: HashMap<u32, Duration> = HashMap::new();
     let mut poll = tokio::time::interval(Duration::from_millis(2));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+    // The watch can lag or miss a change under load; the shard list is read every 500 ms
+    // as well, and whichever spoke last names the leader.
+    let mut refresh = tokio::time::interval(Duration::from_millis(500));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while writable_at.len() < led.len() {
         tokio::select! {
+            _ = refresh.tick() => {
+                let leaders = shard_leaders(http_client, http).await?;
+                for s in led {
+                    if let Some(&l) = leaders.get(s).filter(|l| **l != victim) {
+                        named.insert(*s, l);
+                        routed_at.entry(*s).or_insert_with(|| last.elapsed());
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                // Say where each late shard stands: what the route names, what Meridian's
+                // shard list says, and what every live node's lease table says.
+                let listed = shard_leaders(http_client, http).await.unwrap_or_default();
+                let late: Vec<String> = led
+                    .iter()
+                    .filter(|s| !writable_at.contains_key(s))
+                    .map(|s| {
+                        let held: Vec<String> = nodes
+                            .iter()
+                            .flatten()
+                            .map(|x| format!("{}: {:?}", x.name, x.agent.leases().writable(ShardId(*s))))
+                            .collect();
+                        format!(
+                            "shard {s}: route names {:?}, shard list {:?}, leases [{}]",
+                            named.get(s),
+                            listed.get(s),
+                            held.join("; ")
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "shards of node {victim} not all writable on a new leader within {} s: {}",
+                    ROUND_LIMIT.as_secs(),
+                    late.join(" | ")
+                );
+                return Ok(KillTimes {
+                    routed: routed_at.into_values().collect(),
+                    writable: Vec::new(),
+                    timed_out: true,
+                });
+            }
             ev = watch.message() => {
                 let Some(ev) = ev? else {
                     return Err("the route watch ended".into());
@@ -837,5 +887,6 @@ async fn await_writable(
     Ok(KillTimes {
         routed: routed_at.into_values().collect(),
         writable: writable_at.into_values().collect(),
+        timed_out: false,
     })
 }
