@@ -4,7 +4,6 @@
 //! after a write to the store succeeded, so anything acknowledged is durable. Reads
 //! (routes, listings) are served from memory.
 
-use super::lease::LeaseBook;
 use super::reconcile::{due_orders, Resend, StateContext};
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
@@ -13,6 +12,7 @@ use meridian_model::{
     ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, Table, TableId, TableName,
 };
 use meridian_proto as pb;
+use meridian_scheduler::LeaseBook;
 use meridian_scheduler::{InstructionKind, NodeInstruction, NodeView, ShardView};
 use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
 use parking_lot::RwLock;
@@ -89,7 +89,7 @@ pub struct Cluster {
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
     /// Who holds each shard's write lease, and until when.
-    pub(super) leases: LeaseBook,
+    pub(super) leases: parking_lot::Mutex<LeaseBook>,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -226,7 +226,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
-            leases,
+            leases: parking_lot::Mutex::new(leases),
         }))
     }
 
@@ -485,7 +485,7 @@ impl Cluster {
             std::iter::empty(),
             &StateContext {
                 state,
-                leases: &self.leases,
+                leases: &self.leases.lock(),
                 now_ms,
             },
         );
@@ -532,7 +532,7 @@ impl Cluster {
         if outcome == InstructionOutcome::Done {
             // The node confirmed it no longer leads the shard: its lease is over.
             if let Some(session) = session {
-                self.leases.release(i.shard, i.node, session);
+                self.leases.lock().release(i.shard, i.node, session);
             }
         }
         outcome

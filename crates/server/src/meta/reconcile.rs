@@ -8,8 +8,8 @@
 //! again, with exponential backoff, for as long as the disagreement lasts.
 
 use super::cluster::{Cluster, ClusterState};
-use super::lease::LeaseBook;
 use meridian_model::{NodeId, NodeState, Shard, ShardId, ShardVersion};
+use meridian_scheduler::LeaseBook;
 use meridian_scheduler::{reconcile_node, InstructionKind, NodeInstruction, ReconcileContext};
 use std::collections::{HashMap, HashSet};
 
@@ -125,9 +125,10 @@ impl Cluster {
         }
         let mut fixes: Vec<(NodeId, Vec<NodeInstruction>)> = Vec::new();
         {
+            let leases = self.leases.lock();
             let ctx = StateContext {
                 state: &state,
-                leases: &self.leases,
+                leases: &leases,
                 now_ms,
             };
             for (id, entry) in &state.nodes {
