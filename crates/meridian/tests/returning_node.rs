@@ -112,7 +112,9 @@ async fn a_shard_without_followers_is_reopened_on_a_healthy_node_with_its_tables
     fast_liveness(&mut config);
     let server = start(config).await;
     let base = format!("http://{}/api/v1", server.http_addr);
-    let body = serde_json::json!({"name": "solo", "shard_count": 4, "replication_factor": 1, "min_nodes": 2});
+    // Reopening elsewhere loses nothing only when the data is on shared storage; without
+    // it, the shard would wait for its node (failover never reopens a stale replica).
+    let body = serde_json::json!({"name": "solo", "shard_count": 4, "replication_factor": 1, "min_nodes": 2, "shared_storage": true});
     let (s, v) = http(
         reqwest::Method::POST,
         format!("{base}/clusters"),

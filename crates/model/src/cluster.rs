@@ -52,6 +52,14 @@ pub struct ClusterConfig {
     /// Nodes must present this config fingerprint to join; empty: the first node's is adopted.
     #[serde(default)]
     pub config_fingerprint: String,
+    /// The shards' data lives on shared storage (object storage, as in HoraeDB or
+    /// GreptimeDB), not in the replicas: any live replica, or a new node, can serve a shard
+    /// with nothing lost, so failover promotes or reopens any live replica whatever its log
+    /// position. `false` (the default): data lives in the replicas, and failover promotes
+    /// only a follower that has applied the shard's committed log (within the scheduler's
+    /// `max_promote_lag`), or waits.
+    #[serde(default)]
+    pub shared_storage: bool,
 }
 
 /// The most shards a cluster may have.
@@ -70,6 +78,7 @@ impl ClusterConfig {
             isolation: IsolationLevel::Zone,
             placement: PlacementMode::Spread,
             config_fingerprint: String::new(),
+            shared_storage: false,
         }
     }
 

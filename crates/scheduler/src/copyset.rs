@@ -65,6 +65,289 @@ impl CopysetFamily {
     }
 }
 
+impl CopysetFamily {
+    /// The family of a cluster whose shards were placed in copysets but whose family was
+    /// never stored (placed by an older binary): the distinct replica sets of its shards.
+    pub fn from_replica_sets<'a>(
+        sets: impl IntoIterator<Item = &'a [NodeId]>,
+        scatter_width: u32,
+    ) -> Self {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for set in sets {
+            let mut key = set.to_vec();
+            key.sort_unstable();
+            if !key.is_empty() && seen.insert(key) {
+                out.push(set.to_vec());
+            }
+        }
+        Self::new(out, scatter_width)
+    }
+
+    /// Whether some copyset holds every node of `nodes` (a shard's replica set is "inside
+    /// a copyset"). The empty set is inside.
+    pub fn covers(&self, nodes: &[NodeId]) -> bool {
+        nodes.is_empty() || self.containing(nodes).next().is_some()
+    }
+}
+
+/// What [`update_family`] changed, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyUpdate {
+    /// The family after the update.
+    pub family: CopysetFamily,
+    /// Copysets added for nodes that were in none (expansion).
+    pub added: usize,
+    /// Copysets in which a removed node was replaced by a live one, or a repeated failure
+    /// domain by a missing one (healing).
+    pub replaced: usize,
+    /// Copysets dropped (a removed member with no substitute, or a duplicate).
+    pub dropped: usize,
+}
+
+/// Keeps a persisted family valid as nodes come and go; `None` when nothing changes.
+///
+/// - **Removal**: a node absent from `nodes`, `Removed`, draining, or Offline for at least
+///   `repair_delay_ms` at `now_ms` is replaced, in every copyset holding it, by a
+///   schedulable node not in that copyset: same failure domain first, then a domain the
+///   copyset lacks, then the node in the fewest copysets. Shards on
+///   `{gone, b, c}` are then repaired to `{sub, b, c}`, still a copyset. With no candidate
+///   the copyset is dropped.
+/// - **Expansion**: a node that can receive and is in no copyset gets
+///   [`permutations`]`(S, R)` copysets, each derived from an existing copyset by replacing
+///   its member in the new node's domain (or, with none there, its member in the most
+///   copysets). Existing copysets are kept, so every existing replica set stays valid, and
+///   a shard on the base copyset can move one replica to the new node and still be inside
+///   a copyset: expansion by ordinary single-replica balance moves.
+///
+/// - **Healing**: a copyset whose members share a failure domain while a domain it lacks
+///   has a schedulable node (substitutes drawn while a zone was dead, and the zone is
+///   back) gets that node, the one in the fewest copysets, in place of its repeated
+///   member; its shards follow one replica each (repair's copyset fix). Isolation asks
+///   one replica per domain whatever the domain's size, so a small domain's nodes end in
+///   many copysets, as they hold many replicas in spread mode too.
+///
+/// A node Offline for less than the repair delay is kept: it is probably restarting, and
+/// repair waits for it too. Deterministic for a given `seed`.
+pub fn update_family(
+    family: &CopysetFamily,
+    nodes: &[NodeView],
+    replication: usize,
+    isolation: IsolationLevel,
+    now_ms: u64,
+    repair_delay_ms: u64,
+    seed: u64,
+) -> Option<FamilyUpdate> {
+    let by_id: HashMap<NodeId, &NodeView> = nodes.iter().map(|n| (n.id, n)).collect();
+    // A node is gone from the family when repair would replace its replicas: removed,
+    // draining (on its way out), or Offline for the repair delay. Substituting it first lets
+    // repair and drain put each replica on the substitute, which keeps the shard inside a
+    // copyset. If it comes back later it is a new node and gets copysets of its own.
+    let gone = |n: &NodeId| {
+        by_id.get(n).is_none_or(|v| {
+            v.state == meridian_model::NodeState::Removed
+                || v.draining
+                || (v.state == meridian_model::NodeState::Offline
+                    && now_ms.saturating_sub(v.state_since_ms) >= repair_delay_ms)
+        })
+    };
+    let mut sorted: Vec<&NodeView> = nodes.iter().collect();
+    sorted.sort_by_key(|n| n.id);
+    let mut uses: HashMap<NodeId, u32> = HashMap::new();
+    for set in family.sets() {
+        for &n in set {
+            *uses.entry(n).or_default() += 1;
+        }
+    }
+    let needs_removal = family.sets().iter().flatten().any(gone);
+    let new_nodes: Vec<NodeId> = sorted
+        .iter()
+        .filter(|n| n.can_receive() && !uses.contains_key(&n.id))
+        .map(|n| n.id)
+        .collect();
+    if !needs_removal && new_nodes.is_empty() {
+        return None;
+    }
+    let mut domains = IsolationDomains::new(isolation);
+    let dom: HashMap<NodeId, usize> = sorted
+        .iter()
+        .map(|n| (n.id, domains.intern(&n.labels, n.id)))
+        .collect();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut sets: Vec<Vec<NodeId>> = Vec::with_capacity(family.len());
+    let mut seen: HashSet<Vec<NodeId>> = HashSet::new();
+    let (mut replaced, mut dropped, mut added) = (0, 0, 0);
+    let key = |s: &[NodeId]| {
+        let mut k = s.to_vec();
+        k.sort_unstable();
+        k
+    };
+    // Removal: substitute, in place, so the copyset keeps its other members.
+    for set in family.sets() {
+        let mut set = set.clone();
+        let mut ok = true;
+        if set.iter().any(gone) {
+            for slot in 0..set.len() {
+                let x = set[slot];
+                if !gone(&x) {
+                    continue;
+                }
+                let rest: Vec<NodeId> = set.iter().copied().filter(|&n| n != x).collect();
+                let rest_doms: Vec<usize> =
+                    rest.iter().filter_map(|n| dom.get(n).copied()).collect();
+                let x_dom = dom.get(&x).copied();
+                let mut cands: Vec<&NodeView> = sorted
+                    .iter()
+                    .copied()
+                    .filter(|n| n.can_receive() && !set.contains(&n.id))
+                    .collect();
+                cands.shuffle(&mut rng);
+                let pick = cands.into_iter().min_by_key(|n| {
+                    let d = dom[&n.id];
+                    (
+                        Some(d) != x_dom,
+                        rest_doms.contains(&d),
+                        uses.get(&n.id).copied().unwrap_or(0),
+                    )
+                });
+                match pick {
+                    Some(p) => {
+                        set[slot] = p.id;
+                        *uses.entry(p.id).or_default() += 1;
+                    }
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                replaced += 1;
+            }
+        }
+        if ok && seen.insert(key(&set)) {
+            sets.push(set);
+        } else {
+            dropped += 1;
+        }
+    }
+    for n in uses.keys().copied().collect::<Vec<_>>() {
+        if gone(&n) {
+            uses.remove(&n);
+        }
+    }
+    // Expansion: each new node joins `P` copysets derived from existing ones.
+    let per_node = permutations(family.scatter_width(), replication);
+    let mut base_uses: HashMap<usize, u32> = HashMap::new();
+    let mut donors: HashMap<NodeId, u32> = HashMap::new();
+    let base_count = sets.len();
+    for n in new_nodes {
+        let d = dom[&n];
+        let mut partners: HashSet<NodeId> = HashSet::new();
+        for _ in 0..per_node {
+            let mut order: Vec<usize> = (0..base_count).collect();
+            order.shuffle(&mut rng);
+            let choice = order
+                .into_iter()
+                .filter(|&b| !sets[b].contains(&n) && sets[b].iter().all(|m| !gone(m)))
+                .filter_map(|b| {
+                    let base = &sets[b];
+                    // The member to replace: the one in n's domain, else the one whose
+                    // domain repeats in the set, else the one in the most copysets.
+                    let m = base.iter().copied().max_by_key(|m| {
+                        let md = dom.get(m).copied();
+                        let repeats = base
+                            .iter()
+                            .filter(|o| *o != m && dom.get(o).copied() == md)
+                            .count();
+                        (
+                            md == Some(d),
+                            repeats,
+                            uses.get(m).copied().unwrap_or(0),
+                            *m,
+                        )
+                    })?;
+                    let mut next: Vec<NodeId> = base.clone();
+                    let slot = next.iter().position(|&x| x == m)?;
+                    next[slot] = n;
+                    if seen.contains(&key(&next)) {
+                        return None;
+                    }
+                    // Spread the bases and the donors: shards of a base already used for
+                    // another new node, or of a member already replaced for one, are
+                    // partly spoken for.
+                    let shared = next.iter().filter(|p| partners.contains(p)).count();
+                    let rank = (
+                        base_uses.get(&b).copied().unwrap_or(0),
+                        donors.get(&m).copied().unwrap_or(0),
+                        shared,
+                    );
+                    Some((rank, b, m, next))
+                })
+                .min_by_key(|(rank, ..)| *rank);
+            let Some((_, b, m, next)) = choice else {
+                break;
+            };
+            *base_uses.entry(b).or_default() += 1;
+            *donors.entry(m).or_default() += 1;
+            partners.extend(next.iter().copied().filter(|&p| p != n));
+            for &m in &next {
+                *uses.entry(m).or_default() += 1;
+            }
+            seen.insert(key(&next));
+            sets.push(next);
+            added += 1;
+        }
+    }
+    // Healing: a copyset whose members share a domain while a domain it lacks has a node
+    // (a substitute chosen when a zone was dead, and the zone is back) gets that node in
+    // place of its repeated member. Its shards then move one replica each (repair's
+    // `CopysetFix`), which is the domain fix, inside the family.
+    let mut healed = 0;
+    let schedulable: Vec<&NodeView> = sorted.iter().copied().filter(|n| n.can_receive()).collect();
+    for set in &mut sets {
+        let doms: Vec<Option<usize>> = set.iter().map(|n| dom.get(n).copied()).collect();
+        let Some(slot) = (0..set.len())
+            .filter(|&i| (0..set.len()).any(|j| j != i && doms[j] == doms[i]))
+            .max_by_key(|&i| (uses.get(&set[i]).copied().unwrap_or(0), set[i]))
+        else {
+            continue;
+        };
+        let mut cands: Vec<&NodeView> = schedulable
+            .iter()
+            .copied()
+            .filter(|n| !set.contains(&n.id) && !doms.contains(&dom.get(&n.id).copied()))
+            .collect();
+        cands.shuffle(&mut rng);
+        let Some(pick) = cands
+            .into_iter()
+            .min_by_key(|n| uses.get(&n.id).copied().unwrap_or(0))
+        else {
+            continue;
+        };
+        let mut next = set.clone();
+        next[slot] = pick.id;
+        if !seen.insert(key(&next)) {
+            continue;
+        }
+        if let Some(u) = uses.get_mut(&set[slot]) {
+            *u = u.saturating_sub(1);
+        }
+        *uses.entry(pick.id).or_default() += 1;
+        *set = next;
+        healed += 1;
+    }
+    if replaced == 0 && dropped == 0 && added == 0 && healed == 0 {
+        return None;
+    }
+    Some(FamilyUpdate {
+        family: CopysetFamily::new(sets, family.scatter_width()),
+        added,
+        replaced: replaced + healed,
+        dropped,
+    })
+}
+
 /// Builds a copyset family over the schedulable nodes among `nodes`, with groups spanning
 /// distinct domains at `isolation` where possible. Deterministic for a given `seed`.
 pub fn build_copysets(

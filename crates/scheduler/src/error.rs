@@ -19,6 +19,10 @@ pub enum SchedulerError {
     /// A configuration value is out of range.
     #[error("invalid scheduler config: {0}")]
     InvalidConfig(String),
+    /// A forced promotion cannot apply (the leader is alive, the node holds no follower or
+    /// is not Online).
+    #[error("cannot force the promotion: {0}")]
+    ForcePromoteRefused(String),
 }
 
 /// Why a step cannot be applied to the shard as it is now.

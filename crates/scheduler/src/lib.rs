@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  heartbeats ──> liveness::LivenessTracker ──> NodeState per node ─┐
-//!  shard reports ──> view::ReportBook ──> in-sync followers, load ──┤
+//!  shard reports ──> view::ReportBook ──> in-sync followers, log positions, load ──┤
 //!  routes (current Shard metadata) ─────────────────────────────────┴─> view::ClusterView
 //!                                                                           │
 //!  schedulers::SchedulerSet (failover, repair, evict, drain, hot, balance) <┘
@@ -18,6 +18,11 @@
 //!
 //! Placement of new shards (`placement`, `copyset`) is separate from scheduling: it runs
 //! once, when a cluster first reaches `min_nodes`, and when tables are created.
+//!
+//! Copyset mode: the family drawn at first placement is persisted by the caller, kept valid
+//! by `copyset::update_family` as nodes join, drain, die or leave, and handed to the
+//! schedulers through `ClusterView::with_copysets`, so repair, drain, balance (expansion)
+//! and hot-shard moves keep every replica set inside a copyset.
 
 #![warn(missing_docs)]
 
@@ -37,7 +42,10 @@ pub mod view;
 pub use controller::{
     ControllerConfig, ControllerEvent, OperatorController, OperatorLimits, Rejected, StepStart,
 };
-pub use copyset::{build_copysets, loss_probability, CopysetFamily, LossEstimate, LossModel};
+pub use copyset::{
+    build_copysets, loss_probability, update_family, CopysetFamily, FamilyUpdate, LossEstimate,
+    LossModel,
+};
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
 pub use lease::{LeaseBook, LeaseDenied};
@@ -51,8 +59,10 @@ pub use placement::{
 };
 pub use reconcile::{reconcile_node, ReconcileContext};
 pub use schedulers::{
-    BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler, EvictLeaderScheduler,
-    FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler, SchedulerConfig,
-    SchedulerSet, SchedulerStatus,
+    force_promote, waiting_shards, BalanceLeaderScheduler, BalanceShardScheduler, DrainScheduler,
+    EvictLeaderScheduler, FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler,
+    SchedulerConfig, SchedulerSet, SchedulerStatus, WaitingShard,
 };
-pub use view::{ClusterView, NodeView, ReportBook, ShardView, Spread};
+pub use view::{
+    replica_progress, ClusterView, CommittedMark, NodeView, ReportBook, ShardView, Spread,
+};

@@ -36,10 +36,16 @@ pub enum Priority {
 pub enum OperatorKind {
     /// The leader's node is offline: promote a follower or reopen the shard.
     Failover,
+    /// An admin promoted a follower that is not caught up (`ctl force-promote`), for a
+    /// shard that waited for an in-sync follower.
+    ForcedPromote,
     /// Too few live replicas, or one on a dead node: add a replica, drop the dead one.
     ReplicaRepair,
     /// Replicas share a failure domain although a free one exists.
     DomainFix,
+    /// Copyset mode: a shard's replica set left the copyset family (a repair that found no
+    /// fitting copyset); one replica moves per operator until it is inside one again.
+    CopysetFix,
     /// A draining node: move everything off it.
     Drain,
     /// A node whose leaders are evicted (before a planned restart): move its leaderships.
@@ -60,9 +66,10 @@ impl OperatorKind {
     /// The priority every operator of this kind gets.
     pub fn priority(self) -> Priority {
         match self {
-            OperatorKind::Failover => Priority::Failover,
+            OperatorKind::Failover | OperatorKind::ForcedPromote => Priority::Failover,
             OperatorKind::ReplicaRepair => Priority::Repair,
             OperatorKind::DomainFix
+            | OperatorKind::CopysetFix
             | OperatorKind::Drain
             | OperatorKind::EvictLeader
             | OperatorKind::Manual => Priority::Maintenance,
@@ -77,8 +84,10 @@ impl OperatorKind {
     pub fn name(self) -> &'static str {
         match self {
             OperatorKind::Failover => "failover",
+            OperatorKind::ForcedPromote => "forced_promote",
             OperatorKind::ReplicaRepair => "replica_repair",
             OperatorKind::DomainFix => "domain_fix",
+            OperatorKind::CopysetFix => "copyset_fix",
             OperatorKind::Drain => "drain",
             OperatorKind::EvictLeader => "evict_leader",
             OperatorKind::Manual => "manual",

@@ -354,6 +354,16 @@ fn choose_target_among(
     rule: DomainRule,
     may_take: fn(&NodeView) -> bool,
 ) -> Option<usize> {
+    if view.copysets().is_some() {
+        match choose_in_copysets(view, tally, shard, exclude, rule, may_take) {
+            CopysetChoice::Found(i) => return Some(i),
+            CopysetChoice::Wait => return None,
+            CopysetChoice::NoFit if rule == DomainRule::Strict => return None,
+            // Degrade openly: a replica beats no replica; the shard counts in
+            // `ClusterView::copyset_violations` until repair moves it back into a copyset.
+            CopysetChoice::NoFit => {}
+        }
+    }
     let doms = view.domains_by_index();
     let used: Vec<usize> = shard
         .replicas
@@ -388,6 +398,104 @@ fn choose_target_among(
                 .then(na.id.cmp(&nb.id))
         })
         .map(|(i, _)| i)
+}
+
+/// How a copyset target ranks (smaller is better): most kept replicas in its copyset,
+/// then fewest domain violations after, fewest replicas, least load, lowest id.
+type TargetRank = (std::cmp::Reverse<usize>, u32, u32, u64, NodeId);
+
+/// The outcome of looking for a target inside the copyset family.
+enum CopysetChoice {
+    /// A node (view index) that puts the shard in, or one step closer to, a copyset.
+    Found(usize),
+    /// Fitting nodes exist but are at their operator limit: wait a tick.
+    Wait,
+    /// No copyset shares a member with the shard and has a node that could take it.
+    NoFit,
+}
+
+/// A target for a new replica of `shard` in copyset mode (replacing `exclude`).
+///
+/// Candidates are members of copysets that hold at least one kept replica. The best
+/// copyset holds the most kept replicas: all of them means the new set *is* inside it;
+/// fewer means the shard is moving to that copyset step by step (a later repair swaps the
+/// rest, see `copyset_fix`). Then: fewest domain violations after, fewest replicas, least
+/// load, lowest id. [`DomainRule::Strict`] accepts only a set inside a copyset that does not
+/// raise the shard's domain violations. With no kept replica (a shard reopened from
+/// storage), every copyset qualifies.
+fn choose_in_copysets(
+    view: &ClusterView,
+    tally: &Tally,
+    shard: &Shard,
+    exclude: &[NodeId],
+    rule: DomainRule,
+    may_take: fn(&NodeView) -> bool,
+) -> CopysetChoice {
+    let kept: Vec<NodeId> = shard
+        .replicas
+        .iter()
+        .map(|r| r.node)
+        .filter(|n| !exclude.contains(n))
+        .collect();
+    let family = match view.copysets() {
+        Some(f) => f.clone(),
+        None => return CopysetChoice::NoFit,
+    };
+    let candidate_sets: Vec<&[NodeId]> = if kept.is_empty() {
+        family.sets().iter().map(Vec::as_slice).collect()
+    } else {
+        let mut v: Vec<&[NodeId]> = kept.iter().flat_map(|&k| view.copysets_with(k)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let before = domain::violations_of(
+        shard.replicas.iter().filter_map(|r| view.domain_of(r.node)),
+        view.available_domains(),
+    );
+    let mut best: Option<(TargetRank, usize)> = None;
+    // The most kept replicas a copyset holds whose fitting nodes are all at their limit.
+    let mut waiting: Option<usize> = None;
+    for set in candidate_sets {
+        let overlap = kept.iter().filter(|n| set.contains(n)).count();
+        if rule == DomainRule::Strict && overlap < kept.len() {
+            continue;
+        }
+        for &n in set.iter().filter(|n| !kept.contains(n)) {
+            let Some(i) = view.node_index(n) else {
+                continue;
+            };
+            let node = &view.nodes()[i];
+            if !may_take(node) || shard.has_replica_on(n) || exclude.contains(&n) {
+                continue;
+            }
+            if !tally.has_capacity(i) {
+                waiting = waiting.max(Some(overlap));
+                continue;
+            }
+            let (_, after) = violations_around(view, shard, exclude, n);
+            if rule == DomainRule::Strict && after > before {
+                continue;
+            }
+            let key = (
+                std::cmp::Reverse(overlap),
+                after,
+                tally.replicas[i],
+                tally.load[i].max(0.0).to_bits(),
+                n,
+            );
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, i));
+            }
+        }
+    }
+    // Better to wait a tick for a node of a closer copyset than to take a worse one now.
+    match (best, waiting) {
+        (Some(((std::cmp::Reverse(o), ..), _)), Some(w)) if w > o => CopysetChoice::Wait,
+        (Some((_, i)), _) => CopysetChoice::Found(i),
+        (None, Some(_)) => CopysetChoice::Wait,
+        (None, None) => CopysetChoice::NoFit,
+    }
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@
 //! assert_eq!(view.domain_violations(), 0);
 //! ```
 
+use crate::copyset::CopysetFamily;
 use crate::placement::place_shards;
 use crate::view::{ClusterView, NodeView, ShardView};
 use meridian_model::{
     ClusterConfig, IsolationLevel, NodeId, NodeLabels, NodeState, PlacementMode, ShardId,
 };
+use std::sync::Arc;
 
 /// Node `i` (id `i`) in zone `z{(i-1) % zones}`, on its own rack and host.
 pub fn node_view(i: u64, zones: usize) -> NodeView {
@@ -43,6 +45,7 @@ pub struct ClusterBuilder {
     loads: Vec<(u32, f64)>,
     states: Vec<(NodeId, NodeState, u64)>,
     in_sync: bool,
+    shared_storage: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -67,6 +70,7 @@ impl ClusterBuilder {
             loads: Vec::new(),
             states: Vec::new(),
             in_sync: true,
+            shared_storage: false,
         }
     }
 
@@ -142,6 +146,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Whether the cluster keeps its data on shared storage (`ClusterConfig::shared_storage`).
+    pub fn shared_storage(mut self, on: bool) -> Self {
+        self.shared_storage = on;
+        self
+    }
+
     /// The configuration the view gets.
     pub fn config(&self) -> ClusterConfig {
         ClusterConfig {
@@ -150,6 +160,7 @@ impl ClusterBuilder {
             min_nodes: self.replication,
             isolation: self.isolation,
             placement: self.placement,
+            shared_storage: self.shared_storage,
             ..ClusterConfig::default_cluster()
         }
     }
@@ -159,6 +170,18 @@ impl ClusterBuilder {
     /// # Panics
     /// If placement fails (fewer nodes than the replication factor): a test set-up error.
     pub fn build_parts(&self) -> (ClusterConfig, Vec<NodeView>, Vec<ShardView>) {
+        let (config, nodes, shards, _) = self.build_all();
+        (config, nodes, shards)
+    }
+
+    fn build_all(
+        &self,
+    ) -> (
+        ClusterConfig,
+        Vec<NodeView>,
+        Vec<ShardView>,
+        Option<Arc<CopysetFamily>>,
+    ) {
         let config = self.config();
         let mut nodes: Vec<NodeView> = (1..=self.nodes as u64)
             .map(|i| node_view(i, self.zones))
@@ -168,6 +191,7 @@ impl ClusterBuilder {
             Ok(p) => p,
             Err(e) => panic!("ClusterBuilder: placement failed: {e}"),
         };
+        let family = placement.copysets.map(Arc::new);
         let first_empty = self.nodes as u64 + 1;
         nodes.extend(
             (first_empty..first_empty + self.empty_nodes as u64).map(|i| node_view(i, self.zones)),
@@ -178,7 +202,7 @@ impl ClusterBuilder {
                 n.state_since_ms = since;
             }
         }
-        let shards = placement
+        let shards: Vec<ShardView> = placement
             .shards
             .into_iter()
             .enumerate()
@@ -196,22 +220,25 @@ impl ClusterBuilder {
                 sv
             })
             .collect();
-        (config, nodes, shards)
+        (config, nodes, shards, family)
     }
 
-    /// Builds the view.
+    /// Builds the view; in copyset mode with the family placement drew (as the server
+    /// persists it), so the schedulers keep shards in copysets.
     pub fn build(&self) -> ClusterView {
-        let (config, nodes, shards) = self.build_parts();
-        ClusterView::new(config, nodes, shards)
+        let (config, nodes, shards, family) = self.build_all();
+        ClusterView::new(config, nodes, shards).with_copysets(family)
     }
 }
 
-/// Rebuilds `view` after `change` edits its nodes and shards (e.g. to kill a node).
+/// Rebuilds `view` after `change` edits its nodes and shards (e.g. to kill a node); the
+/// copyset family, if any, is kept.
 pub fn modify(
     view: ClusterView,
     change: impl FnOnce(&mut Vec<NodeView>, &mut Vec<ShardView>),
 ) -> ClusterView {
+    let family = view.copysets().cloned();
     let (config, mut nodes, mut shards) = view.into_parts();
     change(&mut nodes, &mut shards);
-    ClusterView::new(config, nodes, shards)
+    ClusterView::new(config, nodes, shards).with_copysets(family)
 }

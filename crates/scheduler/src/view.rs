@@ -6,15 +6,17 @@
 //! ([`ClusterView::with_operators`]) lets schedulers count replicas where they *will* be once
 //! those operators finish, so a tick never re-plans a move already under way.
 
+use crate::copyset::CopysetFamily;
 use crate::domain::{self, IsolationDomains};
 use crate::operator::{Operator, Priority};
 use meridian_model::{
-    ClusterConfig, Node, NodeId, NodeLabels, NodeState, NodeStats, OperatorId, ReplicaRole, Shard,
-    ShardId, ShardReport, ShardStats, ShardStatus,
+    ClusterConfig, LogPosition, Node, NodeId, NodeLabels, NodeState, NodeStats, OperatorId,
+    PlacementMode, ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A fast, deterministic hasher for integer ids (multiply-rotate, as in rustc's FxHash).
 /// Views are rebuilt every tick and looked up per replica, so SipHash showed up first in
@@ -148,8 +150,16 @@ pub struct ShardView {
     pub table_count: u32,
     /// The leader's reported load.
     pub stats: ShardStats,
-    /// Followers that reported Ready at the current version: the failover candidates.
+    /// Followers that reported Ready as followers at the current version: the candidates
+    /// for a new leader. Failover also compares their log positions
+    /// ([`ShardView::caught_up`]); leader transfers need the old leader's consent, so they
+    /// use this set as it is.
     pub in_sync: Vec<NodeId>,
+    /// The last log position each replica in the metadata reported (zero: none reported).
+    pub positions: Vec<(NodeId, LogPosition)>,
+    /// The shard's last known committed log position: the highest `committed` any replica
+    /// reported ([`CommittedMark`]), the dead leader's last report included. Zero: unknown.
+    pub committed: u64,
 }
 
 impl ShardView {
@@ -160,6 +170,8 @@ impl ShardView {
             table_count: 0,
             stats: ShardStats::default(),
             in_sync: Vec::new(),
+            positions: Vec::new(),
+            committed: 0,
         }
     }
 
@@ -180,6 +192,48 @@ impl ShardView {
     /// Whether `node` holds an in-sync follower.
     pub fn is_in_sync(&self, node: NodeId) -> bool {
         self.in_sync.contains(&node)
+    }
+
+    /// The log position `node` last reported (zero if it reported none).
+    pub fn position(&self, node: NodeId) -> LogPosition {
+        self.positions
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, p)| *p)
+            .unwrap_or_default()
+    }
+
+    /// Whether any replica of the shard ever reported a log position. A database that
+    /// reports none (every position zero) is judged by `in_sync` alone: positions are
+    /// ignored for its shards.
+    pub fn positions_known(&self) -> bool {
+        self.committed > 0
+            || self
+                .positions
+                .iter()
+                .any(|(_, p)| *p != LogPosition::default())
+    }
+
+    /// How far `node`'s applied position is behind the shard's last known committed
+    /// position.
+    pub fn lag(&self, node: NodeId) -> u64 {
+        self.committed.saturating_sub(self.position(node).applied)
+    }
+
+    /// Whether `node` may become leader without losing committed writes (within
+    /// `max_lag` log positions): it is an in-sync follower and, when the shard's positions
+    /// are known, it reported a non-zero applied position at most `max_lag` behind the
+    /// last known committed one. A zero position among known ones counts as unknown, so
+    /// not caught up.
+    pub fn caught_up(&self, node: NodeId, max_lag: u64) -> bool {
+        if !self.is_in_sync(node) {
+            return false;
+        }
+        if !self.positions_known() {
+            return true;
+        }
+        let applied = self.position(node).applied;
+        applied > 0 && self.lag(node) <= max_lag
     }
 }
 
@@ -214,6 +268,9 @@ pub struct ClusterView {
     ops: Vec<u32>,
     node_op_limit: Option<u32>,
     on_node: Vec<Vec<usize>>,
+    copysets: Option<Arc<CopysetFamily>>,
+    /// Copysets (indices into the family) holding each node.
+    copysets_of: IdMap<NodeId, Vec<u32>>,
 }
 
 impl ClusterView {
@@ -265,6 +322,8 @@ impl ClusterView {
             ops: vec![0; n],
             node_op_limit: None,
             on_node,
+            copysets: None,
+            copysets_of: IdMap::default(),
         };
         view.count(&IdMap::default());
         view
@@ -302,6 +361,90 @@ impl ClusterView {
         self.node_op_limit = per_node_limit;
         self.count(&projected);
         self
+    }
+
+    /// Adds the cluster's persisted copyset family. In copyset mode every scheduler then
+    /// keeps replica sets inside copysets of `family` (repair, drain and failover choose
+    /// targets that complete a copyset, balance moves only within one, repair moves a shard
+    /// that left its copyset back step by step). Ignored in spread mode or with `None`.
+    pub fn with_copysets(mut self, family: Option<Arc<CopysetFamily>>) -> Self {
+        self.copysets_of.clear();
+        self.copysets = None;
+        if !matches!(self.config.placement, PlacementMode::Copyset { .. }) {
+            return self;
+        }
+        let Some(family) = family else {
+            return self;
+        };
+        for (i, set) in family.sets().iter().enumerate() {
+            for &n in set {
+                self.copysets_of.entry(n).or_default().push(i as u32);
+            }
+        }
+        self.copysets = Some(family);
+        self
+    }
+
+    /// The copyset family the schedulers keep shards in (copyset mode only).
+    pub fn copysets(&self) -> Option<&Arc<CopysetFamily>> {
+        self.copysets.as_ref()
+    }
+
+    /// The copysets (as slices of the family) that hold `node`.
+    pub(crate) fn copysets_with(&self, node: NodeId) -> impl Iterator<Item = &[NodeId]> + '_ {
+        let sets = self.copysets.as_ref().map(|f| f.sets()).unwrap_or_default();
+        self.copysets_of
+            .get(&node)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(move |&i| sets.get(i as usize).map(Vec::as_slice))
+    }
+
+    /// Whether `nodes` lie inside one copyset of the family; always true without a family
+    /// (spread mode) and for the empty set.
+    pub fn inside_copyset(&self, nodes: &[NodeId]) -> bool {
+        if self.copysets.is_none() {
+            return true;
+        }
+        let Some(&first) = nodes.first() else {
+            return true;
+        };
+        self.copysets_with(first)
+            .any(|set| nodes.iter().all(|n| set.contains(n)))
+    }
+
+    /// Whether `shard`'s replica set, after replacing `remove` by `add`, lies inside a
+    /// copyset (true without a family).
+    pub fn inside_copyset_after(&self, shard: &Shard, remove: &[NodeId], add: NodeId) -> bool {
+        if self.copysets.is_none() {
+            return true;
+        }
+        let nodes: Vec<NodeId> = shard
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .filter(|n| !remove.contains(n))
+            .chain(std::iter::once(add))
+            .collect();
+        self.inside_copyset(&nodes)
+    }
+
+    /// Shards whose replica set lies in no copyset of the family (0 without one): the
+    /// open degradation of copyset mode, as [`ClusterView::domain_violations`] is of
+    /// isolation. Repair after a loss with no fitting copyset, or a move in progress (RF + 1
+    /// replicas for a moment), counts here until the shard is back inside one.
+    pub fn copyset_violations(&self) -> u32 {
+        if self.copysets.is_none() {
+            return 0;
+        }
+        self.shards
+            .iter()
+            .filter(|sv| {
+                let nodes: Vec<NodeId> = sv.shard.replicas.iter().map(|r| r.node).collect();
+                !self.inside_copyset(&nodes)
+            })
+            .count() as u32
     }
 
     /// [`ClusterView::with_operators`] with the controller's running operators and per-node
@@ -473,6 +616,12 @@ impl ClusterView {
             (s.shard.id, s.shard.version, s.in_sync.len()).hash(&mut h);
         }
         self.ops.hash(&mut h);
+        // A new family (expansion, removal) opens new moves: the server and the simulator
+        // replace the `Arc` on every change, so its address and size identify it.
+        self.copysets
+            .as_ref()
+            .map(|f| (Arc::as_ptr(f) as usize, f.len()))
+            .hash(&mut h);
         let mut busy: Vec<_> = self.busy.keys().collect();
         busy.sort();
         busy.hash(&mut h);
@@ -521,13 +670,73 @@ impl Tally {
     }
 }
 
-/// The latest report of every replica, for in-sync sets and shard load.
+/// The highest committed log position reported for one shard, kept when the replica
+/// that reported it goes away (a dead leader's last report is what failover must not lose).
+///
+/// Versions are compared, never assumed: a report from an older shard version than the
+/// newest seen cannot raise the mark, so a leader that was forced out (its log abandoned,
+/// [`CommittedMark::reset`]) and comes back does not make every follower look behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommittedMark {
+    /// Newest shard version a report carried.
+    pub version: ShardVersion,
+    /// Highest committed position reported at `version` or carried over from before.
+    pub committed: u64,
+}
+
+impl CommittedMark {
+    /// Takes a report into account.
+    pub fn observe(&mut self, report: &ShardReport) {
+        if report.version < self.version {
+            return;
+        }
+        self.version = report.version;
+        self.committed = self.committed.max(report.log.committed);
+    }
+
+    /// Forgets everything above `committed` as of `version`: an admin promoted a follower
+    /// that had applied only `committed`, so the rest of the old leader's log is abandoned.
+    pub fn reset(&mut self, version: ShardVersion, committed: u64) {
+        self.version = self.version.max(version);
+        self.committed = committed;
+    }
+}
+
+/// The failover candidates of `shard` and the positions of its replicas, from the latest
+/// report of each replica (`report_of`). One function for the server and the simulator.
+///
+/// A follower is in sync when it reported Ready, as a follower, at the shard's current
+/// version.
+pub fn replica_progress<'a>(
+    shard: &Shard,
+    report_of: impl Fn(NodeId) -> Option<&'a ShardReport>,
+) -> (Vec<NodeId>, Vec<(NodeId, LogPosition)>) {
+    let mut in_sync = Vec::new();
+    let mut positions = Vec::with_capacity(shard.replicas.len());
+    for r in &shard.replicas {
+        let Some(report) = report_of(r.node) else {
+            continue;
+        };
+        positions.push((r.node, report.log));
+        if r.role == ReplicaRole::Follower
+            && report.version == shard.version
+            && report.status == ShardStatus::Ready
+            && report.role == ReplicaRole::Follower
+        {
+            in_sync.push(r.node);
+        }
+    }
+    (in_sync, positions)
+}
+
+/// The latest report of every replica, for in-sync sets, log positions and shard load.
 ///
 /// Versions are compared, never assumed: a report older than the one held for the same
 /// replica is ignored.
 #[derive(Debug, Clone, Default)]
 pub struct ReportBook {
     by_shard: IdMap<ShardId, Vec<(NodeId, ShardReport)>>,
+    committed: IdMap<ShardId, CommittedMark>,
 }
 
 impl ReportBook {
@@ -539,7 +748,7 @@ impl ReportBook {
     /// Records a report; returns false (and records nothing) if it is older than the one held.
     pub fn on_report(&mut self, node: NodeId, report: &ShardReport) -> bool {
         let entries = self.by_shard.entry(report.shard).or_default();
-        match entries.iter_mut().find(|(n, _)| *n == node) {
+        let accepted = match entries.iter_mut().find(|(n, _)| *n == node) {
             Some((_, held)) if held.version > report.version => false,
             Some((_, held)) => {
                 *held = *report;
@@ -549,11 +758,18 @@ impl ReportBook {
                 entries.push((node, *report));
                 true
             }
+        };
+        if accepted {
+            self.committed
+                .entry(report.shard)
+                .or_default()
+                .observe(report);
         }
+        accepted
     }
 
     /// Forgets everything `node` reported: call when it goes Offline, so a returning node
-    /// counts as in sync only after it reports again.
+    /// counts as in sync only after it reports again. The shards' committed marks stay.
     pub fn forget_node(&mut self, node: NodeId) {
         for entries in self.by_shard.values_mut() {
             entries.retain(|(n, _)| *n != node);
@@ -571,16 +787,21 @@ impl ReportBook {
 
     /// Followers of `shard` that reported Ready as followers at its current version.
     pub fn in_sync(&self, shard: &Shard) -> Vec<NodeId> {
-        shard
-            .followers()
-            .filter(|&n| {
-                self.get(shard.id, n).is_some_and(|r| {
-                    r.version == shard.version
-                        && r.status == ShardStatus::Ready
-                        && r.role == ReplicaRole::Follower
-                })
-            })
-            .collect()
+        replica_progress(shard, |n| self.get(shard.id, n)).0
+    }
+
+    /// The shard's last known committed position (see [`CommittedMark`]).
+    pub fn committed(&self, shard: ShardId) -> u64 {
+        self.committed.get(&shard).map_or(0, |m| m.committed)
+    }
+
+    /// Lowers the shard's committed mark after a forced promotion (see
+    /// [`CommittedMark::reset`]).
+    pub fn reset_committed(&mut self, shard: ShardId, version: ShardVersion, committed: u64) {
+        self.committed
+            .entry(shard)
+            .or_default()
+            .reset(version, committed);
     }
 
     /// The shard's load: what its leader reports as leader; right after a leadership change,
@@ -601,10 +822,13 @@ impl ReportBook {
 
     /// The scheduler's view of `shard`, from what its replicas reported.
     pub fn shard_view(&self, shard: Shard, table_count: u32) -> ShardView {
+        let (in_sync, positions) = replica_progress(&shard, |n| self.get(shard.id, n));
         ShardView {
             table_count,
             stats: self.leader_stats(&shard),
-            in_sync: self.in_sync(&shard),
+            in_sync,
+            positions,
+            committed: self.committed(shard.id),
             shard,
         }
     }
@@ -635,6 +859,50 @@ mod tests {
             book.get(ShardId(1), NodeId(1)).unwrap().version,
             ShardVersion(5)
         );
+    }
+
+    #[test]
+    fn the_committed_mark_keeps_a_dead_leaders_last_report() {
+        use meridian_model::{LogPosition, Replica};
+        let shard = Shard {
+            id: ShardId(1),
+            version: ShardVersion(5),
+            replicas: vec![
+                Replica {
+                    node: NodeId(1),
+                    role: ReplicaRole::Leader,
+                },
+                Replica {
+                    node: NodeId(2),
+                    role: ReplicaRole::Follower,
+                },
+            ],
+        };
+        let report = |role, applied, committed, version| ShardReport {
+            shard: ShardId(1),
+            version: ShardVersion(version),
+            role,
+            status: ShardStatus::Ready,
+            stats: ShardStats::default(),
+            log: LogPosition { applied, committed },
+            leased: false,
+        };
+        let mut book = ReportBook::new();
+        book.on_report(NodeId(1), &report(ReplicaRole::Leader, 100, 100, 5));
+        book.on_report(NodeId(2), &report(ReplicaRole::Follower, 90, 95, 5));
+        book.forget_node(NodeId(1));
+        let sv = book.shard_view(shard.clone(), 0);
+        assert_eq!(sv.committed, 100);
+        assert_eq!(sv.lag(NodeId(2)), 10);
+        assert_eq!(sv.in_sync, vec![NodeId(2)]);
+        assert!(sv.caught_up(NodeId(2), 10) && !sv.caught_up(NodeId(2), 9));
+        // After a forced promotion the old log is abandoned: a report from the old version
+        // (the old leader back) cannot raise the mark again.
+        book.reset_committed(ShardId(1), ShardVersion(6), 90);
+        book.on_report(NodeId(1), &report(ReplicaRole::Leader, 100, 100, 5));
+        assert_eq!(book.committed(ShardId(1)), 90);
+        book.on_report(NodeId(2), &report(ReplicaRole::Leader, 120, 120, 6));
+        assert_eq!(book.committed(ShardId(1)), 120);
     }
 
     #[test]

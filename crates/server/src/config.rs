@@ -32,7 +32,8 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Node liveness: heartbeat interval, suspect/offline thresholds, grace period.
     pub liveness: LivenessConfig,
-    /// Scheduler tuning: balance tolerance and hysteresis, repair delay, hot-shard threshold.
+    /// Scheduler tuning: balance tolerance and hysteresis, repair delay, hot-shard threshold,
+    /// how far behind a follower failover may promote (`max_promote_lag`).
     pub scheduler: SchedulerConfig,
     /// Operator controller: concurrency limits, step timeouts, history length.
     pub operators: ControllerConfig,

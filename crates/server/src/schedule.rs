@@ -12,11 +12,11 @@ use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
 use meridian_scheduler::{
     ClusterView, ControllerConfig, ControllerEvent, LivenessConfig, LivenessTracker,
     NodeInstruction, Operator, OperatorController, OperatorKind, SchedulerConfig, SchedulerSet,
-    SchedulerStatus, Step,
+    SchedulerStatus, Step, WaitingShard,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -37,6 +37,9 @@ pub struct ClusterScheduling {
     domain_violations: u32,
     /// When the next full scheduling pass is due even if nothing happened.
     next_full_ms: u64,
+    /// Shards whose leader is down and that wait for an in-sync follower, as of the last
+    /// full pass (logged when a shard starts or stops waiting).
+    waiting: BTreeMap<ShardId, WaitingShard>,
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -120,6 +123,7 @@ impl Scheduling {
                     controller: OperatorController::new(self.operators),
                     domain_violations: 0,
                     next_full_ms: 0,
+                    waiting: BTreeMap::new(),
                 }))
             })
             .clone()
@@ -183,6 +187,16 @@ impl Scheduling {
         let now = self.meta.now_ms();
         let started = std::time::Instant::now();
         let state = self.cluster_state(cluster.id);
+        if cluster.copysets().is_some() {
+            let nodes = {
+                let s = state.lock();
+                cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0))
+            };
+            let delay = self.schedulers.repair_delay_ms;
+            if let Err(e) = cluster.sync_copysets(&nodes, now, delay).await {
+                tracing::warn!(cluster = %cluster.id, "updating the copyset family: {e}");
+            }
+        }
         let events = {
             let mut s = state.lock();
             let s = &mut *s;
@@ -198,9 +212,12 @@ impl Scheduling {
                     }
                 }
                 // The full pass (view + schedulers) costs O(shards): run it when something
-                // happened (a node changed state, operators are in flight) and otherwise once
-                // per `full_schedule_interval_ms`, not on every tick.
-                let urgent = !changes.is_empty() || s.controller.running_count() > 0;
+                // happened (a node changed state, operators are in flight, a shard waits for
+                // a follower to catch up) and otherwise once per `full_schedule_interval_ms`,
+                // not on every tick.
+                let urgent = !changes.is_empty()
+                    || s.controller.running_count() > 0
+                    || !s.waiting.is_empty();
                 let mut fixes = Vec::new();
                 if urgent || now >= s.next_full_ms {
                     s.next_full_ms = now + self.full_interval_ms;
@@ -283,7 +300,9 @@ impl Scheduling {
     fn full_pass(&self, cluster: &Cluster, s: &mut ClusterScheduling, now: u64) {
         let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
         let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
+            .with_copysets(cluster.copysets())
             .with_controller(&s.controller);
+        cluster.report_copyset_violations(&view);
         // Invariant 4: placement may degrade when domains are too few, but never
         // silently.
         let violations = view.domain_violations();
@@ -316,7 +335,9 @@ impl Scheduling {
         let name = cluster.config().name;
         metrics::gauge!("meridian_domain_violations", "cluster" => name.clone())
             .set(f64::from(violations));
-        metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name).set(degraded as f64);
+        metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name.clone())
+            .set(degraded as f64);
+        self.note_waiting(cluster, s, &view, &name);
         for op in s.schedulers.schedule(&view, now) {
             let (kind, shard) = (op.kind, op.shard);
             match s.controller.try_add(op) {
@@ -330,6 +351,33 @@ impl Scheduling {
                 }
             }
         }
+    }
+
+    /// Records which shards wait for an in-sync follower (the failover scheduler's own
+    /// decision), sets the gauge, and logs each shard once when it starts and stops waiting.
+    fn note_waiting(
+        &self,
+        cluster: &Cluster,
+        s: &mut ClusterScheduling,
+        view: &ClusterView,
+        name: &str,
+    ) {
+        let now: BTreeMap<ShardId, WaitingShard> =
+            meridian_scheduler::waiting_shards(view, &self.schedulers)
+                .into_iter()
+                .map(|w| (w.shard, w))
+                .collect();
+        for (id, w) in &now {
+            if !s.waiting.contains_key(id) {
+                tracing::warn!(cluster = %cluster.id, shard = %id, leader = ?w.leader, committed = w.committed, best_follower = ?w.best_follower, "failover waits for an in-sync follower: {}; `meridian ctl force-promote {} NODE` promotes one anyway, losing what it has not applied", w.reason, id.0);
+            }
+        }
+        for id in s.waiting.keys().filter(|id| !now.contains_key(id)) {
+            tracing::info!(cluster = %cluster.id, shard = %id, "no longer waiting for an in-sync follower");
+        }
+        metrics::gauge!("meridian_shards_waiting_for_in_sync_follower", "cluster" => name.to_string())
+            .set(now.len() as f64);
+        s.waiting = now;
     }
 
     async fn execute(
@@ -533,6 +581,41 @@ impl Scheduling {
             .controller
             .try_add(op)
             .map_err(|e| e.to_string())
+    }
+
+    /// Shards that wait for an in-sync follower, as of the last full scheduling pass.
+    pub fn waiting(&self, cluster: ClusterId) -> BTreeMap<ShardId, WaitingShard> {
+        self.cluster_state(cluster).lock().waiting.clone()
+    }
+
+    /// An admin's forced promotion of follower `to` of `shard` whatever its log position
+    /// (`meridian ctl force-promote`; the checks are the scheduler's `force_promote`). `by`
+    /// says who asked; it is logged at WARN and kept in the operator's reason (history).
+    /// The shard's committed mark drops to what `to` applied: the rest is abandoned.
+    pub fn force_promote(
+        &self,
+        cluster: &Cluster,
+        shard: ShardId,
+        to: NodeId,
+        by: &str,
+    ) -> Result<OperatorId, String> {
+        let now = self.meta.now_ms();
+        let state = self.cluster_state(cluster.id);
+        let mut s = state.lock();
+        let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
+        let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
+            .with_controller(&s.controller);
+        let op = meridian_scheduler::force_promote(&view, shard, to, now, by)
+            .map_err(|e| e.to_string())?;
+        let applied = view.shard(shard).map_or(0, |sv| sv.position(to).applied);
+        let reason = op.reason.clone();
+        let id = s.controller.try_add(op).map_err(|e| e.to_string())?;
+        s.waiting.remove(&shard);
+        drop(s);
+        cluster.reset_committed(shard, applied);
+        tracing::warn!(cluster = %cluster.id, op = %id, %shard, node = %to, by, "forced promotion: {reason}");
+        metrics::counter!("meridian_forced_promotions_total").increment(1);
+        Ok(id)
     }
 
     /// Liveness state of a node per the tracker.

@@ -138,6 +138,8 @@ impl Server {
         });
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
+            // The peer address reaches handlers that log who asked (force-promote).
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let result = axum::serve(http_listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;

@@ -1,9 +1,16 @@
 //! A simulated database node over real gRPC, built on [`NodeAgent`]: it keeps its shards
-//! and tables in memory, obeys instructions, and reports synthetic load.
+//! and tables in memory, obeys instructions, and reports synthetic load and log positions.
+//!
+//! Log positions follow the wall clock, one position per millisecond since the Unix epoch,
+//! so simulated nodes in different processes agree without talking to each other: a
+//! leader has applied and committed everything up to now; a follower has heard and applied
+//! up to [`FOLLOWER_LAG_MS`] ago. A follower whose replication is stalled
+//! ([`SimShards::stall_replication`]) keeps hearing but applies nothing until resumed.
 
 use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, ShardLeases, TableRef};
 use meridian_model::{
-    NodeStats, ReplicaRole, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
+    LogPosition, NodeStats, ReplicaRole, ShardId, ShardReport, ShardStats, ShardStatus,
+    ShardVersion,
 };
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +26,18 @@ pub struct SimShard {
     pub role: ReplicaRole,
     /// Table partitions held.
     pub tables: BTreeSet<(u64, u32)>,
+    /// Replication progress, as last reported.
+    pub log: LogPosition,
+}
+
+/// How far behind the leader a simulated follower applies, in ms (= log positions).
+pub const FOLLOWER_LAG_MS: u64 = 10;
+
+/// The simulated log's head now: one position per ms of the wall clock.
+fn log_head() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
 }
 
 /// In-memory shards of a simulated node; implements [`ShardHandler`].
@@ -28,6 +47,8 @@ pub struct SimShards {
     /// Extra write units per second reported for some shards (to make a shard hot).
     hot: Mutex<BTreeMap<ShardId, f64>>,
     ticks: AtomicU64,
+    /// Shards whose follower here hears the leader but applies nothing (a slow disk).
+    stalled: Mutex<BTreeSet<ShardId>>,
     /// Synthetic report size: report this many extra shards' worth of zero-load entries
     /// is not done; reports always mirror what is held.
     base_units: f64,
@@ -52,6 +73,17 @@ impl SimShards {
         self.hot.lock().insert(shard, write_units);
     }
 
+    /// Stalls (`true`) or resumes the replication of this node's follower of `shard`:
+    /// while stalled it falls behind the leader's log; resumed, it catches up at once.
+    pub fn stall_replication(&self, shard: ShardId, stalled: bool) {
+        let mut set = self.stalled.lock();
+        if stalled {
+            set.insert(shard);
+        } else {
+            set.remove(&shard);
+        }
+    }
+
     /// Shards this node leads.
     pub fn leaders(&self) -> Vec<ShardId> {
         self.shards
@@ -73,12 +105,16 @@ impl ShardHandler for SimShards {
         tables: Vec<TableRef>,
     ) -> Result<(), String> {
         let tables = tables.iter().map(|t| (t.id.0, t.partition)).collect();
-        self.shards.lock().insert(
+        let mut shards = self.shards.lock();
+        // A replica opened again (a promotion) keeps its log.
+        let log = shards.get(&shard).map(|s| s.log).unwrap_or_default();
+        shards.insert(
             shard,
             SimShard {
                 version,
                 role,
                 tables,
+                log,
             },
         );
         Ok(())
@@ -136,7 +172,23 @@ impl ShardHandler for SimShards {
     fn report(&self) -> (NodeStats, Vec<ShardReport>) {
         let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
         let hot = self.hot.lock().clone();
-        let shards = self.shards.lock();
+        let stalled = self.stalled.lock().clone();
+        let head = log_head();
+        let mut shards = self.shards.lock();
+        for (id, s) in shards.iter_mut() {
+            if s.role == ReplicaRole::Leader {
+                let p = s.log.applied.max(head);
+                s.log = LogPosition {
+                    applied: p,
+                    committed: p,
+                };
+            } else {
+                s.log.committed = s.log.committed.max(head.saturating_sub(FOLLOWER_LAG_MS));
+                if !stalled.contains(id) {
+                    s.log.applied = s.log.applied.max(s.log.committed);
+                }
+            }
+        }
         let mut total = NodeStats {
             disk_total_bytes: 1 << 40,
             ..Default::default()
@@ -166,7 +218,7 @@ impl ShardHandler for SimShards {
                     role: s.role,
                     status: ShardStatus::Ready,
                     stats,
-                    log: Default::default(),
+                    log: s.log,
                     leased: false,
                 }
             })

@@ -57,6 +57,11 @@ fn copyset_loss_passes() {
 }
 
 #[test]
+fn lagging_follower_passes() {
+    passes("lagging-follower");
+}
+
+#[test]
 fn every_scenario_has_a_test_above() {
     assert_eq!(
         scenario_names(),
@@ -68,7 +73,8 @@ fn every_scenario_has_a_test_above() {
             "rolling-restart",
             "rolling-restart-graceful",
             "drain",
-            "copyset-loss"
+            "copyset-loss",
+            "lagging-follower"
         ]
     );
 }
@@ -97,6 +103,49 @@ fn copyset_loss_report_has_sizes_at_the_top_level() {
         assert!(sizes[0].get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["details"]["sizes"], json["sizes"]);
+}
+
+#[test]
+fn copysets_stay_copysets_through_kill_zone_repair_and_expansion() {
+    let r = run_scenario("copyset-loss", &small(1)).unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    let rows = json["sequence"]
+        .as_array()
+        .expect("sequence at the top level");
+    let row = |placement: &str| {
+        rows.iter()
+            .find(|r| r["placement"] == placement)
+            .unwrap_or_else(|| panic!("no {placement} row"))
+    };
+    let kept = row("copysets");
+    let stages: Vec<&str> = kept["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["initial", "after_kill_zone_repair", "after_expansion"]
+    );
+    for st in kept["stages"].as_array().unwrap() {
+        assert_eq!(st["shards_outside_copysets"], 0, "{st}");
+        assert_eq!(st["healthy"], true, "{st}");
+    }
+    // Without the persisted family, repair and balance leave the copysets behind.
+    let lost = row("copysets-unpersisted");
+    let last = |r: &serde_json::Value| r["stages"][2].clone();
+    assert!(last(lost)["shards_outside_copysets"].as_u64().unwrap() > 0);
+    assert!(
+        last(kept)["analytic"].as_f64().unwrap() < last(lost)["analytic"].as_f64().unwrap(),
+        "{} vs {}",
+        last(kept),
+        last(lost)
+    );
+    assert!(
+        last(kept)["distinct_replica_sets"].as_u64().unwrap()
+            < last(lost)["distinct_replica_sets"].as_u64().unwrap()
+    );
 }
 
 #[test]

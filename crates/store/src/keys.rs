@@ -19,6 +19,7 @@
 //! | `/meridian/v1/clusters/{c}/nodes/{node:020}`         | `Node` JSON          | registration, state changes        | the node is removed          |
 //! | `/meridian/v1/clusters/{c}/node_names/{name}`        | node id              | first registration (CAS absent)    | the node is removed          |
 //! | `/meridian/v1/clusters/{c}/shards/{shard:010}`       | `Shard` JSON         | shard creation, operator steps     | the cluster is dropped       |
+//! | `/meridian/v1/clusters/{c}/copysets`                 | `CopysetFamily` JSON (copyset mode only) | first shard placement (with the shards); the scheduling loop when nodes join, drain, die past the repair delay, or leave | the cluster is dropped |
 //! | `/meridian/v1/clusters/{c}/catalogs/{catalog}`       | catalog JSON         | DDL: create catalog                | DDL: drop catalog            |
 //! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
 //! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
@@ -112,6 +113,12 @@ pub fn shard(cluster: ClusterId, shard: ShardId) -> Vec<u8> {
 /// Every shard of a cluster.
 pub fn shards_prefix(cluster: ClusterId) -> Vec<u8> {
     in_cluster(cluster, format_args!("shards/"))
+}
+
+/// The copyset family of a cluster in copyset placement mode: the only replica sets its
+/// shards may use.
+pub fn copysets(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("copysets"))
 }
 
 /// One catalog.
@@ -270,5 +277,7 @@ mod tests {
         assert!(!schema(c, "ab", "s").starts_with(&schemas_prefix(c, "a")));
         assert!(!node_name(c, "n").starts_with(&nodes_prefix(c)));
         assert!(!cluster_prefix(ClusterId(1)).starts_with(&cluster_prefix(ClusterId(10))));
+        assert!(copysets(c).starts_with(&cluster_prefix(c)));
+        assert!(!copysets(c).starts_with(&shards_prefix(c)));
     }
 }

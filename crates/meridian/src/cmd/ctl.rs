@@ -55,10 +55,15 @@ enum CtlCommand {
         /// Use copyset placement with this scatter width.
         #[arg(long)]
         copyset_scatter_width: Option<u32>,
+        /// The shards' data lives on shared (object) storage: failover may promote or
+        /// reopen any live replica whatever its log position.
+        #[arg(long)]
+        shared_storage: bool,
     },
     /// List nodes with state, shard and leader counts.
     Nodes,
-    /// List shards with leader, followers and version.
+    /// List shards with leader, followers, version, committed log position and state
+    /// (`waiting` when failover waits for an in-sync follower).
     Shards,
     /// List tables.
     Tables {
@@ -128,6 +133,18 @@ enum CtlCommand {
         shard: u32,
         /// Target node (id or name).
         to: String,
+    },
+    /// Promote a follower of a shard whose leader is down although it is behind the
+    /// shard's committed log (for a shard waiting for an in-sync follower): what it has not
+    /// applied is lost. Logged and kept in the operator history.
+    ForcePromote {
+        /// Shard id.
+        shard: u32,
+        /// The follower to promote (node id or name).
+        node: String,
+        /// Who asks, for the log and the operator history (default: $USER).
+        #[arg(long, env = "USER", default_value = "")]
+        by: String,
     },
     /// Move a shard's replica from one node to another.
     MoveShard {
@@ -301,13 +318,14 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             replicas,
             min_nodes,
             copyset_scatter_width,
+            shared_storage,
         } => {
             let placement = match copyset_scatter_width {
                 Some(s) => json!({"mode": "copyset", "scatter_width": s}),
                 None => json!({"mode": "spread"}),
             };
             let body = json!({"name": name, "shard_count": shards, "replication_factor": replicas,
-                "min_nodes": min_nodes, "placement": placement});
+                "min_nodes": min_nodes, "placement": placement, "shared_storage": shared_storage});
             http.call(M::POST, "/api/v1/clusters", Some(body)).await
         }
         CtlCommand::Nodes => {
@@ -415,6 +433,15 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             http.call(
                 M::POST,
                 &format!("/api/v1/clusters/{c}/shards/{shard}/transfer-leader"),
+                Some(body),
+            )
+            .await
+        }
+        CtlCommand::ForcePromote { shard, node, by } => {
+            let body = json!({"to": node, "by": by});
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/shards/{shard}/force-promote"),
                 Some(body),
             )
             .await
@@ -626,7 +653,14 @@ fn render(command: &CtlCommand, v: &Value) {
     match command {
         CtlCommand::Clusters => print_table(
             &[
-                "id", "name", "shards", "replicas", "nodes", "online", "tables",
+                "id",
+                "name",
+                "shards",
+                "replicas",
+                "shared_storage",
+                "nodes",
+                "online",
+                "tables",
             ],
             rows(
                 &v["clusters"],
@@ -635,6 +669,7 @@ fn render(command: &CtlCommand, v: &Value) {
                     "/config/name",
                     "/config/shard_count",
                     "/config/replication_factor",
+                    "/config/shared_storage",
                     "/nodes",
                     "/nodes_online",
                     "/tables",
@@ -663,27 +698,54 @@ fn render(command: &CtlCommand, v: &Value) {
                 ],
             ),
         ),
-        CtlCommand::Shards => print_table(
-            &[
-                "shard",
-                "version",
-                "leader",
-                "followers",
-                "partitions",
-                "wu/s",
-            ],
-            rows(
-                &v["shards"],
+        CtlCommand::Shards => {
+            let list = v["shards"].as_array().cloned().unwrap_or_default();
+            let rows = list
+                .iter()
+                .map(|sh| {
+                    let state = if sh["waiting_for_in_sync_follower"].as_bool() == Some(true) {
+                        "waiting"
+                    } else if sh["leader"].is_null() {
+                        "leaderless"
+                    } else {
+                        "ok"
+                    };
+                    let applied: Vec<String> = sh["positions"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|p| format!("{}:{}", cell(&p["node"]), cell(&p["applied"])))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        cell(&sh["id"]),
+                        cell(&sh["version"]),
+                        cell(&sh["leader"]),
+                        cell(&sh["followers"]),
+                        cell(&sh["partitions"]),
+                        cell(&sh["stats"]["write_units_per_sec"]),
+                        cell(&sh["committed"]),
+                        applied.join(","),
+                        state.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(
                 &[
-                    "/id",
-                    "/version",
-                    "/leader",
-                    "/followers",
-                    "/partitions",
-                    "/stats/write_units_per_sec",
+                    "shard",
+                    "version",
+                    "leader",
+                    "followers",
+                    "partitions",
+                    "wu/s",
+                    "committed",
+                    "applied",
+                    "state",
                 ],
-            ),
-        ),
+                rows,
+            );
+        }
         CtlCommand::Tables { .. } => {
             let list = v["tables"].as_array().cloned().unwrap_or_default();
             let rows = list

@@ -74,7 +74,9 @@ fn capacity_for(tally: &Tally, view: &ClusterView, op_nodes: &[NodeId]) -> bool 
 ///
 /// Only balance members (Online, not draining, not cordoned) give or receive; a node whose
 /// leaders are evicted is one (it keeps and takes followers) but never receives a leader
-/// replica. A move never raises the shard's failure-domain violations. A follower replica moves as
+/// replica. A move never raises the shard's failure-domain violations and, in copyset mode,
+/// always leaves the shard inside a copyset of the family (a new node fills up through the
+/// copysets the family derived for it). A follower replica moves as
 /// `AddFollower(dst), RemoveReplica(src)`; a leader replica as `AddFollower(dst),
 /// TransferLeader(src -> dst), RemoveReplica(src)`, so the shard always has its full
 /// replica count and a leader. Followers and cold shards are moved first. Each move goes
@@ -194,7 +196,7 @@ fn pick_move<'a>(
         })
         .filter(|sv| {
             let (before, after) = violations_around(view, &sv.shard, &[from], to);
-            after <= before
+            after <= before && view.inside_copyset_after(&sv.shard, &[from], to)
         })
         .filter(|sv| {
             // A leader move also works the source (the transfer) and carries the load, and

@@ -111,7 +111,8 @@ impl Scheduler for HotShardScheduler {
                     .filter_map(|&n| view.node_index(n))
                     .filter(|i| nodes[*i].can_lead() && room(i))
                     .min_by(|&a, &b| tally.load[a].total_cmp(&tally.load[b]));
-                // The coolest node that may take the replica without a new domain violation.
+                // The coolest node that may take the replica without a new domain violation
+                // (and, in copyset mode, leaving the shard inside a copyset).
                 let target = (0..nodes.len())
                     .filter(|i| {
                         nodes[*i].can_lead()
@@ -122,6 +123,7 @@ impl Scheduler for HotShardScheduler {
                                     violations_around(view, &sv.shard, &[from], nodes[*i].id);
                                 a <= b
                             }
+                            && view.inside_copyset_after(&sv.shard, &[from], nodes[*i].id)
                     })
                     .min_by(|&a, &b| tally.load[a].total_cmp(&tally.load[b]));
                 let fits = |i: usize| tally.load[i] + x <= line;

@@ -15,7 +15,7 @@ mod repair;
 pub use balance::{BalanceLeaderScheduler, BalanceShardScheduler};
 pub use drain::DrainScheduler;
 pub use evict::EvictLeaderScheduler;
-pub use failover::FailoverScheduler;
+pub use failover::{force_promote, waiting_shards, FailoverScheduler, WaitingShard};
 pub use hot::HotShardScheduler;
 pub use repair::ReplicaRepairScheduler;
 
@@ -51,6 +51,14 @@ pub struct SchedulerConfig {
     /// A shard moved for load is not moved for load again within this long, so two hot
     /// spots cannot pass a shard back and forth. Default 60000.
     pub hot_cooldown_ms: u64,
+    /// Failover promotes a follower only if its applied log position is at most this many
+    /// positions behind the shard's last known committed position (the highest any replica
+    /// reported, the dead leader's last report included); if no follower qualifies, the
+    /// shard waits for one to catch up or for `ctl force-promote`. Positions are the
+    /// database's own (raft index, WAL sequence number). Ignored for clusters with
+    /// `shared_storage` and for shards whose replicas report no positions. Default 0:
+    /// nothing the shard reported committed may be lost.
+    pub max_promote_lag: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -63,6 +71,7 @@ impl Default for SchedulerConfig {
             hot_threshold: 0.25,
             hot_sustain_ms: 30_000,
             hot_cooldown_ms: 60_000,
+            max_promote_lag: 0,
         }
     }
 }
@@ -135,7 +144,7 @@ impl SchedulerSet {
     /// leader balance, shard balance.
     pub fn new(config: SchedulerConfig) -> Self {
         let mut set = Self::empty();
-        set.push(Box::new(FailoverScheduler::new()));
+        set.push(Box::new(FailoverScheduler::new(config)));
         set.push(Box::new(ReplicaRepairScheduler::new(config)));
         set.push(Box::new(EvictLeaderScheduler::new(config)));
         set.push(Box::new(DrainScheduler::new(config)));
@@ -221,5 +230,7 @@ impl SchedulerSet {
     }
 }
 
+#[cfg(test)]
+mod copyset_tests;
 #[cfg(test)]
 mod tests;

@@ -119,19 +119,22 @@ fn failover_waits_while_the_leader_is_only_suspect() {
         .shards(3)
         .node_state(NodeId(1), NodeState::Suspect, 0)
         .build();
-    assert!(FailoverScheduler::new().schedule(&view, 10).is_empty());
+    assert!(FailoverScheduler::new(SchedulerConfig::default())
+        .schedule(&view, 10)
+        .is_empty());
 }
 
 #[test]
-fn failover_reopens_the_shard_when_no_follower_is_in_sync() {
+fn failover_reopens_the_shard_on_shared_storage_when_no_follower_is_in_sync() {
     let view = ClusterBuilder::new()
         .zones(3)
         .nodes(3)
         .shards(3)
         .no_in_sync()
+        .shared_storage(true)
         .build();
     let view = kill(view, NodeId(1), 0);
-    let ops = FailoverScheduler::new().schedule(&view, 10);
+    let ops = FailoverScheduler::new(SchedulerConfig::default()).schedule(&view, 10);
     assert!(!ops.is_empty());
     for op in ops {
         let Step::ReopenShard { on } = op.steps[0] else {
@@ -671,7 +674,7 @@ fn failover_avoids_an_evicting_node_when_another_follower_is_in_sync() {
     // Flag every follower the leader-count rank would pick first, one at a time.
     for &flagged in &followers {
         let v = kill(evict(view.clone(), flagged), dead, 0);
-        let ops = FailoverScheduler::new().schedule(&v, 10);
+        let ops = FailoverScheduler::new(SchedulerConfig::default()).schedule(&v, 10);
         let op = ops.iter().find(|o| o.shard == sv.shard.id).unwrap();
         let [Step::PromoteFollower { to }] = op.steps[..] else {
             panic!("{op:?}")
@@ -697,7 +700,7 @@ fn failover_falls_back_to_an_evicting_node_when_it_holds_the_only_in_sync_follow
         sv.in_sync = vec![only];
     });
     let view = kill(evict(view, only), dead, 0);
-    let ops = FailoverScheduler::new().schedule(&view, 10);
+    let ops = FailoverScheduler::new(SchedulerConfig::default()).schedule(&view, 10);
     let op = ops.iter().find(|o| o.shard == id).unwrap();
     assert_eq!(op.steps[..], [Step::PromoteFollower { to: only }]);
 }

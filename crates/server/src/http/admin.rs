@@ -1,14 +1,15 @@
 //! Scheduling admin over HTTP: operators, scheduler switches, maintenance mode, manual
-//! transfer-leader and move-shard, and node drain / cordon / uncordon / evict-leaders /
-//! unevict-leaders / remove.
+//! transfer-leader, move-shard and force-promote, and node drain / cordon / uncordon /
+//! evict-leaders / unevict-leaders / remove.
 
 use super::{body, AppState};
 use crate::error::ServerError;
 use crate::meta::{detached, Cluster};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use axum::Extension;
 use axum::{Json, Router};
 use meridian_model::{NodeId, OperatorId, ShardId};
 use meridian_scheduler::Step;
@@ -38,6 +39,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/api/v1/clusters/{cluster}/shards/{shard}/move",
             post(move_shard),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/shards/{shard}/force-promote",
+            post(force_promote),
         )
         .route(
             "/api/v1/clusters/{cluster}/shards/{shard}/split",
@@ -201,6 +206,44 @@ async fn transfer_leader(
             Ok(vec![Step::TransferLeader { from, to }])
         },
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForcePromoteBody {
+    /// The follower to promote (id or name).
+    to: String,
+    /// Who asks (a person, a ticket): logged and kept in the operator history.
+    #[serde(default)]
+    by: String,
+}
+
+/// Promotes a follower of a shard whose leader is down, whatever its log position: the
+/// way out for a shard that waits for an in-sync follower, accepting the loss of what the
+/// follower has not applied.
+async fn force_promote(
+    State(s): State<AppState>,
+    Path((cluster, shard)): Path<(String, u32)>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    req: Result<Json<ForcePromoteBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let run = || -> Result<OperatorId, ServerError> {
+        let c = s.meta.cluster(&cluster)?;
+        let to = node_id(&c, &b.to)?;
+        let peer = peer.map(|Extension(p)| p);
+        let by = match (b.by.trim(), peer) {
+            ("", Some(ConnectInfo(addr))) => format!("an admin at {addr}"),
+            ("", None) => "an admin".to_string(),
+            (by, Some(ConnectInfo(addr))) => format!("{by} (from {addr})"),
+            (by, None) => by.to_string(),
+        };
+        s.scheduling
+            .force_promote(&c, ShardId(shard), to, &by)
+            .map_err(ServerError::FailedPrecondition)
+    };
+    let id = run().map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "operator": id })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -75,7 +75,12 @@ async fn list_shards(
     Path(cluster): Path<String>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
-    Ok(Json(json!({ "shards": c.shard_infos() })))
+    let waiting = s.scheduling.waiting(c.id);
+    let mut shards = c.shard_infos();
+    for info in &mut shards {
+        info.waiting_for_in_sync_follower = waiting.contains_key(&info.id);
+    }
+    Ok(Json(json!({ "shards": shards })))
 }
 
 #[derive(Deserialize)]

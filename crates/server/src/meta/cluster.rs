@@ -9,11 +9,11 @@ use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
 use meridian_model::{
     ClusterConfig, ClusterId, Node, NodeId, NodeState, NodeStats, Partition, PartitionRule,
-    ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, Table, TableId, TableName,
+    ReplicaRole, Shard, ShardId, ShardReport, ShardStats, Table, TableId, TableName,
 };
 use meridian_proto as pb;
 use meridian_scheduler::LeaseBook;
-use meridian_scheduler::{InstructionKind, NodeInstruction, NodeView, ShardView};
+use meridian_scheduler::{CommittedMark, InstructionKind, NodeInstruction, NodeView, ShardView};
 use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
 use parking_lot::RwLock;
 use serde::{de::DeserializeOwned, Serialize};
@@ -69,6 +69,10 @@ pub(super) struct ClusterState {
     /// Shards being created by a split: opened on nodes, not committed yet. Reports of
     /// them are not "unknown shards" to close.
     pub(super) splitting: HashSet<ShardId>,
+    /// Per shard, the highest committed log position its replicas reported, kept when the
+    /// reporter goes away (memory only, like the reports): failover promotes only a
+    /// follower that applied it.
+    pub(super) committed: HashMap<ShardId, CommittedMark>,
     /// Shards with a running operator (set by the scheduling loop): the reconcile path
     /// leaves their repairs to the operator.
     pub(super) busy: HashSet<ShardId>,
@@ -88,8 +92,11 @@ pub struct Cluster {
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
-    /// Who holds each shard's write lease, and until when.
+    /// Who holds each shard's write lease, and until when. Lock order: `state` first,
+    /// then `leases`.
     pub(super) leases: parking_lot::Mutex<LeaseBook>,
+    /// The copyset family (copyset mode): see `meta::copysets`.
+    pub(super) copyset_family: super::copysets::ClusterCopysets,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -155,6 +162,24 @@ pub struct ShardInfo {
     pub partitions: usize,
     /// Leader's last reported load.
     pub stats: ShardStats,
+    /// The shard's last known committed log position (0: none reported).
+    pub committed: u64,
+    /// The last log position each replica reported, leader first.
+    pub positions: Vec<ReplicaPosition>,
+    /// Its leader is down and no follower is caught up: failover waits for one (or for
+    /// `ctl force-promote`). Filled in by the admin API from the scheduler's last pass.
+    pub waiting_for_in_sync_follower: bool,
+}
+
+/// The last log position one replica reported, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaPosition {
+    /// The replica's node.
+    pub node: NodeId,
+    /// Highest position it applied (0: none reported).
+    pub applied: u64,
+    /// Highest position it heard was committed.
+    pub committed: u64,
 }
 
 impl Cluster {
@@ -215,6 +240,9 @@ impl Cluster {
             state.tables.insert(table.id, table);
         }
         let (routes, _) = broadcast::channel(4096);
+        let copyset_family =
+            super::copysets::load(&store, id, &config, state.shards.values().map(|e| &e.shard))
+                .await?;
         Ok(Arc::new(Self {
             id,
             config: RwLock::new(config),
@@ -227,6 +255,7 @@ impl Cluster {
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
             leases: parking_lot::Mutex::new(leases),
+            copyset_family,
         }))
     }
 
@@ -465,6 +494,11 @@ impl Cluster {
                 if report.version < e.shard.version {
                     metrics::counter!("meridian_stale_shard_reports_total").increment(1);
                 }
+                state
+                    .committed
+                    .entry(report.shard)
+                    .or_default()
+                    .observe(report);
             }
             if let Some(prev) = entry.reports.get(&report.shard) {
                 if report.version < prev.version {
@@ -675,6 +709,24 @@ impl Cluster {
                     .and_then(|n| n.reports.get(&s.shard.id))
                     .map(|r| r.stats)
                     .unwrap_or_default();
+                let positions = s
+                    .shard
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        let log = state
+                            .nodes
+                            .get(&r.node)
+                            .and_then(|n| n.reports.get(&s.shard.id))
+                            .map(|rep| rep.log)
+                            .unwrap_or_default();
+                        ReplicaPosition {
+                            node: r.node,
+                            applied: log.applied,
+                            committed: log.committed,
+                        }
+                    })
+                    .collect();
                 ShardInfo {
                     id: s.shard.id,
                     version: s.shard.version.0,
@@ -682,6 +734,9 @@ impl Cluster {
                     followers: s.shard.followers().collect(),
                     partitions: s.partitions.len(),
                     stats,
+                    committed: state.committed.get(&s.shard.id).map_or(0, |m| m.committed),
+                    positions,
+                    waiting_for_in_sync_follower: false,
                 }
             })
             .collect()
@@ -734,7 +789,9 @@ impl Cluster {
         for shard in &placement.shards {
             ops.push(WriteOp::put(keys::shard(self.id, shard.id), encode(shard)?));
         }
+        ops.extend(self.copyset_ops(placement.copysets.as_ref())?);
         self.store.batch(ops).await?;
+        self.copysets_placed(placement.copysets.clone());
         {
             let mut state = self.state.write();
             for shard in &placement.shards {
@@ -1383,8 +1440,9 @@ impl Cluster {
             .collect()
     }
 
-    /// Shards as the scheduler sees them: tables per shard, the leader's load, and the
-    /// followers that reported Ready at the current version (the failover candidates).
+    /// Shards as the scheduler sees them: tables per shard, the leader's load, the
+    /// followers that reported Ready at the current version (the failover candidates), the
+    /// replicas' log positions and the shard's last known committed position.
     pub fn shard_views(&self) -> Vec<ShardView> {
         let state = self.state.read();
         state
@@ -1403,23 +1461,32 @@ impl Cluster {
                     .and_then(report)
                     .map(|r| r.stats)
                     .unwrap_or_default();
-                let in_sync = e
-                    .shard
-                    .followers()
-                    .filter(|f| {
-                        report(*f).is_some_and(|r| {
-                            r.version == e.shard.version && r.status == ShardStatus::Ready
-                        })
-                    })
-                    .collect();
+                let (in_sync, positions) = meridian_scheduler::replica_progress(&e.shard, report);
                 ShardView {
                     shard: e.shard.clone(),
                     table_count: (e.partitions.len() as u32).saturating_add(e.reserved),
                     stats,
                     in_sync,
+                    positions,
+                    committed: state.committed.get(&e.shard.id).map_or(0, |m| m.committed),
                 }
             })
             .collect()
+    }
+
+    /// Lowers `shard`'s committed mark to `committed` after an admin forced the promotion
+    /// of a follower that had applied only that much: the rest of the old leader's log is
+    /// abandoned, and a report from before (the old leader back) cannot raise it again.
+    pub fn reset_committed(&self, shard: ShardId, committed: u64) {
+        let mut state = self.state.write();
+        let Some(version) = state.shards.get(&shard).map(|e| e.shard.version) else {
+            return;
+        };
+        state
+            .committed
+            .entry(shard)
+            .or_default()
+            .reset(version.next(), committed);
     }
 
     /// The latest report of every node holding `shard`.

@@ -16,9 +16,10 @@ impl Cluster {
         reports: &[ShardReport],
         now_ms: u64,
     ) -> Vec<pb::ShardVersionRef> {
+        // Lock order, everywhere: cluster state, then the lease book.
+        let state = self.state.read();
         let mut book = self.leases.lock();
         book.observe_report(node, session, reports);
-        let state = self.state.read();
         let Some(entry) = state.nodes.get(&node) else {
             return Vec::new();
         };

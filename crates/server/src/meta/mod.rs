@@ -1,13 +1,15 @@
 //! Metadata: the clusters this Meridian manages, loaded from the store at start.
 
 pub mod cluster;
+pub mod copysets;
 pub mod lease;
 mod reconcile;
 mod reshard;
 pub mod session;
 
 pub use cluster::{
-    Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
+    Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo, DEFAULT_CATALOG,
+    DEFAULT_SCHEMA,
 };
 use meridian_scheduler::LeaseBook;
 pub use reshard::ReshardOutcome;

@@ -13,12 +13,14 @@
 //! | `rolling-restart` | every node restarted in turn: short leaderless windows only |
 //! | `rolling-restart-graceful` | the same, each node's leaders evicted first: transfers only |
 //! | `drain` | one node drained: emptied, leaders first |
+//! | `lagging-follower` | a shard's only follower lags when its leader dies: failover waits, then promotes it once caught up |
 //! | `copyset-loss` | no clock: data-loss probability of random vs copyset placement |
 
 mod copyset_loss;
 mod expansion;
 mod failures;
 mod hot;
+mod lagging;
 mod world;
 
 use meridian_scheduler::{OperatorKind, SchedulerError, Spread};
@@ -190,6 +192,7 @@ pub fn scenario_names() -> &'static [&'static str] {
         "rolling-restart-graceful",
         "drain",
         "copyset-loss",
+        "lagging-follower",
     ]
 }
 
@@ -205,6 +208,7 @@ pub fn run_scenario(name: &str, opts: &ScenarioOptions) -> Result<ScenarioReport
         "rolling-restart-graceful" => failures::rolling_restart_graceful(opts),
         "drain" => expansion::drain(opts),
         "copyset-loss" => copyset_loss::copyset_loss(opts),
+        "lagging-follower" => lagging::lagging_follower(opts),
         _ => Err(SimError::UnknownScenario(name.to_string())),
     }?;
     report.wall_ms = started.elapsed().as_millis() as u64;

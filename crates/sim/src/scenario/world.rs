@@ -10,22 +10,31 @@
 //! ```
 //! A shard is *available* while its route's leader node is alive and holds the shard as a
 //! Ready leader; every other moment counts as leaderless.
+//!
+//! Log positions: a Ready leader's log reaches `now + 1` (one position per simulated ms) at
+//! each of its heartbeats, and it reports that position applied and committed. A Ready
+//! follower, at each of its heartbeats, hears what the route's leader last reached (a dead
+//! leader's log stays where it was) and applies it, unless its node's replication is
+//! stalled ([`Sim::stall_replication`]): then it hears but does not apply, and falls
+//! behind until resumed. Followers thus lag by up to one heartbeat interval.
 
 use super::{MoveStats, SimError};
 use meridian_model::OperatorId;
 use meridian_model::{
-    ClusterConfig, IsolationLevel, NodeId, NodeLabels, NodeState, PlacementMode, ReplicaRole,
-    Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
+    ClusterConfig, IsolationLevel, LogPosition, NodeId, NodeLabels, NodeState, PlacementMode,
+    ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, ShardVersion,
 };
 use meridian_scheduler::{
-    place_shards, reconcile_node, ClusterView, ControllerConfig, ControllerEvent, InstructionKind,
-    LivenessConfig, LivenessTracker, NodeInstruction, NodeView, OperatorController, OperatorState,
-    ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet, ShardView, Step,
+    place_shards, reconcile_node, update_family, ClusterView, ControllerConfig, ControllerEvent,
+    CopysetFamily, InstructionKind, LivenessConfig, LivenessTracker, NodeInstruction, NodeView,
+    OperatorController, OperatorState, ReconcileContext, ReportBook, SchedulerConfig, SchedulerSet,
+    ShardView, Step, WaitingShard,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 /// Everything that shapes one simulated cluster.
 #[derive(Debug, Clone)]
@@ -35,6 +44,12 @@ pub(crate) struct SimParams {
     pub shards: u32,
     pub replication: u32,
     pub isolation: IsolationLevel,
+    /// Spread or copyset placement.
+    pub placement: PlacementMode,
+    /// Copyset mode: keep the family first placement drew, updated as the server updates
+    /// it, and hand it to the schedulers (false: they never see it, as before copysets were
+    /// persisted; the baseline `copyset-loss` compares against).
+    pub keep_copysets: bool,
     pub seed: u64,
     /// Meridian's scheduling tick.
     pub tick_ms: u64,
@@ -57,6 +72,8 @@ impl SimParams {
             shards,
             replication: 3,
             isolation: IsolationLevel::Zone,
+            placement: PlacementMode::Spread,
+            keep_copysets: true,
             seed,
             tick_ms: 100,
             latency_ms: (5, 50),
@@ -83,6 +100,8 @@ struct Local {
     status: ShardStatus,
     /// Acknowledgements owed once the replica is Ready.
     owed: Vec<(OperatorId, ShardVersion)>,
+    /// Replication progress (see the module documentation); survives restarts.
+    log: LogPosition,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +114,8 @@ struct SimNode {
     draining: bool,
     /// The admin flag `Node::evict_leaders`: the view the tick builds carries it.
     evict_leaders: bool,
+    /// Its followers hear the leader's log but do not apply it (a slow disk).
+    replication_stalled: bool,
     replicas: BTreeMap<ShardId, Local>,
 }
 
@@ -210,6 +231,11 @@ pub(crate) struct Sim {
     catch_up: Vec<u64>,
     pub schedulers: SchedulerSet,
     pub controller: OperatorController,
+    /// The copyset family the schedulers keep shards in (copyset mode with
+    /// `keep_copysets`), updated every tick by the server's rule.
+    copysets: Option<Arc<CopysetFamily>>,
+    /// The family first placement drew (copyset mode), kept or not.
+    placed_copysets: Option<Arc<CopysetFamily>>,
     avail: Vec<Avail>,
     pub moves: MoveStats,
 }
@@ -225,8 +251,9 @@ impl Sim {
             replication_factor: params.replication,
             min_nodes: params.replication,
             isolation: params.isolation,
-            placement: PlacementMode::Spread,
+            placement: params.placement,
             config_fingerprint: String::new(),
+            shared_storage: false,
         };
         let nodes: Vec<SimNode> = (0..params.nodes)
             .map(|i| new_node(i, params.zones))
@@ -247,6 +274,12 @@ impl Sim {
             liveness: LivenessTracker::new(params.liveness, 0),
             schedulers: SchedulerSet::new(params.scheduler),
             controller: OperatorController::new(params.controller),
+            copysets: placement
+                .copysets
+                .clone()
+                .filter(|_| params.keep_copysets)
+                .map(Arc::new),
+            placed_copysets: placement.copysets.map(Arc::new),
             avail: vec![Avail::default(); params.shards as usize],
             params,
             now: 0,
@@ -271,6 +304,7 @@ impl Sim {
                         role: r.role,
                         status: ShardStatus::Ready,
                         owed: Vec::new(),
+                        log: LogPosition::default(),
                     },
                 );
             }
@@ -356,8 +390,22 @@ impl Sim {
 
     /// The scheduler's view, exactly as the tick builds it.
     pub fn view(&self) -> ClusterView {
-        let nodes = self
-            .nodes
+        let nodes = self.node_views();
+        let shards = self
+            .routes
+            .iter()
+            .map(|s| self.book.shard_view(s.clone(), 0))
+            .collect::<Vec<ShardView>>();
+        ClusterView::new(self.config.clone(), nodes, shards)
+            .with_copysets(self.copysets.clone())
+            .with_operators(
+                self.controller.running(),
+                Some(self.params.controller.limits.per_node),
+            )
+    }
+
+    fn node_views(&self) -> Vec<NodeView> {
+        self.nodes
             .iter()
             .map(|n| NodeView {
                 id: n.id,
@@ -369,16 +417,7 @@ impl Sim {
                 evict_leaders: n.evict_leaders,
                 stats: Default::default(),
             })
-            .collect();
-        let shards = self
-            .routes
-            .iter()
-            .map(|s| self.book.shard_view(s.clone(), 0))
-            .collect::<Vec<ShardView>>();
-        ClusterView::new(self.config.clone(), nodes, shards).with_operators(
-            self.controller.running(),
-            Some(self.params.controller.limits.per_node),
-        )
+            .collect()
     }
 
     fn meridian_tick(&mut self) {
@@ -389,6 +428,7 @@ impl Sim {
                 self.controller.on_node_down(change.node, now);
             }
         }
+        self.sync_copysets();
         let view = self.view();
         for op in self.schedulers.schedule(&view, now) {
             match self.controller.try_add(op) {
@@ -423,6 +463,35 @@ impl Sim {
         }
     }
 
+    /// What the server's `Cluster::sync_copysets` does each tick: the family follows nodes
+    /// that joined, drained, died past the repair delay or left.
+    fn sync_copysets(&mut self) {
+        let Some(family) = &self.copysets else {
+            return;
+        };
+        if let Some(u) = update_family(
+            family,
+            &self.node_views(),
+            self.params.replication as usize,
+            self.params.isolation,
+            self.now,
+            self.params.scheduler.repair_delay_ms,
+            self.params.seed ^ self.now,
+        ) {
+            self.copysets = Some(Arc::new(u.family));
+        }
+    }
+
+    /// The copyset family the schedulers use now (copyset mode with `keep_copysets`).
+    pub fn copysets(&self) -> Option<&Arc<CopysetFamily>> {
+        self.copysets.as_ref()
+    }
+
+    /// The family first placement drew (copyset mode), whether the schedulers see it or not.
+    pub fn placed_copysets(&self) -> Option<&Arc<CopysetFamily>> {
+        self.placed_copysets.as_ref()
+    }
+
     fn send(&mut self, instr: NodeInstruction) {
         let Some(node) = self.node_index(instr.node) else {
             return;
@@ -449,6 +518,8 @@ impl Sim {
         let id = n.id;
         let now = self.now;
         self.liveness.on_heartbeat(id, now);
+        self.advance_logs(node);
+        let n = &self.nodes[node];
         let reports: Vec<ShardReport> = n
             .replicas
             .iter()
@@ -467,7 +538,7 @@ impl Sim {
                 } else {
                     ShardStats::default()
                 },
-                log: Default::default(),
+                log: l.log,
                 leased: false,
             })
             .collect();
@@ -492,6 +563,44 @@ impl Sim {
     }
 
     // ---- the nodes' side ----
+
+    /// Moves node `node`'s replicas' log positions forward (module documentation).
+    fn advance_logs(&mut self, node: usize) {
+        let now = self.now;
+        let stalled = self.nodes[node].replication_stalled;
+        let heard: Vec<(ShardId, u64)> = self.nodes[node]
+            .replicas
+            .iter()
+            .filter(|(_, l)| l.role == ReplicaRole::Follower && l.status == ShardStatus::Ready)
+            .filter_map(|(&shard, _)| {
+                let leader = self.routes.get(shard.0 as usize)?.leader()?;
+                let l = self
+                    .nodes
+                    .get(self.node_index(leader)?)?
+                    .replicas
+                    .get(&shard)?;
+                (l.role == ReplicaRole::Leader).then_some((shard, l.log.committed))
+            })
+            .collect();
+        let n = &mut self.nodes[node];
+        for (shard, l) in n.replicas.iter_mut() {
+            if l.status != ShardStatus::Ready {
+                continue;
+            }
+            if l.role == ReplicaRole::Leader {
+                let p = l.log.applied.max(now + 1);
+                l.log = LogPosition {
+                    applied: p,
+                    committed: p,
+                };
+            } else if let Some(&(_, c)) = heard.iter().find(|(s, _)| s == shard) {
+                l.log.committed = l.log.committed.max(c);
+                if !stalled {
+                    l.log.applied = l.log.applied.max(l.log.committed);
+                }
+            }
+        }
+    }
 
     fn deliver(&mut self, life: u64, instr: NodeInstruction) {
         let Some(node) = self.node_index(instr.node) else {
@@ -547,6 +656,7 @@ impl Sim {
                                 role,
                                 status: ShardStatus::Opening,
                                 owed: owed.into_iter().collect(),
+                                log: LogPosition::default(),
                             },
                         );
                         opening = true;
@@ -729,6 +839,25 @@ impl Sim {
         ids
     }
 
+    /// Stalls or resumes the replication of node `id`'s followers: while stalled they hear
+    /// the leader's log but apply nothing (see the module documentation).
+    pub fn stall_replication(&mut self, id: NodeId, on: bool) {
+        if let Some(i) = self.node_index(id) {
+            self.nodes[i].replication_stalled = on;
+        }
+    }
+
+    /// Shards whose leader is down and that wait for an in-sync follower: the failover
+    /// scheduler's own decision on the current view.
+    pub fn waiting(&self) -> Vec<WaitingShard> {
+        meridian_scheduler::waiting_shards(&self.view(), &self.params.scheduler)
+    }
+
+    /// Whether a shard has an available leader right now.
+    pub fn is_available(&self, shard: ShardId) -> bool {
+        self.available(shard)
+    }
+
     /// Marks a node draining.
     pub fn set_draining(&mut self, id: NodeId) {
         if let Some(i) = self.node_index(id) {
@@ -841,6 +970,7 @@ fn new_node(i: usize, zones: usize) -> SimNode {
         life: 0,
         draining: false,
         evict_leaders: false,
+        replication_stalled: false,
         replicas: BTreeMap::new(),
     }
 }
