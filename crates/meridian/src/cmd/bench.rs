@@ -8,7 +8,7 @@ use super::CmdResult;
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use meridian_client::{MetaClient, NodeAgentConfig};
-use meridian_model::{NodeLabels, PartitionRule, TableName};
+use meridian_model::{NodeLabels, PartitionRule, ShardId, TableName};
 use meridian_proto as pb;
 use meridian_sim::node::SimNode;
 use serde_json::{json, Value};
@@ -82,17 +82,27 @@ enum BenchKind {
         #[arg(long, default_value_t = 32)]
         connections: usize,
     },
-    /// Failover: kill a node repeatedly; time from its last heartbeat until every shard it
-    /// led is routed to a new leader.
+    /// Failover: kill the busiest leader repeatedly; time from its last heartbeat until
+    /// every shard it led is writable (leased) on the node its route names.
     Failover {
         #[command(flatten)]
         common: Common,
         /// Simulated nodes (3 zones).
         #[arg(long, default_value_t = 6)]
         nodes: usize,
-        /// Kills.
-        #[arg(long, default_value_t = 10)]
+        /// Kills; each is one sample, measured to the last of the shards its victim led.
+        #[arg(long, default_value_t = 30)]
         rounds: usize,
+        /// Shards of a second cluster heartbeating on the same server during the kills
+        /// (0: none).
+        #[arg(long, default_value_t = 0)]
+        neighbour_shards: usize,
+        /// Shard replicas per simulated node of that second cluster.
+        #[arg(long, default_value_t = 50)]
+        neighbour_shards_per_node: usize,
+        /// gRPC connections shared by the second cluster's simulated nodes.
+        #[arg(long, default_value_t = 32)]
+        neighbour_connections: usize,
     },
 }
 
@@ -212,6 +222,51 @@ async fn start_nodes(
         }
     }
     Ok(nodes)
+}
+
+/// Creates cluster `name` of `shards` shards (replication factor 3) through the HTTP admin
+/// API, starts `nodes` simulated nodes for it over `connections` shared channels, and waits
+/// until every replica is open. Returns the nodes and how long opening took.
+async fn start_cluster(
+    grpc: &str,
+    http: &str,
+    name: &str,
+    shards: usize,
+    nodes: usize,
+    connections: usize,
+) -> Result<(Vec<SimNode>, Duration), Box<dyn std::error::Error + Send + Sync>> {
+    let body = json!({"name": name, "shard_count": shards, "replication_factor": 3, "min_nodes": nodes.max(3)});
+    let resp = reqwest::Client::new()
+        .post(format!("{http}/api/v1/clusters"))
+        .json(&body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "creating cluster {name}: {}",
+            resp.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    let sims = start_nodes(grpc, name, name, nodes, connections).await?;
+    let want = shards * 3;
+    let settle = Instant::now();
+    // Large clusters take a while to place and open; allow a second per 200 replicas.
+    let limit = Duration::from_secs(120).max(Duration::from_secs((want / 200) as u64));
+    loop {
+        let held: usize = sims.iter().map(|n| n.shards.shards().len()).sum();
+        if held >= want {
+            return Ok((sims, settle.elapsed()));
+        }
+        if settle.elapsed() > limit {
+            return Err(format!(
+                "only {held} of {want} replicas of {name} opened after {} s",
+                limit.as_secs()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -344,7 +399,17 @@ pub async fn run(args: BenchArgs) -> CmdResult {
             common,
             nodes,
             rounds,
-        } => failover(common, nodes, rounds).await,
+            neighbour_shards,
+            neighbour_shards_per_node,
+            neighbour_connections,
+        } => {
+            let neighbour = Neighbour {
+                shards: neighbour_shards,
+                shards_per_node: neighbour_shards_per_node,
+                connections: neighbour_connections,
+            };
+            failover(common, nodes, rounds, neighbour).await
+        }
     }
 }
 
@@ -463,36 +528,13 @@ async fn heartbeat(
         .ok_or("bench heartbeat needs --http with --addr (to create its cluster)")?;
     let cluster = format!("bench-hb-{}", std::process::id());
     let shards = (nodes * spn).div_ceil(3).max(1);
-    let body = json!({"name": cluster, "shard_count": shards, "replication_factor": 3, "min_nodes": nodes.max(3)});
-    let resp = reqwest::Client::new()
-        .post(format!("{http}/api/v1/clusters"))
-        .json(&body)
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        return Err(format!(
-            "creating cluster: {}",
-            resp.text().await.unwrap_or_default()
-        )
-        .into());
-    }
     eprintln!("starting {nodes} simulated nodes over {connections} connections ({shards} shards x 3 replicas)...");
-    let sims = start_nodes(&t.grpc, &cluster, "hb", nodes, connections).await?;
-    let want = shards * 3;
-    let settle = Instant::now();
-    loop {
-        let held: usize = sims.iter().map(|n| n.shards.shards().len()).sum();
-        if held >= want {
-            break;
-        }
-        if settle.elapsed() > Duration::from_secs(120) {
-            return Err(format!("only {held} of {want} replicas opened after 120 s").into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let (sims, settled) =
+        start_cluster(&t.grpc, &http, &cluster, shards, nodes, connections).await?;
     eprintln!(
-        "all {want} replicas open after {:.1}s; measuring {duration}s...",
-        settle.elapsed().as_secs_f64()
+        "all {} replicas open after {:.1}s; measuring {duration}s...",
+        shards * 3,
+        settled.as_secs_f64()
     );
     let before = scrape(&t.http).await.unwrap_or_default();
     let started = Instant::now();
@@ -525,18 +567,85 @@ async fn heartbeat(
     finish(common.json, summary, value)
 }
 
-async fn failover(common: Common, n: usize, rounds: usize) -> CmdResult {
+/// The second cluster of `bench failover --neighbour-shards`.
+struct Neighbour {
+    shards: usize,
+    shards_per_node: usize,
+    connections: usize,
+}
+
+/// Leader node id per shard of the default cluster, from the HTTP admin API.
+async fn shard_leaders(
+    http_client: &reqwest::Client,
+    http: &str,
+) -> Result<HashMap<u32, u64>, Box<dyn std::error::Error + Send + Sync>> {
+    let shards: Value = http_client
+        .get(format!("{http}/api/v1/clusters/default/shards"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut leaders = HashMap::new();
+    for s in shards["shards"].as_array().cloned().unwrap_or_default() {
+        if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
+            leaders.insert(id as u32, l);
+        }
+    }
+    Ok(leaders)
+}
+
+/// One kill: how long after the victim's last heartbeat each shard it led was routed to
+/// another node, and writable there.
+struct KillTimes {
+    routed: Vec<Duration>,
+    writable: Vec<Duration>,
+    /// Some shard was not writable within [`ROUND_LIMIT`]: the kill counts as that long.
+    timed_out: bool,
+}
+
+/// How long one kill may take before it is counted as this long and the bench moves on.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
+
+async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour) -> CmdResult {
     let t = target(&common).await?;
     let http = t
         .http
         .clone()
         .ok_or("bench failover needs --http with --addr")?;
     let grpc = t.grpc.clone();
+    // The neighbour first, so the kills run while it heartbeats at full size.
+    let mut neighbour_nodes = 0;
+    let _neighbour_sims = if neighbour.shards > 0 {
+        neighbour_nodes = (neighbour.shards * 3)
+            .div_ceil(neighbour.shards_per_node.max(1))
+            .max(3);
+        eprintln!(
+            "neighbour cluster: {} shards x 3 replicas on {neighbour_nodes} simulated nodes over {} connections...",
+            neighbour.shards, neighbour.connections
+        );
+        let name = format!("bench-nb-{}", std::process::id());
+        let (sims, settled) = start_cluster(
+            &grpc,
+            &http,
+            &name,
+            neighbour.shards,
+            neighbour_nodes,
+            neighbour.connections,
+        )
+        .await?;
+        eprintln!(
+            "neighbour: all replicas open after {:.1}s",
+            settled.as_secs_f64()
+        );
+        sims
+    } else {
+        Vec::new()
+    };
     let node_config = |i: usize| {
         let mut c = NodeAgentConfig::new(
             grpc.clone(),
             format!("fo-{i}"),
-            format!("127.0.0.1:{}", 21000 + i),
+            format!("127.0.0.1:{}", 10000 + i),
         );
         c.labels = labels(i);
         c
@@ -555,21 +664,14 @@ async fn failover(common: Common, n: usize, rounds: usize) -> CmdResult {
     // Let the start-up grace period pass: no node is declared dead during it.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let mut hist = Histogram::<u64>::new(3)?;
+    let mut routed_hist = Histogram::<u64>::new(3)?;
+    let mut shard_hist = Histogram::<u64>::new(3)?;
     let http_client = reqwest::Client::new();
     let mut samples = Vec::new();
+    let mut shards_per_kill = Vec::new();
+    let mut timed_out = Vec::new();
     for round in 0..rounds {
-        let shards: Value = http_client
-            .get(format!("{http}/api/v1/clusters/default/shards"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let mut leaders: HashMap<u32, u64> = HashMap::new();
-        for s in shards["shards"].as_array().cloned().unwrap_or_default() {
-            if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
-                leaders.insert(id as u32, l);
-            }
-        }
+        let leaders = shard_leaders(&http_client, &http).await?;
         // The victim: the node leading the most shards.
         let mut per: HashMap<u64, usize> = HashMap::new();
         for l in leaders.values() {
@@ -599,40 +701,192 @@ async fn failover(common: Common, n: usize, rounds: usize) -> CmdResult {
             .last_heartbeat_at
             .unwrap_or_else(Instant::now);
         victim.agent.kill();
-        let mut pending: std::collections::HashSet<u32> = led.iter().copied().collect();
-        let done = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(ev)) = watch.message().await {
-                if let Some(pb::route_event::Event::ShardChanged(s)) = ev.event {
-                    if s.leader.as_ref().is_some_and(|l| l.node_id != victim_id) {
-                        pending.remove(&s.shard_id);
-                    }
-                }
-                if pending.is_empty() {
-                    return Some(last.elapsed());
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some(took)) = done else {
-            return Err(
-                format!("round {round}: shards {pending:?} had no new leader within 30 s").into(),
-            );
+        let times = await_writable(
+            &nodes,
+            victim_id,
+            &led,
+            last,
+            &mut watch,
+            &http_client,
+            &http,
+        )
+        .await
+        .map_err(|e| format!("round {round}: {e}"))?;
+        let took = if times.timed_out {
+            timed_out.push(round);
+            ROUND_LIMIT
+        } else {
+            times.writable.iter().max().copied().unwrap_or_default()
+        };
+        let routed = if times.routed.len() < led.len() {
+            ROUND_LIMIT
+        } else {
+            times.routed.iter().max().copied().unwrap_or_default()
         };
         hist.record(took.as_micros() as u64)?;
+        routed_hist.record(routed.as_micros() as u64)?;
+        for w in &times.writable {
+            shard_hist.record(w.as_micros() as u64)?;
+        }
         samples.push(took.as_millis() as u64);
-        eprintln!("round {round}: node {victim_id} led {} shards; all re-led {} ms after its last heartbeat", led.len(), took.as_millis());
+        shards_per_kill.push(led.len());
+        eprintln!(
+            "round {round}: node {victim_id} led {} shards; all routed {} ms and writable {} ms after its last heartbeat",
+            led.len(),
+            routed.as_millis(),
+            took.as_millis()
+        );
         // Bring it back (empty) and let it settle before the next kill.
         nodes[idx] = Some(SimNode::start(node_config(idx)));
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
     let value = json!({
         "bench": "failover", "cores": cores(), "nodes": n, "rounds": rounds,
-        "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99), "max_ms": ms(&hist, 1.0), "samples_ms": samples,
+        "neighbour_shards": neighbour.shards, "neighbour_nodes": neighbour_nodes,
+        "sample": "one per kill: from the victim's last heartbeat until every shard it led holds a write lease on the node its route names (a kill not done within round_limit_ms counts as that long)",
+        "samples": samples.len(),
+        "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99), "max_ms": ms(&hist, 1.0),
+        "samples_ms": samples, "shards_per_kill": shards_per_kill,
+        "timed_out_rounds": timed_out, "round_limit_ms": ROUND_LIMIT.as_millis() as u64,
+        "per_shard_p50_ms": ms(&shard_hist, 0.5), "per_shard_p99_ms": ms(&shard_hist, 0.99),
+        "routed_p50_ms": ms(&routed_hist, 0.5), "routed_p99_ms": ms(&routed_hist, 0.99),
     });
+    let beside = if neighbour.shards > 0 {
+        format!(
+            " beside a {}-shard cluster of {neighbour_nodes} nodes",
+            neighbour.shards
+        )
+    } else {
+        String::new()
+    };
     let summary = format!(
-        "failover: {rounds} kills of the busiest leader among {n} nodes: p50 {:.0} ms, p99 {:.0} ms from the last heartbeat to every shard routed to a new leader; {} cores",
-        ms(&hist, 0.5), ms(&hist, 0.99), cores()
+        "failover: {rounds} kills of the busiest leader among {n} nodes{beside}: p50 {:.0} ms, p99 {:.0} ms from the last heartbeat until every shard it led is writable on its new leader (routed: p50 {:.0} ms, p99 {:.0} ms); {} kills timed out at {} s; {} cores",
+        ms(&hist, 0.5), ms(&hist, 0.99), ms(&routed_hist, 0.5), ms(&routed_hist, 0.99), timed_out.len(), ROUND_LIMIT.as_secs(), cores()
     );
     finish(common.json, summary, value)
+}
+
+/// Waits until every shard in `led` is routed to a node other than `victim` and that node
+/// holds a write lease for it, following `watch` for the route and polling the node's lease
+/// table (same process) every 2 ms.
+async fn await_writable(
+    nodes: &[Option<SimNode>],
+    victim: u64,
+    led: &[u32],
+    last: Instant,
+    watch: &mut tonic::Streaming<pb::RouteEvent>,
+    http_client: &reqwest::Client,
+    http: &str,
+) -> Result<KillTimes, Box<dyn std::error::Error + Send + Sync>> {
+    let mut named: HashMap<u32, u64> = HashMap::new();
+    let mut routed_at: HashMap<u32, Duration> = HashMap::new();
+    let mut writable_at: HashMap<u32, Duration> = HashMap::new();
+    let mut poll = tokio::time::interval(Duration::from_millis(2));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+    // The watch can lag or miss a change under load; the shard list is read every 500 ms
+    // as well, and whichever spoke last names the leader.
+    let mut refresh = tokio::time::interval(Duration::from_millis(500));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while writable_at.len() < led.len() {
+        tokio::select! {
+            _ = refresh.tick() => {
+                let leaders = shard_leaders(http_client, http).await?;
+                for s in led {
+                    if let Some(&l) = leaders.get(s).filter(|l| **l != victim) {
+                        named.insert(*s, l);
+                        routed_at.entry(*s).or_insert_with(|| last.elapsed());
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                // Say where each late shard stands: what the route names, what Meridian's
+                // shard list says, and what every live node's lease table says.
+                let listed = shard_leaders(http_client, http).await.unwrap_or_default();
+                let late: Vec<String> = led
+                    .iter()
+                    .filter(|s| !writable_at.contains_key(s))
+                    .map(|s| {
+                        let held: Vec<String> = nodes
+                            .iter()
+                            .flatten()
+                            .map(|x| format!("{}: {:?}", x.name, x.agent.leases().writable(ShardId(*s))))
+                            .collect();
+                        format!(
+                            "shard {s}: route names {:?}, shard list {:?}, leases [{}]",
+                            named.get(s),
+                            listed.get(s),
+                            held.join("; ")
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "shards of node {victim} not all writable on a new leader within {} s: {}",
+                    ROUND_LIMIT.as_secs(),
+                    late.join(" | ")
+                );
+                return Ok(KillTimes {
+                    routed: routed_at.into_values().collect(),
+                    writable: Vec::new(),
+                    timed_out: true,
+                });
+            }
+            ev = watch.message() => {
+                let Some(ev) = ev? else {
+                    return Err("the route watch ended".into());
+                };
+                match ev.event {
+                    Some(pb::route_event::Event::ShardChanged(s)) if led.contains(&s.shard_id) => {
+                        match s.leader {
+                            Some(l) if l.node_id != victim => {
+                                named.insert(s.shard_id, l.node_id);
+                                routed_at.entry(s.shard_id).or_insert_with(|| last.elapsed());
+                            }
+                            _ => {
+                                named.remove(&s.shard_id);
+                            }
+                        }
+                    }
+                    // Events were missed: read the routes afresh.
+                    Some(pb::route_event::Event::Resync(_)) => {
+                        let leaders = shard_leaders(http_client, http).await?;
+                        for s in led {
+                            match leaders.get(s) {
+                                Some(&l) if l != victim => {
+                                    named.insert(*s, l);
+                                    routed_at.entry(*s).or_insert_with(|| last.elapsed());
+                                }
+                                _ => {
+                                    named.remove(s);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ = poll.tick() => {
+                for s in led {
+                    if writable_at.contains_key(s) {
+                        continue;
+                    }
+                    let Some(&leader) = named.get(s) else { continue };
+                    let node = nodes
+                        .iter()
+                        .flatten()
+                        .find(|x| x.agent.status().node_id == Some(leader));
+                    if let Some(node) = node {
+                        if node.agent.leases().writable(ShardId(*s)).is_ok() {
+                            writable_at.insert(*s, last.elapsed());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(KillTimes {
+        routed: routed_at.into_values().collect(),
+        writable: writable_at.into_values().collect(),
+        timed_out: false,
+    })
 }
