@@ -9,7 +9,16 @@ use std::process::Command;
 fn a_short_seeded_chaos_run_finds_no_two_writers_and_no_write_outside_a_lease() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["chaos", "--duration", "35", "--seed", "7", "--json", "--rate", "100"])
+        .args([
+            "chaos",
+            "--duration",
+            "35",
+            "--seed",
+            "7",
+            "--json",
+            "--rate",
+            "100",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .output()
@@ -27,7 +36,11 @@ fn a_short_seeded_chaos_run_finds_no_two_writers_and_no_write_outside_a_lease() 
     assert!(summary["writes_refused"].as_u64().is_some(), "{context}");
     assert!(summary["max_leaderless_ms"].as_u64().is_some(), "{context}");
     assert_eq!(summary["pass"], true, "{context}");
-    assert!(out.status.success(), "exit code {:?}: {context}", out.status);
+    assert!(
+        out.status.success(),
+        "exit code {:?}: {context}",
+        out.status
+    );
     // The lease logs and every process's log are kept with --dir.
     let files: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

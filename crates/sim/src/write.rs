@@ -97,7 +97,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.error, "not_leader");
         assert!(refused.retryable);
-        assert!(refused.message.contains("not leader"), "{}", refused.message);
+        assert!(refused.message.contains("not held"), "{}", refused.message);
         node.agent.kill();
     }
 

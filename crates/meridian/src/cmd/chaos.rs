@@ -155,6 +155,7 @@ fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Proc, BoxError> {
             "RUST_LOG",
             std::env::var("MERIDIAN_CHAOS_LOG").unwrap_or_else(|_| "info".into()),
         )
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
@@ -542,7 +543,10 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
     let started = monotonic_ns();
     say(
         args.json,
-        format!("t+{:.1}s: every shard took a write; faults begin", rel(started)),
+        format!(
+            "t+{:.1}s: every shard took a write; faults begin",
+            rel(started)
+        ),
     );
 
     // Faults, one at a time.
