@@ -667,6 +667,84 @@ mod tests {
         );
     }
 
+    /// Opens slowly when asked for version 6, so a v5 can arrive while v6 is applying.
+    struct SlowSix(Recorder);
+
+    #[async_trait::async_trait]
+    impl ShardHandler for SlowSix {
+        async fn open_shard(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            r: ReplicaRole,
+            t: Vec<TableRef>,
+        ) -> Result<(), String> {
+            if v == ShardVersion(6) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.0.open_shard(s, v, r, t).await
+        }
+        async fn close_shard(&self, s: ShardId, v: ShardVersion) -> Result<(), String> {
+            self.0.close_shard(s, v).await
+        }
+        async fn change_role(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            r: ReplicaRole,
+        ) -> Result<(), String> {
+            self.0.change_role(s, v, r).await
+        }
+        async fn create_table(
+            &self,
+            s: ShardId,
+            v: ShardVersion,
+            t: TableRef,
+        ) -> Result<(), String> {
+            self.0.create_table(s, v, t).await
+        }
+        async fn drop_table(&self, s: ShardId, v: ShardVersion, t: TableRef) -> Result<(), String> {
+            self.0.drop_table(s, v, t).await
+        }
+        fn report(&self) -> (NodeStats, Vec<ShardReport>) {
+            self.0.report()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_instruction_arriving_while_a_newer_one_applies_is_refused() {
+        let handler = Arc::new(SlowSix(Recorder::default()));
+        let shards = Arc::new(applied());
+        let newer = {
+            let (handler, shards) = (handler.clone(), shards.clone());
+            tokio::spawn(
+                async move { execute(&*handler, &shards, open(6, pb::Role::Leader)).await },
+            )
+        };
+        // Let v6 take the shard's lock and start applying.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let older = execute(&*handler, &shards, open(5, pb::Role::Follower)).await;
+        assert_eq!(newer.await.unwrap(), Ok(Applied::Leader));
+        let err = older.unwrap_err();
+        assert!(err.contains("stale instruction"), "{err}");
+        assert_eq!(*handler.0 .0.lock(), vec!["open shard-7 v6 Leader"]);
+    }
+
+    #[tokio::test]
+    async fn versions_named_at_registration_are_a_floor_after_a_restart() {
+        let handler = Recorder::default();
+        let shards = applied();
+        // A restarted node holds nothing; Meridian says shard 7 is at v9.
+        shards.raise(ShardId(7), ShardVersion(9));
+        let err = execute(&handler, &shards, open(8, pb::Role::Leader))
+            .await
+            .unwrap_err();
+        assert!(err.contains("stale instruction"), "{err}");
+        execute(&handler, &shards, open(9, pb::Role::Leader))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn an_instruction_without_a_role_is_refused() {
         let handler = Recorder::default();

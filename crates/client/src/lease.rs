@@ -339,6 +339,72 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// One writable interval read back from a lease log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LeaseInterval {
+    /// Which log it came from (the caller's number: one per process).
+    #[serde(skip)]
+    pub source: usize,
+    /// Node name.
+    pub node: String,
+    /// Shard id.
+    pub shard: u32,
+    /// Shard version of the lease (the last one, if a leader moved to a newer version).
+    pub version: u64,
+    /// Start, CLOCK_MONOTONIC ns.
+    pub from_ns: u64,
+    /// End, CLOCK_MONOTONIC ns.
+    pub to_ns: u64,
+}
+
+/// Reads a lease log written by [`LeaseLog`]: one interval per (node, shard, from_ns),
+/// ending where the last line about it says. A torn last line (a process killed while
+/// writing it) is skipped; any other bad line is an error.
+pub fn read_lease_log(text: &str, source: usize) -> Result<Vec<LeaseInterval>, String> {
+    let mut by_start: HashMap<(String, u32, u64), LeaseInterval> = HashMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let mut interval: LeaseInterval = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => continue,
+            Err(e) => return Err(format!("line {}: {e}: {line}", i + 1)),
+        };
+        interval.source = source;
+        by_start.insert(
+            (interval.node.clone(), interval.shard, interval.from_ns),
+            interval,
+        );
+    }
+    let mut out: Vec<LeaseInterval> = by_start.into_values().collect();
+    out.sort_by_key(|i| (i.shard, i.from_ns));
+    Ok(out)
+}
+
+/// Pairs of intervals of one shard from different sources that overlap in time, with the
+/// overlap in ns: each pair is two processes that both could accept writes for the shard.
+pub fn lease_overlaps(intervals: &[LeaseInterval]) -> Vec<(LeaseInterval, LeaseInterval, u64)> {
+    let mut by_shard: HashMap<u32, Vec<&LeaseInterval>> = HashMap::new();
+    for i in intervals {
+        by_shard.entry(i.shard).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for list in by_shard.values() {
+        for (n, a) in list.iter().enumerate() {
+            for b in &list[n + 1..] {
+                if a.source == b.source {
+                    continue;
+                }
+                let start = a.from_ns.max(b.from_ns);
+                let end = a.to_ns.min(b.to_ns);
+                if start < end {
+                    out.push(((*a).clone(), (*b).clone(), end - start));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The instant a lease granted by an ack ends: the acknowledged heartbeat's send time on
 /// the node's clock plus the lease length.
 pub(crate) fn lease_end(clock: Instant, sent_at_ms: u64, lease_ms: u64) -> Instant {
@@ -427,5 +493,21 @@ mod tests {
         assert_eq!(field(lines[0], "from_ns"), field(lines[2], "from_ns"));
         assert!(field(lines[2], "to_ns") < field(lines[1], "to_ns"));
         assert!(field(lines[2], "to_ns") <= monotonic_ns());
+        let intervals = read_lease_log(&text, 0).unwrap();
+        assert_eq!(intervals.len(), 1);
+        assert_eq!(intervals[0].to_ns, field(lines[2], "to_ns"));
+    }
+
+    #[test]
+    fn overlaps_are_found_only_between_sources() {
+        let log = |node: &str, from: u64, to: u64| {
+            format!("{{\"node\":\"{node}\",\"shard\":1,\"version\":2,\"from_ns\":{from},\"to_ns\":{to}}}\n")
+        };
+        let a = read_lease_log(&(log("a", 10, 20) + &log("a", 30, 40)), 0).unwrap();
+        let b = read_lease_log(&(log("a", 20, 30) + &log("b", 35, 50) + "{\"node\""), 1).unwrap();
+        let all: Vec<_> = a.into_iter().chain(b).collect();
+        let overlaps = lease_overlaps(&all);
+        assert_eq!(overlaps.len(), 1);
+        assert_eq!(overlaps[0].2, 5);
     }
 }

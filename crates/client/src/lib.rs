@@ -14,7 +14,10 @@ mod meta_client;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
 pub use error::ClientError;
-pub use lease::{monotonic_ns, LeaseLog, NotLeader, ShardLease, ShardLeases};
+pub use lease::{
+    lease_overlaps, monotonic_ns, read_lease_log, LeaseInterval, LeaseLog, NotLeader, ShardLease,
+    ShardLeases,
+};
 pub use meta_client::{MetaClient, RouteCache};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).

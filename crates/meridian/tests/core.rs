@@ -272,7 +272,9 @@ async fn watch_routes_pushes_creates_and_drops_and_the_client_cache_follows() {
     shards_ready(&server, &nodes).await;
     let client = client(&server).await;
     let mut events = client.subscribe_routes().await.unwrap();
-    let watcher = client.clone();
+    // A client of its own (its own cache): the creating client's cache must not be what
+    // the watcher sees.
+    let watcher = common::client(&server).await;
     let _task = watcher.watch_routes();
     tokio::time::sleep(Duration::from_millis(100)).await;
     client

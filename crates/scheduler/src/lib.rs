@@ -25,6 +25,7 @@ pub mod controller;
 pub mod copyset;
 pub mod domain;
 pub mod error;
+pub mod lease;
 pub mod liveness;
 pub mod operator;
 pub mod placement;
@@ -39,6 +40,7 @@ pub use controller::{
 pub use copyset::{build_copysets, loss_probability, CopysetFamily, LossEstimate, LossModel};
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
+pub use lease::{LeaseBook, LeaseDenied};
 pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
 pub use operator::{
     reconcile, reconcile_missing, InstructionKind, NodeInstruction, Operator, OperatorKind,

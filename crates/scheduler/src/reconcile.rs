@@ -6,10 +6,9 @@
 //! Per replica, [`reconcile`] decides between nothing, `Demote`, `CloseShard`, `Promote` and
 //! `OpenShard`; [`reconcile_missing`] opens replicas the node should hold but did not
 //! report. [`reconcile_node`] combines both for one report and orders them safely: a
-//! promotion (or an open as leader) waits while another live node still reports itself the
-//! shard's leader, so that node is demoted first (demote-before-promote). The new leader
-//! also gets no write lease before the old one's ran out (Meridian's lease book); this
-//! ordering keeps the two from even believing they lead at once.
+//! promotion (or an open as leader) waits while another node may still lead the shard,
+//! until that node acknowledged its demotion or its lease surely ran out
+//! (demote-before-promote, DESIGN invariant 1).
 
 use crate::operator::{reconcile, reconcile_missing, InstructionKind, NodeInstruction};
 use meridian_model::{NodeId, ReplicaRole, Shard, ShardId, ShardReport};
@@ -23,7 +22,9 @@ pub trait ReconcileContext {
     fn pending(&self, shard: ShardId) -> bool;
     /// Whether an operator runs on the shard (its own instructions are in flight).
     fn busy(&self, shard: ShardId) -> bool;
-    /// Whether a live node other than `node` last reported itself leader of the shard.
+    /// Whether a node other than `node` may still lead the shard: the server answers from
+    /// its lease book (a lease it granted that was neither given up nor ran out), the
+    /// simulator from what live nodes hold.
     fn other_leader(&self, shard: ShardId, node: NodeId) -> bool;
 }
 

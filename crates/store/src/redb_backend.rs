@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -38,6 +39,8 @@ pub struct RedbBackend {
     requests: RwLock<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     hub: Arc<WatchHub>,
+    /// Write transactions committed (each one fsync), shared by every request of a group.
+    commits: Arc<AtomicU64>,
 }
 
 /// One write waiting for the writer thread; a batch is a txn without compares.
@@ -78,12 +81,13 @@ impl RedbBackend {
         wtx.commit()?;
 
         let hub = Arc::new(WatchHub::new());
+        let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
         let writer = {
-            let (db, hub) = (db.clone(), hub.clone());
+            let (db, hub, commits) = (db.clone(), hub.clone(), commits.clone());
             std::thread::Builder::new()
                 .name("meridian-store-writer".into())
-                .spawn(move || run_writer(&db, &rx, &hub))?
+                .spawn(move || run_writer(&db, &rx, &hub, &commits))?
         };
         tracing::info!(path = %path.as_ref().display(), "opened redb store");
         Ok(Self {
@@ -91,7 +95,14 @@ impl RedbBackend {
             requests: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             hub,
+            commits,
         })
+    }
+
+    /// How many write transactions were committed so far (each one fsync). Concurrent
+    /// writes share commits, so this grows slower than the number of writes under load.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Sends one write to the writer thread and waits for its commit.
@@ -209,7 +220,7 @@ impl KvBackend for RedbBackend {
 }
 
 /// The writer thread: one write transaction and one commit per group of waiting requests.
-fn run_writer(db: &Database, rx: &mpsc::Receiver<Request>, hub: &WatchHub) {
+fn run_writer(db: &Database, rx: &mpsc::Receiver<Request>, hub: &WatchHub, commits: &AtomicU64) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP_REQUESTS {
@@ -218,7 +229,7 @@ fn run_writer(db: &Database, rx: &mpsc::Receiver<Request>, hub: &WatchHub) {
                 Err(_) => break,
             }
         }
-        commit_group(db, group, hub);
+        commit_group(db, group, hub, commits);
     }
 }
 
@@ -230,13 +241,14 @@ enum GroupFailure {
     Commit(StoreError),
 }
 
-fn commit_group(db: &Database, group: Vec<Request>, hub: &WatchHub) {
+fn commit_group(db: &Database, group: Vec<Request>, hub: &WatchHub, commits: &AtomicU64) {
     let mut own_errors: Vec<Option<StoreError>> = vec![None; group.len()];
     let outcome = loop {
         match try_commit(db, &group, &own_errors) {
             Err(GroupFailure::Request(i, e)) => own_errors[i] = Some(e),
             Err(GroupFailure::Commit(e)) => break Err(e),
             Ok((succeeded, events)) => {
+                commits.fetch_add(1, Ordering::Relaxed);
                 hub.publish(events);
                 break Ok(succeeded);
             }

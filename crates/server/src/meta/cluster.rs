@@ -4,7 +4,6 @@
 //! after a write to the store succeeded, so anything acknowledged is durable. Reads
 //! (routes, listings) are served from memory.
 
-use super::lease::LeaseBook;
 use super::reconcile::{due_orders, Resend, StateContext};
 use super::session::{InstructionOutcome, Sessions};
 use crate::error::{Result, ServerError};
@@ -13,6 +12,7 @@ use meridian_model::{
     ReplicaRole, Shard, ShardId, ShardReport, ShardStats, ShardStatus, Table, TableId, TableName,
 };
 use meridian_proto as pb;
+use meridian_scheduler::LeaseBook;
 use meridian_scheduler::{InstructionKind, NodeInstruction, NodeView, ShardView};
 use meridian_store::{keys, KvBackend, SequenceAllocator, Txn, WriteOp};
 use parking_lot::RwLock;
@@ -89,7 +89,7 @@ pub struct Cluster {
     init_lock: tokio::sync::Mutex<()>,
     instruction_timeout: Duration,
     /// Who holds each shard's write lease, and until when.
-    pub(super) leases: LeaseBook,
+    pub(super) leases: parking_lot::Mutex<LeaseBook>,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -226,7 +226,7 @@ impl Cluster {
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
             instruction_timeout,
-            leases,
+            leases: parking_lot::Mutex::new(leases),
         }))
     }
 
@@ -483,7 +483,11 @@ impl Cluster {
             node,
             reports,
             std::iter::empty(),
-            &StateContext { state },
+            &StateContext {
+                state,
+                leases: &self.leases.lock(),
+                now_ms,
+            },
         );
         let ordered: HashSet<ShardId> = orders.iter().map(|o| o.shard).collect();
         let Some(entry) = state.nodes.get_mut(&node) else {
@@ -528,7 +532,7 @@ impl Cluster {
         if outcome == InstructionOutcome::Done {
             // The node confirmed it no longer leads the shard: its lease is over.
             if let Some(session) = session {
-                self.leases.release(i.shard, i.node, session);
+                self.leases.lock().release(i.shard, i.node, session);
             }
         }
         outcome

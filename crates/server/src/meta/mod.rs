@@ -9,7 +9,7 @@ pub mod session;
 pub use cluster::{
     Cluster, NodeEntry, NodeInfo, ShardEntry, ShardInfo, DEFAULT_CATALOG, DEFAULT_SCHEMA,
 };
-pub use lease::{LeaseBook, LeaseDenied};
+use meridian_scheduler::LeaseBook;
 pub use reshard::ReshardOutcome;
 pub use session::{InstructionOutcome, Sessions};
 

@@ -7,8 +7,9 @@
 //! heartbeat. An instruction that did not fix the replica (lost, refused, failed) is sent
 //! again, with exponential backoff, for as long as the disagreement lasts.
 
-use super::cluster::{Cluster, ClusterState, NodeEntry};
-use meridian_model::{NodeId, NodeState, ReplicaRole, Shard, ShardId, ShardStatus, ShardVersion};
+use super::cluster::{Cluster, ClusterState};
+use meridian_model::{NodeId, NodeState, Shard, ShardId, ShardVersion};
+use meridian_scheduler::LeaseBook;
 use meridian_scheduler::{reconcile_node, InstructionKind, NodeInstruction, ReconcileContext};
 use std::collections::{HashMap, HashSet};
 
@@ -69,6 +70,8 @@ pub(super) fn due_orders(
 /// The cluster's state as the pure reconcile function sees it.
 pub(super) struct StateContext<'a> {
     pub(super) state: &'a ClusterState,
+    pub(super) leases: &'a LeaseBook,
+    pub(super) now_ms: u64,
 }
 
 impl ReconcileContext for StateContext<'_> {
@@ -84,14 +87,14 @@ impl ReconcileContext for StateContext<'_> {
         self.state.busy.contains(&shard)
     }
 
+    /// Another node may still lead: it holds the shard's lease (Meridian granted it and
+    /// neither saw it given up nor saw it run out). A node that merely still *reports*
+    /// itself leader without a lease cannot write, so it does not hold a promotion back
+    /// (or one that refuses to step down would block its shard for ever).
     fn other_leader(&self, shard: ShardId, node: NodeId) -> bool {
-        self.state.nodes.values().any(|e: &NodeEntry| {
-            e.node.id != node
-                && matches!(e.state, NodeState::Online | NodeState::Suspect)
-                && e.reports.get(&shard).is_some_and(|r| {
-                    r.role == ReplicaRole::Leader && r.status != ShardStatus::Closed
-                })
-        })
+        self.leases
+            .held_until(shard)
+            .is_some_and(|(holder, until)| holder != node && self.now_ms < until)
     }
 }
 
@@ -122,7 +125,12 @@ impl Cluster {
         }
         let mut fixes: Vec<(NodeId, Vec<NodeInstruction>)> = Vec::new();
         {
-            let ctx = StateContext { state: &state };
+            let leases = self.leases.lock();
+            let ctx = StateContext {
+                state: &state,
+                leases: &leases,
+                now_ms,
+            };
             for (id, entry) in &state.nodes {
                 if only.is_some_and(|n| n != *id)
                     || entry.last_heartbeat_ms.is_none()
