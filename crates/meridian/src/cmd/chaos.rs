@@ -108,7 +108,7 @@ struct Summary {
     recovery_limit_ms: u64,
     late_recoveries: usize,
     lease_intervals: usize,
-    lease_log_bad_lines: usize,
+    lease_logs_unreadable: Vec<String>,
     faults_by_kind: BTreeMap<String, usize>,
     fault_log: Vec<String>,
     violations: Vec<String>,
@@ -605,7 +605,7 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
     let pass = findings.overlap_ns == 0
         && findings.writes_outside == 0
         && findings.late_recoveries == 0
-        && logs.bad_lines == 0;
+        && logs.bad_logs.is_empty();
     let summary = Summary {
         faults: faults.len(),
         overlap_ms: findings.overlap_ns.div_ceil(1_000_000),
@@ -624,8 +624,8 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
         max_recovery_ms: findings.max_recovery_ns / 1_000_000,
         recovery_limit_ms: limit.as_millis() as u64,
         late_recoveries: findings.late_recoveries,
-        lease_intervals: logs.by_shard.values().map(Vec::len).sum(),
-        lease_log_bad_lines: logs.bad_lines,
+        lease_intervals: logs.intervals.len(),
+        lease_logs_unreadable: logs.bad_logs.clone(),
         faults_by_kind,
         fault_log: faults.iter().map(|f| f.line.clone()).collect(),
         violations: findings.violations.clone(),

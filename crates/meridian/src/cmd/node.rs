@@ -72,18 +72,28 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         ),
         None => None,
     };
-    // Listen before joining: Meridian may route clients here as soon as it registers.
-    let listener = bind_data_plane(&args.endpoint).await?;
+    // Listen before joining: Meridian may route clients here as soon as it registers. A
+    // node whose endpoint is taken still joins (as it did before it had a data plane),
+    // and says so: its writes will fail at the client, never be accepted unleased.
+    let listener = bind_data_plane(&args.endpoint).await;
     let leases = ShardLeases::new(args.name.clone(), log);
     let node = Arc::new(SimNode::start_with_leases(config, None, leases));
-    let app = Router::new()
-        .route("/write", post(write))
-        .with_state(node.clone());
-    let data_plane = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("sim-node data plane stopped: {e}");
+    let data_plane = match listener {
+        Ok(listener) => {
+            let app = Router::new()
+                .route("/write", post(write))
+                .with_state(node.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("sim-node data plane stopped: {e}");
+                }
+            }))
         }
-    });
+        Err(e) => {
+            eprintln!("sim-node {}: no data plane: {e}", args.name);
+            None
+        }
+    };
     match node.agent.registered(Duration::from_secs(30)).await {
         Some(id) => eprintln!("sim-node {} registered as node-{id}", args.name),
         None => eprintln!(
@@ -93,8 +103,10 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         ),
     }
     wait_for_signal().await;
-    data_plane.abort();
-    let _ = data_plane.await;
+    if let Some(data_plane) = data_plane {
+        data_plane.abort();
+        let _ = data_plane.await;
+    }
     match Arc::try_unwrap(node) {
         Ok(node) => node.agent.stop().await,
         Err(_) => eprintln!("sim-node {}: a write still running at exit", args.name),

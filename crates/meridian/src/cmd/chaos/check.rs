@@ -12,34 +12,9 @@
 //!
 //! All times are CLOCK_MONOTONIC nanoseconds, the clock of every process on the machine.
 
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use meridian_client::{lease_overlaps, read_lease_log, LeaseInterval};
+use std::collections::BTreeMap;
 use std::path::Path;
-
-/// One line of a lease log.
-#[derive(Debug, Deserialize)]
-struct LeaseLine {
-    node: String,
-    shard: u32,
-    version: u64,
-    from_ns: u64,
-    to_ns: u64,
-}
-
-/// One writable interval of one node process for one shard.
-#[derive(Debug, Clone)]
-pub struct Interval {
-    /// The process: its lease log's name (`n3-1` is node n3's second run).
-    pub owner: String,
-    /// The node's name.
-    pub node: String,
-    /// The shard version the interval began at.
-    pub version: u64,
-    /// Start.
-    pub from_ns: u64,
-    /// End (the last line of the interval).
-    pub to_ns: u64,
-}
 
 /// An acknowledged write.
 #[derive(Debug, Clone)]
@@ -52,61 +27,58 @@ pub struct Ack {
     pub accepted_ns: u64,
 }
 
-/// Every interval, by shard; and lines that could not be read.
+/// Every interval of every lease log of a run.
 pub struct LeaseLogs {
-    /// Intervals per shard, sorted by start.
-    pub by_shard: BTreeMap<u32, Vec<Interval>>,
-    /// Lines that were not valid JSON (e.g. cut by a SIGKILL mid-write).
-    pub bad_lines: usize,
+    /// The processes, by source number: each lease log's name (`n3-1` is node n3's
+    /// second run).
+    pub owners: Vec<String>,
+    /// Every interval, sorted by shard and start.
+    pub intervals: Vec<LeaseInterval>,
+    /// Logs that could not be read, with why.
+    pub bad_logs: Vec<String>,
 }
 
-/// Reads every `*.jsonl` lease log in `dir`; the file stem names the process.
+impl LeaseLogs {
+    fn by_shard(&self) -> BTreeMap<u32, Vec<&LeaseInterval>> {
+        let mut out: BTreeMap<u32, Vec<&LeaseInterval>> = BTreeMap::new();
+        for i in self.intervals.iter().filter(|i| i.to_ns > i.from_ns) {
+            out.entry(i.shard).or_default().push(i);
+        }
+        out
+    }
+
+    fn owner(&self, i: &LeaseInterval) -> &str {
+        self.owners.get(i.source).map_or("?", String::as_str)
+    }
+}
+
+/// Reads every `*.jsonl` lease log in `dir` (one per node process).
 pub fn read_lease_logs(dir: &Path) -> std::io::Result<LeaseLogs> {
-    let mut by_key: HashMap<(String, u32, u64), Interval> = HashMap::new();
-    let mut bad_lines = 0;
     let mut files: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     files.sort();
+    let mut logs = LeaseLogs {
+        owners: Vec::new(),
+        intervals: Vec::new(),
+        bad_logs: Vec::new(),
+    };
     for path in files {
         let owner = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = std::fs::read_to_string(&path)?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok(l) = serde_json::from_str::<LeaseLine>(line) else {
-                bad_lines += 1;
-                continue;
-            };
-            // Lines of one interval share node, shard and start; the last holds its end.
-            let key = (owner.clone(), l.shard, l.from_ns);
-            by_key
-                .entry(key)
-                .and_modify(|i| i.to_ns = l.to_ns)
-                .or_insert(Interval {
-                    owner: owner.clone(),
-                    node: l.node,
-                    version: l.version,
-                    from_ns: l.from_ns,
-                    to_ns: l.to_ns,
-                });
+        match read_lease_log(&text, logs.owners.len()) {
+            Ok(list) => logs.intervals.extend(list),
+            Err(e) => logs.bad_logs.push(format!("{}: {e}", path.display())),
         }
+        logs.owners.push(owner);
     }
-    let mut by_shard: BTreeMap<u32, Vec<Interval>> = BTreeMap::new();
-    for ((_, shard, _), interval) in by_key {
-        if interval.to_ns > interval.from_ns {
-            by_shard.entry(shard).or_default().push(interval);
-        }
-    }
-    for list in by_shard.values_mut() {
-        list.sort_by_key(|i| (i.from_ns, i.to_ns));
-    }
-    Ok(LeaseLogs {
-        by_shard,
-        bad_lines,
-    })
+    logs.intervals
+        .sort_by_key(|i| (i.shard, i.from_ns, i.to_ns));
+    Ok(logs)
 }
 
 /// What the checker found.
@@ -163,49 +135,29 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
             f.violations.push(v);
         }
     };
+    let by_shard = input.logs.by_shard();
     let empty = Vec::new();
-    // Overlap: time covered twice or more, and the pairs that did it.
-    for (shard, list) in &input.logs.by_shard {
-        let mut events: Vec<(u64, i32)> = Vec::with_capacity(list.len() * 2);
-        for i in list {
-            events.push((i.from_ns, 1));
-            events.push((i.to_ns, -1));
-        }
-        // Ends before starts at one instant: touching intervals do not overlap.
-        events.sort();
-        let (mut depth, mut last) = (0i32, 0u64);
-        for (t, d) in events {
-            if depth >= 2 {
-                f.overlap_ns += t - last;
-            }
-            depth += d;
-            last = t;
-        }
-        for (a_idx, a) in list.iter().enumerate() {
-            for b in &list[a_idx + 1..] {
-                if b.from_ns >= a.to_ns {
-                    break;
-                }
-                let overlap = a.to_ns.min(b.to_ns) - b.from_ns;
-                let msg = format!(
-                    "shard {shard}: {} (v{}, {:.3}..{:.3}s) and {} (v{}, {:.3}..{:.3}s) both writable for {:.3} ms",
-                    a.owner,
-                    a.version,
-                    rel(a.from_ns),
-                    rel(a.to_ns),
-                    b.owner,
-                    b.version,
-                    rel(b.from_ns),
-                    rel(b.to_ns),
-                    ms(overlap)
-                );
-                note(&mut f, msg);
-            }
-        }
+    // Overlap: pairs of intervals of one shard from two processes.
+    for (a, b, overlap) in lease_overlaps(&input.logs.intervals) {
+        f.overlap_ns += overlap;
+        let msg = format!(
+            "shard {}: {} (v{}, {:.3}..{:.3}s) and {} (v{}, {:.3}..{:.3}s) both writable for {:.3} ms",
+            a.shard,
+            input.logs.owner(&a),
+            a.version,
+            rel(a.from_ns),
+            rel(a.to_ns),
+            input.logs.owner(&b),
+            b.version,
+            rel(b.from_ns),
+            rel(b.to_ns),
+            ms(overlap)
+        );
+        note(&mut f, msg);
     }
     // Writes inside their node's intervals.
     for ack in input.acks {
-        let list = input.logs.by_shard.get(&ack.shard).unwrap_or(&empty);
+        let list = by_shard.get(&ack.shard).unwrap_or(&empty);
         let inside = list.iter().any(|i| {
             i.node == ack.node && i.from_ns <= ack.accepted_ns && ack.accepted_ns <= i.to_ns
         });
@@ -222,7 +174,7 @@ pub fn check(input: &CheckInput<'_>) -> Findings {
     }
     // Leaderless gaps and recovery, on the union of every shard's intervals.
     for &shard in input.shards {
-        let union = union(input.logs.by_shard.get(&shard).unwrap_or(&empty));
+        let union = union(by_shard.get(&shard).unwrap_or(&empty));
         let mut cursor = input.window_from_ns;
         for &(from, to) in &union {
             if to <= cursor {
@@ -280,7 +232,7 @@ fn note_gap(f: &mut Findings, shard: u32, from: u64, to: u64) {
 }
 
 /// The union of intervals sorted by start, as disjoint `(from, to)` pairs.
-fn union(list: &[Interval]) -> Vec<(u64, u64)> {
+fn union(list: &[&LeaseInterval]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for i in list {
         match out.last_mut() {
@@ -295,20 +247,22 @@ fn union(list: &[Interval]) -> Vec<(u64, u64)> {
 mod tests {
     use super::*;
 
-    fn interval(owner: &str, from: u64, to: u64) -> Interval {
-        Interval {
-            owner: owner.into(),
-            node: owner.split('-').next().unwrap_or(owner).into(),
+    fn interval(source: usize, from: u64, to: u64) -> LeaseInterval {
+        LeaseInterval {
+            source,
+            node: format!("n{source}"),
+            shard: 1,
             version: 1,
             from_ns: from,
             to_ns: to,
         }
     }
 
-    fn logs(list: Vec<Interval>) -> LeaseLogs {
+    fn logs(intervals: Vec<LeaseInterval>) -> LeaseLogs {
         LeaseLogs {
-            by_shard: BTreeMap::from([(1, list)]),
-            bad_lines: 0,
+            owners: (0..4).map(|i| format!("n{i}-0")).collect(),
+            intervals,
+            bad_logs: Vec::new(),
         }
     }
 
@@ -327,22 +281,22 @@ mod tests {
 
     #[test]
     fn touching_intervals_do_not_overlap_and_crossing_ones_do() {
-        let ok = logs(vec![interval("n1-0", 0, 500), interval("n2-0", 500, 1000)]);
+        let ok = logs(vec![interval(1, 0, 500), interval(2, 500, 1000)]);
         let f = run(&ok, &[], &[]);
         assert_eq!((f.overlap_ns, f.violations.len()), (0, 0));
         let bad = logs(vec![
-            interval("n1-0", 0, 520),
-            interval("n2-0", 500, 1000),
-            interval("n3-0", 510, 515),
+            interval(1, 0, 520),
+            interval(2, 500, 1000),
+            interval(3, 510, 515),
         ]);
         let f = run(&bad, &[], &[]);
-        assert_eq!(f.overlap_ns, 20, "time covered at least twice");
+        assert_eq!(f.overlap_ns, 20 + 5 + 5, "the overlaps of every pair");
         assert_eq!(f.violations.len(), 3, "{:?}", f.violations);
     }
 
     #[test]
     fn a_write_outside_its_nodes_interval_is_caught() {
-        let l = logs(vec![interval("n1-0", 0, 500), interval("n2-0", 600, 1000)]);
+        let l = logs(vec![interval(1, 0, 500), interval(2, 600, 1000)]);
         let ack = |node: &str, at| Ack {
             node: node.into(),
             shard: 1,
@@ -357,9 +311,9 @@ mod tests {
     #[test]
     fn gaps_and_late_recovery_are_measured() {
         let l = logs(vec![
-            interval("n1-0", 0, 300),
-            interval("n1-0", 250, 400),
-            interval("n2-0", 650, 1000),
+            interval(1, 0, 300),
+            interval(1, 250, 400),
+            interval(2, 650, 1000),
         ]);
         let f = run(&l, &[], &[(420, "heal".into())]);
         assert_eq!(f.max_leaderless_ns, 250);
