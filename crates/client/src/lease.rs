@@ -258,10 +258,11 @@ impl LeaseLog {
             .create(true)
             .append(true)
             .open(path)?;
+        let (base, base_ns) = clock_pair();
         Ok(Self {
             file,
-            base: Instant::now(),
-            base_ns: monotonic_ns(),
+            base,
+            base_ns,
         })
     }
 
@@ -295,6 +296,25 @@ impl LeaseLog {
             tracing::warn!("writing the lease log: {e}");
         }
     }
+}
+
+/// An `Instant` and the CLOCK_MONOTONIC reading of (nearly) the same moment: of a few
+/// readings, each bracketed by two `Instant`s, the tightest, so that logged intervals and
+/// write times taken with [`monotonic_ns`] compare to within tens of nanoseconds (a
+/// preemption between two plain reads could skew every logged time by milliseconds).
+fn clock_pair() -> (Instant, u64) {
+    let mut best: Option<(Duration, Instant, u64)> = None;
+    for _ in 0..16 {
+        let before = Instant::now();
+        let ns = monotonic_ns();
+        let after = Instant::now();
+        let width = after.duration_since(before);
+        if best.is_none_or(|(w, _, _)| width < w) {
+            best = Some((width, before + width / 2, ns));
+        }
+    }
+    let (_, base, ns) = best.unwrap_or_else(|| (Duration::ZERO, Instant::now(), monotonic_ns()));
+    (base, ns)
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `Instant` uses on Linux, readable by

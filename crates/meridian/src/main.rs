@@ -29,6 +29,9 @@ enum Command {
     Sim(cmd::sim::SimArgs),
     /// Run one simulated database node in this process (joins a running Meridian).
     SimNode(cmd::node::NodeArgs),
+    /// Fault harness: a server and sim-node processes under kills, stalls and partitions,
+    /// then a check that no two nodes ever accepted writes for one shard.
+    Chaos(cmd::chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
         .unwrap_or(Command::Server(cmd::server::ServerArgs::default()));
     let quiet = matches!(
         &command,
-        Command::Ctl(_) | Command::Bench(_) | Command::Sim(_)
+        Command::Ctl(_) | Command::Bench(_) | Command::Sim(_) | Command::Chaos(_)
     );
     cmd::init_tracing(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => cmd::bench::run(a).await,
             Command::Sim(a) => cmd::sim::run(a),
             Command::SimNode(a) => cmd::node::run(a).await,
+            Command::Chaos(a) => cmd::chaos::run(a).await,
         }
     });
     match result {

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod bench;
+pub mod chaos;
 pub mod ctl;
 pub mod demo;
 pub mod node;

@@ -1,12 +1,26 @@
 //! `meridian sim-node`: one simulated database node in its own process, for trying
-//! failover by killing a real process (and for the real-process tests).
+//! failover by killing a real process (and for the real-process tests and `meridian chaos`).
+//!
+//! Its data plane listens on `--endpoint` (the address Meridian routes clients to):
+//! `POST /write` with `{"shard", "table", "key"}` answers 200 with
+//! `{"node", "shard", "version", "accepted_ns"}` when the node holds the shard's write
+//! lease, or 503 with `{"error": "not_leader", "message", "node", "shard", "retryable": true}`.
 
 use super::server::wait_for_signal;
 use super::CmdResult;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use clap::Args;
-use meridian_client::NodeAgentConfig;
+use meridian_client::{LeaseLog, NodeAgentConfig, ShardLeases};
 use meridian_model::NodeLabels;
 use meridian_sim::node::SimNode;
+use meridian_sim::write::WriteRequest;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Flags of `meridian sim-node`.
 #[derive(Args, Debug)]
@@ -35,11 +49,15 @@ pub struct NodeArgs {
     /// Config fingerprint presented at registration.
     #[arg(long, default_value = "")]
     fingerprint: String,
+    /// Append one JSON line per writable interval of a shard to this file (see
+    /// `meridian_client::LeaseLog`).
+    #[arg(long)]
+    lease_log: Option<PathBuf>,
 }
 
 /// Runs the node until Ctrl-C / SIGTERM (or SIGKILL, which is the point).
 pub async fn run(args: NodeArgs) -> CmdResult {
-    let mut config = NodeAgentConfig::new(args.meta, args.name.clone(), args.endpoint);
+    let mut config = NodeAgentConfig::new(args.meta, args.name.clone(), args.endpoint.clone());
     config.cluster = args.cluster;
     config.labels = NodeLabels {
         zone: args.zone,
@@ -47,12 +65,36 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         host: args.host,
     };
     config.config_fingerprint = args.fingerprint;
-    let node = SimNode::start(config);
-    match node
-        .agent
-        .registered(std::time::Duration::from_secs(30))
-        .await
-    {
+    let log = match &args.lease_log {
+        Some(path) => Some(
+            LeaseLog::open(path)
+                .map_err(|e| format!("cannot open the lease log {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    // Listen before joining: Meridian may route clients here as soon as it registers. A
+    // node whose endpoint is taken still joins (as it did before it had a data plane),
+    // and says so: its writes will fail at the client, never be accepted unleased.
+    let listener = bind_data_plane(&args.endpoint).await;
+    let leases = ShardLeases::new(args.name.clone(), log);
+    let node = Arc::new(SimNode::start_with_leases(config, None, leases));
+    let data_plane = match listener {
+        Ok(listener) => {
+            let app = Router::new()
+                .route("/write", post(write))
+                .with_state(node.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("sim-node data plane stopped: {e}");
+                }
+            }))
+        }
+        Err(e) => {
+            eprintln!("sim-node {}: no data plane: {e}", args.name);
+            None
+        }
+    };
+    match node.agent.registered(Duration::from_secs(30)).await {
         Some(id) => eprintln!("sim-node {} registered as node-{id}", args.name),
         None => eprintln!(
             "sim-node {}: not registered yet ({:?}); retrying in the background",
@@ -61,6 +103,44 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         ),
     }
     wait_for_signal().await;
-    node.agent.stop().await;
+    if let Some(data_plane) = data_plane {
+        data_plane.abort();
+        let _ = data_plane.await;
+    }
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.agent.stop().await,
+        Err(_) => eprintln!("sim-node {}: a write still running at exit", args.name),
+    }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Binds the data plane's address, retrying for a few seconds: a node restarted at once
+/// after a crash may find its port still held by the dying process.
+async fn bind_data_plane(
+    endpoint: &str,
+) -> Result<tokio::net::TcpListener, Box<dyn std::error::Error + Send + Sync>> {
+    let mut last = None;
+    for _ in 0..50 {
+        match tokio::net::TcpListener::bind(endpoint).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(format!("cannot listen on {endpoint}: {e}").into()),
+        }
+    }
+    Err(format!(
+        "cannot listen on {endpoint}: {}",
+        last.map_or_else(|| "address in use".to_string(), |e| e.to_string())
+    )
+    .into())
+}
+
+/// `POST /write`: accepted under the shard's lease (200), or refused as not leader (503).
+async fn write(State(node): State<Arc<SimNode>>, Json(req): Json<WriteRequest>) -> Response {
+    match node.write(&req) {
+        Ok(ack) => (StatusCode::OK, Json(ack)).into_response(),
+        Err(refused) => (StatusCode::SERVICE_UNAVAILABLE, Json(refused)).into_response(),
+    }
 }
