@@ -6,9 +6,11 @@ mod common;
 
 use common::{eventually, free_port, http};
 use meridian_client::MetaClient;
+use meridian_client::{lease_overlaps, monotonic_ns, read_lease_log, LeaseInterval};
 use meridian_model::{PartitionRule, TableName};
 use reqwest::Method;
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,7 +22,8 @@ impl Drop for Proc {
     }
 }
 
-fn sim_node(grpc: u16, i: usize) -> Proc {
+/// Sim-node process `i`, logging its writable intervals to `log` (one file per process).
+fn sim_node(grpc: u16, i: usize, log: &Path) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_meridian"))
             .args([
@@ -36,6 +39,8 @@ fn sim_node(grpc: u16, i: usize) -> Proc {
                 "--zone",
                 &format!("zone-{}", i % 3),
             ])
+            .arg("--lease-log")
+            .arg(log)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -83,7 +88,11 @@ async fn killing_a_node_process_moves_its_leaders_and_clients_see_it() {
             .expect("server starts"),
     );
     let base = format!("http://127.0.0.1:{port}/api/v1");
-    let mut nodes: Vec<Option<Proc>> = (0..6).map(|i| Some(sim_node(grpc, i))).collect();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |i: usize, life: usize| logs.path().join(format!("p-{i}-{life}.log"));
+    let mut nodes: Vec<Option<Proc>> = (0..6)
+        .map(|i| Some(sim_node(grpc, i, &log(i, 0))))
+        .collect();
     let addr = format!("127.0.0.1:{grpc}");
     let client = eventually(Duration::from_secs(20), || {
         let addr = addr.clone();
@@ -238,15 +247,49 @@ async fn killing_a_node_process_moves_its_leaders_and_clients_see_it() {
         "{failovers} failover operators for {} shards",
         led.len()
     );
-    // Every shard has exactly one leader in the metadata.
-    let (_, shards) = http(Method::GET, format!("{base}/clusters/default/shards"), None).await;
-    for s in shards["shards"].as_array().unwrap() {
-        assert!(s["leader"].is_u64(), "shard {} has no leader", s["id"]);
-        assert!(!s["followers"].as_array().unwrap().contains(&s["leader"]));
-    }
+    // From the nodes' side: every shard is writable on exactly one process now, the one
+    // the metadata names, and no two processes were ever writable for one shard at once
+    // (the victim's last lease ran out before its successor's began).
+    let (_, v) = http(Method::GET, format!("{base}/clusters/default/nodes"), None).await;
+    let name_of: HashMap<u64, String> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_u64().unwrap(),
+                n["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    eventually(Duration::from_secs(10), || {
+        let (base, name_of) = (base.clone(), name_of.clone());
+        let intervals = read_logs(logs.path());
+        async move {
+            let now = monotonic_ns();
+            let meta = leaders(&base).await;
+            meta.iter()
+                .all(|(shard, leader)| {
+                    let writable: Vec<&str> = intervals
+                        .iter()
+                        .filter(|i| {
+                            u64::from(i.shard) == *shard && i.from_ns <= now && now < i.to_ns
+                        })
+                        .map(|i| i.node.as_str())
+                        .collect();
+                    writable.len() == 1
+                        && leader.and_then(|l| name_of.get(&l)).map(String::as_str)
+                            == Some(writable[0])
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    let overlaps = lease_overlaps(&read_logs(logs.path()));
+    assert!(overlaps.is_empty(), "two writers: {overlaps:#?}");
 
     // The node comes back: it is Online again and holds only what Meridian gives it.
-    nodes[idx] = Some(sim_node(grpc, idx));
+    nodes[idx] = Some(sim_node(grpc, idx, &log(idx, 1)));
     eventually(Duration::from_secs(20), || {
         let base = base.clone();
         async move {
@@ -260,4 +303,21 @@ async fn killing_a_node_process_moves_its_leaders_and_clients_see_it() {
         }
     })
     .await;
+}
+
+/// Every interval of every lease log in `dir`, one source per file (per process).
+fn read_logs(dir: &Path) -> Vec<LeaseInterval> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .enumerate()
+        .flat_map(|(source, path)| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            read_lease_log(&text, source).unwrap()
+        })
+        .collect()
 }
