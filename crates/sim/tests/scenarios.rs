@@ -188,18 +188,5 @@ fn unknown_scenario_is_a_clear_error() {
     assert!(err.to_string().contains("add-nodes"), "{err}");
 }
 
-/// Full-size runs, for the record: `cargo test --release -p meridian-sim --test scenarios
-/// -- --ignored --nocapture` (or `cargo run --release -p meridian-sim --example scenarios`).
-#[test]
-#[ignore = "full size: run in release"]
-fn full_size_reports() {
-    let opts = ScenarioOptions {
-        seed: 1,
-        ..ScenarioOptions::default()
-    };
-    for name in scenario_names() {
-        let r = run_scenario(name, &opts).expect("scenario runs");
-        println!("{}", r.render_human());
-        assert!(r.pass, "{name} failed");
-    }
-}
+// Full-size runs are not tests (minutes in debug): `meridian sim SCENARIO --json` or
+// `cargo run --release -p meridian-sim --example scenarios` records them.
