@@ -333,28 +333,8 @@ impl Cluster {
                         }
                     }
                     // The target as it is now (a newer version is fine: nodes take it).
-                    let now = this
-                        .shard(target)
-                        .unwrap_or_else(|| record.target_after.clone());
-                    let version = now.version.max(record.target_after.version);
-                    let drops = now.replicas.iter().map(|r| {
-                        let this = &this;
-                        let record = &record;
-                        async move {
-                            for t in &record.tables {
-                                for (_, p) in record.moved.iter().filter(|(id, _)| *id == t.id) {
-                                    this.until_node_done(
-                                        r.node,
-                                        target,
-                                        version,
-                                        drop_partition(t, *p),
-                                    )
-                                    .await;
-                                }
-                            }
-                        }
-                    });
-                    futures::future::join_all(drops).await;
+                    this.drop_moved_partitions(&record, &record.target_after)
+                        .await;
                 }
             }
             this.finish_reshard(&record, "rolled back").await;
@@ -378,32 +358,30 @@ impl Cluster {
                 }
                 ReshardKind::Split => {
                     // The source as it is now: replicas moved away meanwhile were closed.
-                    let now = this
-                        .shard(source)
-                        .unwrap_or_else(|| record.source_after.clone());
-                    let version = now.version.max(record.source_after.version);
-                    let drops = now.replicas.iter().map(|r| {
-                        let this = &this;
-                        let record = &record;
-                        async move {
-                            for t in &record.tables {
-                                for (_, p) in record.moved.iter().filter(|(id, _)| *id == t.id) {
-                                    this.until_node_done(
-                                        r.node,
-                                        source,
-                                        version,
-                                        drop_partition(t, *p),
-                                    )
-                                    .await;
-                                }
-                            }
-                        }
-                    });
-                    futures::future::join_all(drops).await;
+                    this.drop_moved_partitions(&record, &record.source_after)
+                        .await;
                 }
             }
             this.finish_reshard(&record, "cleaned up").await;
         });
+    }
+
+    /// Drops the record's moved partitions from every replica of `planned`'s shard as it is
+    /// now (or as planned, if it is gone), at the newer of the two versions, each retried
+    /// on its node until done.
+    async fn drop_moved_partitions(&self, record: &ReshardRecord, planned: &Shard) {
+        let shard = planned.id;
+        let now = self.shard(shard).unwrap_or_else(|| planned.clone());
+        let version = now.version.max(planned.version);
+        let drops = now.replicas.iter().map(|r| async move {
+            for t in &record.tables {
+                for (_, p) in record.moved.iter().filter(|(id, _)| *id == t.id) {
+                    self.until_node_done(r.node, shard, version, drop_partition(t, *p))
+                        .await;
+                }
+            }
+        });
+        futures::future::join_all(drops).await;
     }
 
     async fn finish_reshard(&self, record: &ReshardRecord, what: &str) {
