@@ -83,15 +83,7 @@ async fn manual_transfer_leader_and_move_shard_run_as_operators() {
     let (server, nodes) = balanced_cluster("m").await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
     // Balancing would fight the manual moves in this test: pause it.
-    for name in ["balance-leader", "balance-shard"] {
-        let (s, v) = http(
-            Method::POST,
-            format!("{base}/schedulers/{name}/pause"),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-    }
+    pause_balancing(&server).await;
     let (s, _) = http(
         Method::POST,
         format!("{base}/schedulers/no-such/pause"),

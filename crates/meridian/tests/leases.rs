@@ -327,15 +327,7 @@ async fn cluster_with_stubborn_leader(
     let others = start_nodes(&server, "o", 5, 3).await;
     settled(&server).await;
     let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
-    for name in ["balance-leader", "balance-shard"] {
-        let (s, v) = http(
-            Method::POST,
-            format!("{base}/schedulers/{name}/pause"),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-    }
+    pause_balancing(&server).await;
     // Make node 0 the leader of shard 1 if it is not.
     let cluster = server.meta.cluster("default").unwrap();
     if leader_of(&server, ShardId(1)) != Some(id) {

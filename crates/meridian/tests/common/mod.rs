@@ -234,3 +234,18 @@ pub async fn balanced_cluster(prefix: &str) -> (RunningServer, Vec<SimNode>) {
     settled(&server).await;
     (server, nodes)
 }
+
+/// Pauses leader and shard balancing in the default cluster (they would fight a test's
+/// manual moves).
+pub async fn pause_balancing(server: &RunningServer) {
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    for name in ["balance-leader", "balance-shard"] {
+        let (s, v) = http(
+            reqwest::Method::POST,
+            format!("{base}/schedulers/{name}/pause"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+}
