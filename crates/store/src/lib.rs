@@ -5,6 +5,8 @@
 //! - [`MemoryBackend`] keeps everything in a `BTreeMap` (tests, simulations).
 //! - [`RedbBackend`] keeps everything in one redb file, with group commit on one writer
 //!   thread so that concurrent writers share each fsync.
+//! - [`EtcdBackend`] keeps everything in etcd, for highly available deployments;
+//!   [`etcd::election`] elects one leader among several servers and fences its writes.
 //! - [`keys`] is THE key layout; nothing outside it formats a key.
 //! - [`SequenceAllocator`] hands out never-reused ids persisted under a key.
 //! - [`conformance`] is the test suite every backend must pass.
@@ -12,6 +14,7 @@
 
 pub mod backend;
 pub mod conformance;
+pub mod etcd;
 pub mod keys;
 pub mod memory;
 pub mod redb_backend;
@@ -19,6 +22,7 @@ pub mod sequence;
 pub mod watch;
 
 pub use backend::{Compare, KeyValue, KvBackend, Txn, TxnResponse, WriteOp};
+pub use etcd::EtcdBackend;
 pub use memory::MemoryBackend;
 pub use redb_backend::RedbBackend;
 pub use sequence::SequenceAllocator;
@@ -60,6 +64,15 @@ pub enum StoreError {
     /// A request is malformed (e.g. an empty key).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The store could not be reached or did not answer in time; the write may or may not
+    /// have been applied.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A write was refused because its writer no longer holds leadership (its fence, the
+    /// election key of its term, is gone). Nothing of the write was applied; the writer must
+    /// step down.
+    #[error("write fenced off: {0}")]
+    Fenced(String),
 }
 
 impl From<std::io::Error> for StoreError {
