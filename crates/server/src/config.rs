@@ -16,6 +16,38 @@ pub enum StoreKind {
     Redb,
     /// In memory: nothing survives a restart (tests only).
     Memory,
+    /// etcd (see [`EtcdSettings`]): several servers share it, one leads (elected on etcd),
+    /// the others follow and forward. The highly available deployment (docs/deploy.md).
+    Etcd,
+}
+
+/// How a server reaches etcd and campaigns there (`store = "etcd"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdSettings {
+    /// Client addresses of the etcd members (`host:port`). Default `["127.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// Prefix of every key Meridian writes (keys start with `/meridian/v1/`), so that
+    /// several deployments can share one etcd. Default empty.
+    pub namespace: String,
+    /// TTL of the leader's etcd lease, in whole seconds. A leader that dies is replaced
+    /// about this long after; a leader cut off from etcd stops leading before it. Below 3 s
+    /// an etcd leader election (1-2 s with etcd's defaults) can cost Meridian its leader.
+    /// Default 3.
+    pub election_ttl_s: u64,
+    /// How long one etcd request may take, in ms. Default 3000.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["127.0.0.1:2379".into()],
+            namespace: String::new(),
+            election_ttl_s: 3,
+            request_timeout_ms: 3000,
+        }
+    }
 }
 
 /// Configuration of a Meridian server.
@@ -26,6 +58,16 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Which store to use. Default `redb`.
     pub store: StoreKind,
+    /// etcd settings, used when `store = "etcd"`.
+    pub etcd: EtcdSettings,
+    /// This server's name in logs, `/health` and the election. Default `meridian-<grpc
+    /// port>`.
+    pub name: String,
+    /// The gRPC address other servers and clients use to reach this one, if not
+    /// `grpc_addr` (e.g. when listening on `0.0.0.0`).
+    pub advertise_grpc_addr: Option<String>,
+    /// The HTTP address others use to reach this one, if not `http_addr`.
+    pub advertise_http_addr: Option<String>,
     /// gRPC listen address (nodes, DDL, routes). Default `127.0.0.1:7700`.
     pub grpc_addr: SocketAddr,
     /// HTTP listen address (admin API, `/metrics`, `/health`). Default `127.0.0.1:7701`.
@@ -55,6 +97,10 @@ impl Default for ServerConfig {
         Self {
             data_dir: PathBuf::from("meridian-data"),
             store: StoreKind::Redb,
+            etcd: EtcdSettings::default(),
+            name: String::new(),
+            advertise_grpc_addr: None,
+            advertise_http_addr: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 7701)),
             liveness: LivenessConfig::default(),
@@ -135,5 +181,30 @@ impl ServerConfig {
             }
         }
         Ok(config)
+    }
+}
+
+impl ServerConfig {
+    /// The server's name: `name`, or `meridian-<grpc port>`.
+    pub fn server_name(&self) -> String {
+        if self.name.is_empty() {
+            format!("meridian-{}", self.grpc_addr.port())
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// The gRPC address to announce, given the bound one (the configured port may be 0).
+    pub fn advertised_grpc(&self, bound: SocketAddr) -> String {
+        self.advertise_grpc_addr
+            .clone()
+            .unwrap_or_else(|| bound.to_string())
+    }
+
+    /// The HTTP address to announce, given the bound one.
+    pub fn advertised_http(&self, bound: SocketAddr) -> String {
+        self.advertise_http_addr
+            .clone()
+            .unwrap_or_else(|| bound.to_string())
     }
 }

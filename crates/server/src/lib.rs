@@ -5,13 +5,15 @@
 //! - DDL and routes: [`grpc::catalog`], [`grpc::route`], and the HTTP API in [`http`];
 //! - scheduling: [`schedule`] runs liveness, the schedulers and the operator controller on
 //!   a tick, and executes operator steps by sending instructions to nodes;
-//! - keys are written by [`meta`] only (layout in `meridian_store::keys`).
+//! - keys are written by [`meta`] only (layout in `meridian_store::keys`);
+//! - several servers on etcd: [`ha`] elects one leader and makes the others follow.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod grpc;
+pub mod ha;
 pub mod http;
 pub mod meta;
 pub mod metrics;
@@ -20,4 +22,5 @@ mod server;
 
 pub use config::{ServerConfig, StoreKind};
 pub use error::{Result, ServerError};
-pub use server::{RunningServer, Server};
+pub use ha::{HaServer, Role, RunningHa};
+pub use server::{RunningServer, Server, ServingTerm};

@@ -30,28 +30,152 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Server {
-    /// Opens the store, loads metadata, binds both ports and starts serving.
-    pub async fn start(config: ServerConfig) -> Result<RunningServer> {
-        crate::metrics::install();
-        let store: Arc<dyn KvBackend> = match config.store {
-            StoreKind::Memory => Arc::new(MemoryBackend::new()),
-            StoreKind::Redb => {
-                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                    ServerError::FailedPrecondition(format!(
-                        "cannot create data dir {}: {e}",
-                        config.data_dir.display()
-                    ))
-                })?;
-                let path = config.data_dir.join("meridian.redb");
-                let store = tokio::task::spawn_blocking(move || RedbBackend::open(path))
-                    .await
-                    .map_err(|e| {
-                        ServerError::FailedPrecondition(format!("opening store: {e}"))
-                    })??;
-                Arc::new(store)
-            }
+/// The leader term a set of services runs under, and whether its leadership is still
+/// surely held. A single server (redb, memory) has term 0 and always leads.
+#[derive(Clone)]
+pub struct ServingTerm {
+    /// The term (the election key's create revision on etcd; 0 for a single server).
+    pub term: u64,
+    /// This server's name.
+    pub server_name: String,
+    /// The gRPC address this server advertises.
+    pub grpc_addr: String,
+    /// The HTTP address this server advertises.
+    pub http_addr: String,
+    validity: Option<meridian_store::etcd::LeaseValidity>,
+}
+
+impl ServingTerm {
+    /// The term of a single server: 0, always valid.
+    pub fn single(server_name: String, grpc_addr: String, http_addr: String) -> Self {
+        Self {
+            term: 0,
+            server_name,
+            grpc_addr,
+            http_addr,
+            validity: None,
+        }
+    }
+
+    /// The term of an elected leader, valid while its etcd lease surely is.
+    pub fn elected(
+        term: u64,
+        validity: meridian_store::etcd::LeaseValidity,
+        server_name: String,
+        grpc_addr: String,
+        http_addr: String,
+    ) -> Self {
+        Self {
+            term,
+            server_name,
+            grpc_addr,
+            http_addr,
+            validity: Some(validity),
+        }
+    }
+
+    /// Whether this server surely still leads: node leases are granted only then.
+    pub fn is_valid(&self) -> bool {
+        self.validity.as_ref().is_none_or(|v| v.is_valid())
+    }
+}
+
+/// The two listening sockets, bound once for the life of the process: a highly available
+/// server serves them as a follower, then as leader, then as follower again, and a client
+/// connecting between two roles waits in the backlog rather than being refused.
+pub(crate) struct Listeners {
+    grpc: std::net::TcpListener,
+    http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds both configured addresses.
+    pub(crate) fn bind(config: &ServerConfig) -> Result<Self> {
+        let bind = |what: &str, addr: SocketAddr| {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| {
+                ServerError::FailedPrecondition(format!("cannot bind {what} {addr}: {e}"))
+            })?;
+            l.set_nonblocking(true)
+                .map_err(|e| ServerError::FailedPrecondition(e.to_string()))?;
+            Ok::<_, ServerError>(l)
         };
+        Ok(Self {
+            grpc: bind("gRPC", config.grpc_addr)?,
+            http: bind("HTTP", config.http_addr)?,
+        })
+    }
+
+    /// The bound gRPC address.
+    pub(crate) fn grpc_addr(&self) -> Result<SocketAddr> {
+        self.grpc
+            .local_addr()
+            .map_err(|e| ServerError::FailedPrecondition(e.to_string()))
+    }
+
+    /// The bound HTTP address.
+    pub(crate) fn http_addr(&self) -> Result<SocketAddr> {
+        self.http
+            .local_addr()
+            .map_err(|e| ServerError::FailedPrecondition(e.to_string()))
+    }
+
+    /// Tokio handles on both sockets, for one role's servers.
+    pub(crate) fn handles(&self) -> Result<(tokio::net::TcpListener, tokio::net::TcpListener)> {
+        let handle = |l: &std::net::TcpListener| {
+            l.try_clone()
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|e| ServerError::FailedPrecondition(format!("listener: {e}")))
+        };
+        Ok((handle(&self.grpc)?, handle(&self.http)?))
+    }
+}
+
+/// Opens the embedded store the config names (redb or memory).
+async fn open_local_store(config: &ServerConfig) -> Result<Arc<dyn KvBackend>> {
+    Ok(match config.store {
+        StoreKind::Memory => Arc::new(MemoryBackend::new()),
+        StoreKind::Redb => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                ServerError::FailedPrecondition(format!(
+                    "cannot create data dir {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            let path = config.data_dir.join("meridian.redb");
+            let store = tokio::task::spawn_blocking(move || RedbBackend::open(path))
+                .await
+                .map_err(|e| ServerError::FailedPrecondition(format!("opening store: {e}")))??;
+            Arc::new(store)
+        }
+        StoreKind::Etcd => {
+            return Err(ServerError::InvalidArgument(
+                "store etcd runs as a highly available server (HaServer), not a single one".into(),
+            ))
+        }
+    })
+}
+
+impl Server {
+    /// Opens the embedded store, loads metadata, binds both ports and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<RunningServer> {
+        let store = open_local_store(&config).await?;
+        let listeners = Listeners::bind(&config)?;
+        let term = ServingTerm::single(
+            config.server_name(),
+            config.advertised_grpc(listeners.grpc_addr()?),
+            config.advertised_http(listeners.http_addr()?),
+        );
+        Self::serve(config, store, &listeners, term).await
+    }
+
+    /// Loads metadata from `store` and serves it on `listeners` as the leader of `term`.
+    pub(crate) async fn serve(
+        config: ServerConfig,
+        store: Arc<dyn KvBackend>,
+        listeners: &Listeners,
+        term: ServingTerm,
+    ) -> Result<RunningServer> {
+        crate::metrics::install();
         let timeout = Duration::from_millis(config.instruction_timeout_ms);
         config
             .liveness
@@ -70,28 +194,9 @@ impl Server {
             config.full_schedule_interval_ms,
         );
 
-        let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)
-            .await
-            .map_err(|e| {
-                ServerError::FailedPrecondition(format!(
-                    "cannot bind gRPC {}: {e}",
-                    config.grpc_addr
-                ))
-            })?;
-        let http_listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|e| {
-                ServerError::FailedPrecondition(format!(
-                    "cannot bind HTTP {}: {e}",
-                    config.http_addr
-                ))
-            })?;
-        let grpc_addr = grpc_listener
-            .local_addr()
-            .map_err(|e| ServerError::FailedPrecondition(e.to_string()))?;
-        let http_addr = http_listener
-            .local_addr()
-            .map_err(|e| ServerError::FailedPrecondition(e.to_string()))?;
+        let (grpc_listener, http_listener) = listeners.handles()?;
+        let grpc_addr = listeners.grpc_addr()?;
+        let http_addr = listeners.http_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -102,6 +207,7 @@ impl Server {
             config.liveness.heartbeat_interval_ms,
             lease_ms,
             config.liveness.lease_drift_margin_ms,
+            term.clone(),
             stop_rx.clone(),
         ))
         .max_decoding_message_size(max);
@@ -114,6 +220,9 @@ impl Server {
             stop_rx.clone(),
         ))
         .max_decoding_message_size(max);
+        let membership_svc = pb::membership_service_server::MembershipServiceServer::new(
+            crate::grpc::membership::LeaderMembership::new(term.clone()),
+        );
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -123,6 +232,7 @@ impl Server {
                 .add_service(node_svc)
                 .add_service(catalog_svc)
                 .add_service(route_svc)
+                .add_service(membership_svc)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
@@ -135,6 +245,7 @@ impl Server {
         let app = crate::http::router(crate::http::AppState {
             meta: meta.clone(),
             scheduling: scheduling.clone(),
+            term: term.clone(),
         });
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -156,7 +267,7 @@ impl Server {
         ));
         // Clusters that already have enough nodes registered create their shards when those
         // nodes reconnect; nothing else to resume at start.
-        tracing::info!(%grpc_addr, %http_addr, "meridian serving");
+        tracing::info!(%grpc_addr, %http_addr, term = term.term, "meridian serving");
         Ok(RunningServer {
             grpc_addr,
             http_addr,

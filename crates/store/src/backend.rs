@@ -173,6 +173,12 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Deleting an absent key is not a change and produces no event.
     async fn watch(&self, prefix: &[u8]) -> Result<WatchStream>;
 
+    /// The most writes one [`KvBackend::batch`] or transaction branch may hold (etcd: 128).
+    /// Callers with more split them into steps that are safe to resume.
+    fn max_batch_ops(&self) -> usize {
+        usize::MAX
+    }
+
     /// Sets one key.
     async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.batch(vec![WriteOp::put(key, value)]).await

@@ -10,6 +10,7 @@
 //!
 //! | key pattern                                          | value                | written by                         | deleted when                 |
 //! |------------------------------------------------------|----------------------|------------------------------------|------------------------------|
+//! | `/meridian/v1/election/leader`                       | the leader's name and addresses (JSON), under its etcd lease | the elected server (etcd only) | resignation, or its lease runs out |
 //! | `/meridian/v1/id/cluster`                            | high-water cluster id| `SequenceAllocator`                | never                        |
 //! | `/meridian/v1/cluster_names/{name}`                  | cluster id           | cluster creation (CAS when absent) | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/config`                   | `ClusterConfig` JSON | cluster creation                   | the cluster is dropped       |
@@ -43,6 +44,12 @@ use meridian_model::{ClusterId, NodeId, ShardId, TableId, TableName};
 
 /// The root of every key.
 pub const ROOT: &str = "/meridian/v1/";
+
+/// The election key (etcd only): held by the leading server under its etcd lease; its
+/// create revision is the leader's term.
+pub fn election() -> Vec<u8> {
+    format!("{ROOT}election/leader").into_bytes()
+}
 
 /// The cluster id sequence.
 pub fn cluster_id_sequence() -> Vec<u8> {

@@ -2,7 +2,7 @@
 
 use super::CmdResult;
 use clap::Args;
-use meridian_server::{Server, ServerConfig, StoreKind};
+use meridian_server::{HaServer, Server, ServerConfig, StoreKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -24,6 +24,22 @@ pub struct ServerArgs {
     /// Keep metadata in memory only (nothing survives a restart)
     #[arg(long)]
     pub memory: bool,
+    /// Where metadata lives: redb (embedded, one server) or etcd (several servers, one
+    /// elected leader; see docs/deploy.md) [default: redb]
+    #[arg(long, value_parser = ["redb", "memory", "etcd"])]
+    pub store: Option<String>,
+    /// etcd client addresses, comma-separated (with --store etcd) [default: 127.0.0.1:2379]
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Option<Vec<String>>,
+    /// This server's name in logs, /health and the election [default: meridian-<grpc port>]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// gRPC address that clients and other servers use to reach this one [default: --grpc-addr]
+    #[arg(long)]
+    pub advertise_grpc_addr: Option<String>,
+    /// HTTP address that clients and other servers use to reach this one [default: --http-addr]
+    #[arg(long)]
+    pub advertise_http_addr: Option<String>,
 }
 
 impl ServerArgs {
@@ -42,6 +58,24 @@ impl ServerArgs {
         if self.memory {
             config.store = StoreKind::Memory;
         }
+        match self.store.as_deref() {
+            Some("redb") => config.store = StoreKind::Redb,
+            Some("memory") => config.store = StoreKind::Memory,
+            Some("etcd") => config.store = StoreKind::Etcd,
+            _ => {}
+        }
+        if let Some(e) = &self.etcd_endpoints {
+            config.etcd.endpoints = e.clone();
+        }
+        if let Some(n) = &self.name {
+            config.name = n.clone();
+        }
+        if let Some(a) = &self.advertise_grpc_addr {
+            config.advertise_grpc_addr = Some(a.clone());
+        }
+        if let Some(a) = &self.advertise_http_addr {
+            config.advertise_http_addr = Some(a.clone());
+        }
         Ok(config)
     }
 }
@@ -55,6 +89,19 @@ pub async fn run(args: ServerArgs) -> CmdResult {
             config.data_dir.join("meridian.redb").display()
         ),
         StoreKind::Memory => "memory".into(),
+        StoreKind::Etcd => {
+            let endpoints = config.etcd.endpoints.join(",");
+            let server = HaServer::start(config).await?;
+            eprintln!(
+                "meridian started: gRPC {} | HTTP http://{}/ | store: etcd at {endpoints} \
+                 (campaigning: one server leads, the others follow)",
+                server.grpc_addr, server.http_addr
+            );
+            wait_for_signal().await;
+            eprintln!("shutting down (resigning if leader)");
+            server.shutdown().await;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
     };
     let server = Server::start(config).await?;
     eprintln!(

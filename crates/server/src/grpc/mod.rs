@@ -1,6 +1,8 @@
-//! gRPC services of `meridian.v1`: nodes' heartbeat stream, catalog/DDL, routes.
+//! gRPC services of `meridian.v1`: nodes' heartbeat stream, catalog/DDL, routes, and who
+//! leads (membership).
 
 pub mod catalog;
+pub mod membership;
 pub mod node;
 pub mod route;
 

@@ -6,6 +6,7 @@
 //! heartbeat. The protocol a node follows is in docs/node-protocol.md.
 
 use crate::meta::{detached, Cluster, Meta};
+use crate::server::ServingTerm;
 use meridian_model::{NodeId, ShardReport};
 use meridian_proto as pb;
 use meridian_proto::convert::shard_report_from_wire;
@@ -25,18 +26,21 @@ pub struct NodeSvc {
     heartbeat_interval_ms: u64,
     lease_ms: u64,
     drift_margin_ms: u64,
+    /// The leader term served: acks carry it, and grant leases only while it is valid.
+    term: ServingTerm,
     /// Turns true when the server stops: open streams end, so nodes reconnect elsewhere.
     stop: watch::Receiver<bool>,
 }
 
 impl NodeSvc {
     /// A service over `meta`, granting `lease_ms` write leases per heartbeat (Meridian
-    /// holds them `drift_margin_ms` longer on its side).
+    /// holds them `drift_margin_ms` longer on its side) as the leader of `term`.
     pub fn new(
         meta: Arc<Meta>,
         heartbeat_interval_ms: u64,
         lease_ms: u64,
         drift_margin_ms: u64,
+        term: ServingTerm,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -44,6 +48,7 @@ impl NodeSvc {
             heartbeat_interval_ms,
             lease_ms,
             drift_margin_ms,
+            term,
             stop,
         }
     }
@@ -122,6 +127,7 @@ impl pb::node_service_server::NodeService for NodeSvc {
                 session,
                 lease_drift_margin_ms: self.drift_margin_ms,
                 shard_versions,
+                term: self.term.term,
             })),
         };
         if tx.send(Ok(registered)).await.is_err() {
@@ -141,6 +147,7 @@ impl pb::node_service_server::NodeService for NodeSvc {
         }
         let meta = self.meta.clone();
         let lease_ms = self.lease_ms;
+        let term = self.term.clone();
         let mut stop = self.stop.clone();
         tokio::spawn(async move {
             let stream = Stream {
@@ -149,6 +156,7 @@ impl pb::node_service_server::NodeService for NodeSvc {
                 node,
                 session,
                 lease_ms,
+                term,
             };
             tokio::select! {
                 _ = stream.serve(inbound, tx) => {}
@@ -190,6 +198,7 @@ struct Stream {
     node: NodeId,
     session: u64,
     lease_ms: u64,
+    term: ServingTerm,
 }
 
 impl Stream {
@@ -227,13 +236,20 @@ impl Stream {
                     let orders =
                         cluster.on_report(node, report.stats.map(Into::into), &reports, now);
                     send_orders(cluster, orders);
-                    let leases = cluster.lease_grants(node, self.session, &reports, now);
+                    // A leader whose own etcd lease may have run out (it was paused, or cut
+                    // off from etcd) grants nothing: another server may lead by now.
+                    let leases = if self.term.is_valid() {
+                        cluster.lease_grants(node, self.session, &reports, now)
+                    } else {
+                        Vec::new()
+                    };
                     let ack = pb::MetaMessage {
                         body: Some(pb::meta_message::Body::Ack(pb::HeartbeatAck {
                             sent_at_ms: msg.sent_at_ms,
                             lease_ms: self.lease_ms,
                             session: self.session,
                             leases,
+                            term: self.term.term,
                         })),
                     };
                     if tx.try_send(Ok(ack)).is_err() {

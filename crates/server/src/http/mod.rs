@@ -23,6 +23,8 @@ pub struct AppState {
     pub meta: Arc<Meta>,
     /// Scheduling state (operators, schedulers).
     pub scheduling: Arc<Scheduling>,
+    /// The leader term served (for `/health`).
+    pub term: crate::server::ServingTerm,
 }
 
 /// Builds the router.
@@ -46,6 +48,14 @@ async fn dashboard() -> axum::response::Html<&'static str> {
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
+        "role": "leader",
+        "server": s.term.server_name,
+        "term": s.term.term,
+        "leader": {
+            "name": s.term.server_name,
+            "grpc_addr": s.term.grpc_addr,
+            "http_addr": s.term.http_addr,
+        },
         "clusters": s.meta.clusters().len(),
         "uptime_ms": s.meta.now_ms(),
     }))

@@ -27,8 +27,8 @@ pub struct EtcdConfig {
     /// Client URLs of the etcd members (`http://host:port` or `host:port`); requests are
     /// spread over the members that answer.
     pub endpoints: Vec<String>,
-    /// Prepended to every key, so that several deployments (or tests) can share one etcd.
-    /// Default `/meridian`.
+    /// Prepended to every key (which all start with `/meridian/v1/`), so that several
+    /// deployments (or tests) can share one etcd. Default empty.
     pub namespace: String,
     /// How long one request may take before it fails as [`StoreError::Unavailable`].
     /// Default 5 s.
@@ -39,7 +39,7 @@ impl Default for EtcdConfig {
     fn default() -> Self {
         Self {
             endpoints: vec!["127.0.0.1:2379".into()],
-            namespace: "/meridian".into(),
+            namespace: String::new(),
             request_timeout: Duration::from_secs(5),
         }
     }
@@ -370,6 +370,10 @@ fn last_write_per_key(ops: Vec<WriteOp>) -> Vec<WriteOp> {
 impl KvBackend for EtcdBackend {
     fn name(&self) -> &'static str {
         "etcd"
+    }
+
+    fn max_batch_ops(&self) -> usize {
+        MAX_TXN_OPS
     }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
