@@ -9,7 +9,7 @@
 //! registration) is refused, so stale is never applied. The protocol is written down in
 //! docs/node-protocol.md.
 
-use crate::connect_channel;
+use crate::leader::{endpoint, find_leader};
 use crate::lease::{lease_end, ShardLeases};
 use meridian_model::{
     NodeCapacity, NodeLabels, NodeStats, ReplicaRole, ShardId, ShardReport, ShardVersion, TableId,
@@ -19,6 +19,7 @@ use meridian_proto::convert::role_from_wire;
 use parking_lot::Mutex;
 use pb::node_heartbeat::Body;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
@@ -207,6 +208,7 @@ impl NodeAgent {
             }),
             report_now: Arc::new(Notify::new()),
             clock: Instant::now(),
+            term: AtomicU64::new(0),
         };
         let task = tokio::spawn(runner.run(stop_rx, channel));
         Self {
@@ -266,6 +268,9 @@ struct Runner {
     /// lease without waiting a heartbeat interval).
     report_now: Arc<Notify>,
     clock: Instant,
+    /// The highest Meridian leader term seen: acks of older terms come from a deposed
+    /// leader and grant nothing.
+    term: AtomicU64,
 }
 
 /// What the agent applied, per shard.
@@ -294,6 +299,18 @@ impl AppliedShards {
 }
 
 impl Runner {
+    /// Connects to the Meridian leader among the configured addresses.
+    async fn connect_leader(&self) -> Result<tonic::transport::Channel, String> {
+        let found = find_leader(&self.config.meta_addrs)
+            .await
+            .map_err(|e| e.to_string())?;
+        endpoint(&found.addr)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("{}: {e}", found.addr))
+    }
+
     fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
@@ -314,14 +331,16 @@ impl Runner {
                 r = self.session(channel.clone()) => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
-            let healthy = matches!(result, Ok(true));
+            // While the Meridian leader changes, look for the new one at the shortest pause:
+            // the node's leases run out if it waits a long backoff.
+            let healthy = matches!(result, Ok(true) | Err(SessionEnd { leader_change: true, .. }));
             if let Err(e) = &result {
-                tracing::debug!(node = %self.config.name, "heartbeat session ended: {e}");
+                tracing::debug!(node = %self.config.name, "heartbeat session ended: {}", e.message);
             }
             self.set_status(|s| {
                 s.connected = false;
                 if let Err(e) = result {
-                    s.last_error = Some(e);
+                    s.last_error = Some(e.message);
                 }
             });
             if healthy {
@@ -338,12 +357,13 @@ impl Runner {
     }
 
     /// One stream's life. `Ok(true)` if it registered before it ended.
-    async fn session(&self, channel: Option<tonic::transport::Channel>) -> Result<bool, String> {
+    async fn session(
+        &self,
+        channel: Option<tonic::transport::Channel>,
+    ) -> Result<bool, SessionEnd> {
         let channel = match channel {
             Some(c) => c,
-            None => connect_channel(&self.config.meta_addrs)
-                .await
-                .map_err(|e| e.to_string())?,
+            None => self.connect_leader().await.map_err(SessionEnd::leader_change)?,
         };
         let mut client = pb::node_service_client::NodeServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::NodeHeartbeat>(256);
@@ -373,12 +393,12 @@ impl Runner {
         let mut inbound = client
             .heartbeat(ReceiverStream::new(rx))
             .await
-            .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+            .map_err(SessionEnd::from_status)?
             .into_inner();
         let first = inbound
             .message()
             .await
-            .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+            .map_err(SessionEnd::from_status)?;
         let Some(pb::MetaMessage {
             body: Some(pb::meta_message::Body::Registered(reg)),
         }) = first
@@ -387,6 +407,17 @@ impl Runner {
         };
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.clamp(10, 60_000));
         let session = reg.session;
+        let term = reg.term;
+        let highest = self.term.fetch_max(term, Ordering::AcqRel);
+        if term < highest {
+            return Err(SessionEnd::leader_change(format!(
+                "a deposed Meridian leader (term {term}, newest seen {highest}) answered"
+            )));
+        }
+        // A leader that stops acking (paused, cut off) is left for the next one: by the
+        // time its silence passes this, its leases are running out anyway.
+        let ack_timeout = (interval * 3).max(Duration::from_millis(1500));
+        let mut last_ack = tokio::time::Instant::now();
         for v in &reg.shard_versions {
             self.shards
                 .raise(ShardId(v.shard_id), ShardVersion(v.version));
@@ -402,6 +433,12 @@ impl Runner {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(last_ack + ack_timeout) => {
+                    return Err(SessionEnd::leader_change(format!(
+                        "no ack from Meridian for {} ms",
+                        ack_timeout.as_millis()
+                    )));
+                }
                 _ = ticker.tick() => {
                     if !self.send_report(&tx).await {
                         return Ok(true);
@@ -416,7 +453,7 @@ impl Runner {
                     let msg = match msg {
                         Ok(Some(m)) => m,
                         Ok(None) => return Ok(true),
-                        Err(s) => return Err(format!("{}: {}", s.code(), s.message())),
+                        Err(s) => return Err(SessionEnd::from_status(s)),
                     };
                     match msg.body {
                         Some(pb::meta_message::Body::Ack(ack)) => {
@@ -424,6 +461,11 @@ impl Runner {
                                 tracing::debug!(node = %self.config.name, ack.session, session, "ack of another session ignored");
                                 continue;
                             }
+                            if ack.term < self.term.load(Ordering::Acquire) {
+                                tracing::debug!(node = %self.config.name, ack.term, "ack of a deposed leader ignored");
+                                continue;
+                            }
+                            last_ack = tokio::time::Instant::now();
                             let until = lease_end(self.clock, ack.sent_at_ms, ack.lease_ms);
                             for l in &ack.leases {
                                 self.shards.leases.grant(ShardId(l.shard_id), ShardVersion(l.version), until);
@@ -489,6 +531,46 @@ impl Runner {
         }
         self.status.lock().last_heartbeat_at = Some(Instant::now());
         true
+    }
+}
+
+/// Why a heartbeat session ended.
+struct SessionEnd {
+    message: String,
+    /// The Meridian leader changed or is being elected: retry at once, not after a
+    /// growing backoff.
+    leader_change: bool,
+}
+
+impl SessionEnd {
+    fn leader_change(message: impl Into<String>) -> Self {
+        Self {
+            message: format!("{}: looking for the Meridian leader", message.into()),
+            leader_change: true,
+        }
+    }
+
+    /// A follower refuses a node's stream with UNAVAILABLE; so does a stopping leader.
+    fn from_status(s: tonic::Status) -> Self {
+        Self {
+            message: format!("{}: {}", s.code(), s.message()),
+            leader_change: s.code() == tonic::Code::Unavailable,
+        }
+    }
+}
+
+impl From<String> for SessionEnd {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            leader_change: false,
+        }
+    }
+}
+
+impl From<&str> for SessionEnd {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
     }
 }
 

@@ -12,6 +12,9 @@ pub enum ClientError {
     /// The server answered with an error status.
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    /// Servers were reached but none leads (an election is under way), or none answered.
+    #[error("no Meridian leader: {0}")]
+    NoLeader(String),
     /// The server's answer lacked a required field.
     #[error("malformed answer: {0}")]
     Malformed(String),

@@ -5,11 +5,14 @@
 //!   `WatchRoutes` ([`MetaClient::watch_routes`]).
 //! - [`NodeAgent`]: the heartbeat loop of a database node, with reconnect and backoff,
 //!   dispatching Meridian's instructions to a [`ShardHandler`] the database implements.
+//! - [`find_leader`], [`following_channel`]: given several Meridian servers, find the
+//!   leader and follow it when it changes (both clients do this for you).
 #![warn(missing_docs)]
 
 mod agent;
 mod error;
 mod lease;
+mod leader;
 mod meta_client;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
@@ -18,6 +21,7 @@ pub use lease::{
     lease_overlaps, monotonic_ns, read_lease_log, LeaseInterval, LeaseLog, NotLeader, ShardLease,
     ShardLeases,
 };
+pub use leader::{find_leader, following_channel, FoundLeader};
 pub use meta_client::{MetaClient, RouteCache};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).

@@ -1,6 +1,6 @@
 //! `MetaClient`: DDL and routing with a route cache.
 
-use crate::{connect_channel, ClientError};
+use crate::{following_channel, ClientError};
 use meridian_model::{PartitionRule, TableName};
 use meridian_proto as pb;
 use meridian_proto::convert::rule_to_wire;
@@ -86,9 +86,10 @@ pub struct MetaClient {
 }
 
 impl MetaClient {
-    /// Connects to the first reachable address; `cluster` empty means `default`.
+    /// Connects to the Meridian leader among `addrs` (several servers: it follows leader
+    /// changes by itself); `cluster` empty means `default`.
     pub async fn connect(addrs: &[String], cluster: &str) -> Result<Self, ClientError> {
-        Ok(Self::with_channel(connect_channel(addrs).await?, cluster))
+        Ok(Self::with_channel(following_channel(addrs).await?, cluster))
     }
 
     /// A client over an existing channel.

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 /// Flags of `meridian ctl`.
 #[derive(Args, Debug)]
 pub struct CtlArgs {
-    /// Meridian HTTP address
+    /// Meridian HTTP addresses, comma-separated (the first that answers; a follower
+    /// redirects to the leader)
     #[arg(
         long,
         env = "MERIDIAN_HTTP",
@@ -23,7 +24,7 @@ pub struct CtlArgs {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     json: bool,
-    /// Meridian gRPC address (for `watch-routes`)
+    /// Meridian gRPC addresses, comma-separated (for `watch-routes`)
     #[arg(
         long,
         env = "MERIDIAN_GRPC",
@@ -217,15 +218,31 @@ impl Http {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
-        let url = format!("{}{}", self.base.trim_end_matches('/'), path);
-        let mut req = self.client.request(method, &url);
-        if let Some(b) = body {
-            req = req.json(&b);
+        // Several servers: the first that answers (a follower redirects to the leader).
+        let mut unreachable = Vec::new();
+        let mut answered = None;
+        for base in self.base.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            let base = if base.contains("://") {
+                base.to_string()
+            } else {
+                format!("http://{base}")
+            };
+            let url = format!("{}{}", base.trim_end_matches('/'), path);
+            let mut req = self.client.request(method.clone(), &url);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    answered = Some(resp);
+                    break;
+                }
+                Err(e) => unreachable.push(format!("{base}: {e}")),
+            }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach Meridian at {}: {e}", self.base))?;
+        let resp = answered.ok_or_else(|| {
+            format!("cannot reach Meridian at {}", unreachable.join("; "))
+        })?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -502,9 +519,8 @@ pub async fn run(args: CtlArgs) -> CmdResult {
 /// Prints each route event on one line (or as JSON).
 async fn watch_routes(args: &CtlArgs, count: Option<usize>) -> CmdResult {
     use meridian_proto::route_event::Event;
-    let client =
-        meridian_client::MetaClient::connect(std::slice::from_ref(&args.grpc), &args.cluster)
-            .await?;
+    let addrs: Vec<String> = args.grpc.split(',').map(|a| a.trim().to_string()).collect();
+    let client = meridian_client::MetaClient::connect(&addrs, &args.cluster).await?;
     let mut stream = client.subscribe_routes().await?;
     if !args.json {
         eprintln!(

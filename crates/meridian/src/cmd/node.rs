@@ -25,9 +25,10 @@ use std::time::Duration;
 /// Flags of `meridian sim-node`.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Meridian gRPC address.
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    meta: String,
+    /// Meridian gRPC addresses, comma-separated (several servers: the node finds the
+    /// leader and follows it).
+    #[arg(long, default_value = "127.0.0.1:7700", value_delimiter = ',')]
+    meta: Vec<String>,
     /// Cluster to join.
     #[arg(long, default_value = "default")]
     cluster: String,
@@ -57,7 +58,8 @@ pub struct NodeArgs {
 
 /// Runs the node until Ctrl-C / SIGTERM (or SIGKILL, which is the point).
 pub async fn run(args: NodeArgs) -> CmdResult {
-    let mut config = NodeAgentConfig::new(args.meta, args.name.clone(), args.endpoint.clone());
+    let mut config = NodeAgentConfig::new("", args.name.clone(), args.endpoint.clone());
+    config.meta_addrs = args.meta;
     config.cluster = args.cluster;
     config.labels = NodeLabels {
         zone: args.zone,

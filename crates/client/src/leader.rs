@@ -1,0 +1,160 @@
+//! Finding the Meridian leader among several servers, and channels that follow it.
+//!
+//! Every server answers `MembershipService.GetLeader`: the leader for itself, a follower
+//! with the leader's address. [`find_leader`] asks every address at once and picks the
+//! server that says it leads in the highest term. [`following_channel`] keeps a channel on
+//! the leader and moves it when the leader changes (followers forward requests anyway, so
+//! a channel on a live follower still works between two checks).
+
+use crate::{connect_channel, ClientError};
+use meridian_proto as pb;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::transport::channel::Change;
+
+/// How long one server may take to say who leads.
+const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often a [`following_channel`] checks who leads.
+const FOLLOW_PERIOD: Duration = Duration::from_millis(300);
+
+/// The leader found by [`find_leader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLeader {
+    /// The address to connect to (one of those given when the leader answered itself,
+    /// else the address a follower named).
+    pub addr: String,
+    /// Its term (0 for a single server).
+    pub term: u64,
+}
+
+pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(url)
+        .map_err(|e| ClientError::InvalidAddress(format!("{addr}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true))
+}
+
+/// One server's answer.
+enum Answer {
+    /// It answered GetLeader.
+    Known(pb::GetLeaderResponse),
+    /// It is an older server without the membership service: it is a single server, so it
+    /// leads.
+    Single,
+}
+
+async fn ask(addr: &str) -> Result<Answer, String> {
+    let channel = endpoint(addr)
+        .map_err(|e| e.to_string())?
+        .timeout(ASK_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut client = pb::membership_service_client::MembershipServiceClient::new(channel);
+    match client.get_leader(pb::GetLeaderRequest {}).await {
+        Ok(r) => Ok(Answer::Known(r.into_inner())),
+        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(Answer::Single),
+        Err(s) => Err(format!("{addr}: {}: {}", s.code(), s.message())),
+    }
+}
+
+/// Asks every address at once who leads. Returns the server that says it leads in the
+/// highest term; if none does yet, the leader a follower names; fails if no server leads
+/// or none could be reached.
+pub async fn find_leader(addrs: &[String]) -> Result<FoundLeader, ClientError> {
+    if addrs.is_empty() {
+        return Err(ClientError::InvalidAddress("no address given".into()));
+    }
+    let answers = futures::future::join_all(addrs.iter().map(|a| async move {
+        let answer = tokio::time::timeout(ASK_TIMEOUT * 2, ask(a))
+            .await
+            .unwrap_or_else(|_| Err(format!("{a}: no answer within {:?}", ASK_TIMEOUT * 2)));
+        (a.clone(), answer)
+    }))
+    .await;
+    let (mut leader, mut hint, mut errors) = (None::<FoundLeader>, None::<FoundLeader>, vec![]);
+    for (addr, answer) in answers {
+        match answer {
+            Ok(Answer::Single) => {
+                leader.get_or_insert(FoundLeader { addr, term: 0 });
+            }
+            Ok(Answer::Known(r)) if r.is_leader => {
+                if leader.as_ref().is_none_or(|l| r.term > l.term) {
+                    leader = Some(FoundLeader { addr, term: r.term });
+                }
+            }
+            Ok(Answer::Known(r)) if !r.leader_grpc_addr.is_empty() => {
+                if hint.as_ref().is_none_or(|h| r.term > h.term) {
+                    hint = Some(FoundLeader {
+                        addr: r.leader_grpc_addr,
+                        term: r.term,
+                    });
+                }
+            }
+            Ok(Answer::Known(r)) => errors.push(format!(
+                "{addr}: {} follows, and no leader is elected yet",
+                r.server_name
+            )),
+            Err(e) => errors.push(e),
+        }
+    }
+    match (leader, hint) {
+        (Some(l), Some(h)) if h.term > l.term => Ok(h),
+        (Some(l), _) => Ok(l),
+        (None, Some(h)) => Ok(h),
+        (None, None) => Err(ClientError::NoLeader(errors.join("; "))),
+    }
+}
+
+/// A channel on the leader among `addrs`. With one address, simply a channel to it. With
+/// several, a background task checks who leads every 300 ms and moves the channel to a new
+/// leader; it ends when the channel (every clone) is dropped.
+pub async fn following_channel(addrs: &[String]) -> Result<Channel, ClientError> {
+    if addrs.len() <= 1 {
+        return connect_channel(addrs).await;
+    }
+    let first = find_leader(addrs).await?;
+    let (channel, changes) = Channel::balance_channel::<String>(4);
+    changes
+        .send(Change::Insert(first.addr.clone(), endpoint(&first.addr)?))
+        .await
+        .map_err(|_| ClientError::Connect("channel closed".into()))?;
+    let addrs = addrs.to_vec();
+    tokio::spawn(async move {
+        let mut current = first;
+        loop {
+            tokio::time::sleep(FOLLOW_PERIOD).await;
+            if changes.is_closed() {
+                return;
+            }
+            let Ok(found) = find_leader(&addrs).await else {
+                continue;
+            };
+            if found.addr == current.addr || found.term < current.term {
+                continue;
+            }
+            let Ok(next) = endpoint(&found.addr) else {
+                continue;
+            };
+            tracing::info!(from = %current.addr, to = %found.addr, term = found.term, "Meridian leader changed");
+            if changes
+                .send(Change::Insert(found.addr.clone(), next))
+                .await
+                .is_err()
+                || changes
+                    .send(Change::Remove(current.addr.clone()))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            current = found;
+        }
+    });
+    Ok(channel)
+}
