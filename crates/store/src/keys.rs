@@ -27,6 +27,7 @@
 //! | `/meridian/v1/clusters/{c}/table_names/{catalog}/{schema}/{table}` | table id | DDL: create table (CAS absent, with the table) | DDL: drop table |
 //! | `/meridian/v1/clusters/{c}/revisions/shards/{shard:010}` | the shard's version (decimal) | with every write of the shard, same transaction | with the shard |
 //! | `/meridian/v1/clusters/{c}/revisions/tables/{table:020}` | the table's revision (decimal) | with every write of the table, same transaction | with the table |
+//! | `/meridian/v1/clusters/{c}/procedures/create_shards/{0:020}` | the shard count (decimal) | first shard creation on a store that takes fewer writes per transaction than the shards need (etcd), before the first chunk | with the last chunk |
 //! | `/meridian/v1/clusters/{c}/procedures/create_table/{table:020}` | `Table` JSON (the create in flight) | DDL: before nodes are told to create | with the table's commit, or once a rollback dropped it from the nodes |
 //! | `/meridian/v1/clusters/{c}/procedures/drop_table/{table:020}` | drop record JSON | DDL: in the drop's commit | once every node dropped the partitions |
 //! | `/meridian/v1/clusters/{c}/procedures/rename_table/{table:020}` | rename record JSON | DDL: before the rename commits | in the rename's commit, or at the next start (rolled back) |

@@ -718,14 +718,22 @@ impl Cluster {
 
     /// Creates the cluster's shards once it first has `min_nodes` online nodes: places them
     /// with the scheduler's placement, persists them, then tells every replica to open.
+    ///
+    /// A store that takes fewer writes per transaction than the shards need (etcd: 128)
+    /// gets them in steps: a `create_shards` procedure record first, then the shards chunk
+    /// by chunk, the last chunk deleting the record. A server that stops half way finds
+    /// the record and creates the shards still missing.
     pub async fn maybe_create_shards(self: &Arc<Self>) -> Result<bool> {
         let _guard = self.init_lock.lock().await;
         let config = self.config();
+        let in_flight = keys::procedure(self.id, "create_shards", 0);
+        let recorded = self.store.get(&in_flight).await?.is_some();
+        let partial = self.has_shards() && recorded;
+        if self.has_shards() && !partial {
+            return Ok(false);
+        }
         let nodes = {
             let state = self.state.read();
-            if !state.shards.is_empty() {
-                return Ok(false);
-            }
             let online = state
                 .nodes
                 .values()
@@ -740,7 +748,13 @@ impl Cluster {
                 .map(|e| NodeView::from_node(&e.node, e.state, 0, e.stats))
                 .collect::<Vec<_>>()
         };
-        let shard_ids: Vec<ShardId> = (1..=config.shard_count).map(ShardId).collect();
+        let shard_ids: Vec<ShardId> = {
+            let state = self.state.read();
+            (1..=config.shard_count)
+                .map(ShardId)
+                .filter(|id| !state.shards.contains_key(id))
+                .collect()
+        };
         let placement =
             meridian_scheduler::place_shards(&nodes, &shard_ids, &config, u64::from(self.id.0))
                 .map_err(|e| {
@@ -750,12 +764,27 @@ impl Cluster {
             tracing::warn!(cluster = %self.id, "{}", w.message);
             metrics::counter!("meridian_domain_violations_total").increment(1);
         }
-        let mut ops = Vec::with_capacity(placement.shards.len());
+        let mut ops = Vec::with_capacity(placement.shards.len() * 2 + 2);
+        ops.extend(self.copyset_ops(placement.copysets.as_ref())?);
         for shard in &placement.shards {
             ops.extend(super::revision::put_shard(self.id, shard)?);
         }
-        ops.extend(self.copyset_ops(placement.copysets.as_ref())?);
-        self.store.batch(ops).await?;
+        let max = self.store.max_batch_ops().max(2);
+        if ops.len() < max && !partial {
+            self.store.batch(ops).await?;
+        } else {
+            if !recorded {
+                self.store
+                    .put(&in_flight, config.shard_count.to_string().as_bytes())
+                    .await?;
+            }
+            ops.push(WriteOp::delete(in_flight));
+            let chunks = ops.len().div_ceil(max - 1);
+            for (i, chunk) in ops.chunks(max - 1).enumerate() {
+                self.store.batch(chunk.to_vec()).await?;
+                tracing::info!(cluster = %self.id, step = i + 1, of = chunks, "creating shards");
+            }
+        }
         self.copysets_placed(placement.copysets.clone());
         {
             let mut state = self.state.write();

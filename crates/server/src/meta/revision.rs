@@ -118,7 +118,7 @@ impl Cluster {
             }
         }
         let written = ops.len();
-        for chunk in ops.chunks(1000) {
+        for chunk in ops.chunks(self.store.max_batch_ops().clamp(1, 1000)) {
             self.store.batch(chunk.to_vec()).await?;
         }
         Ok(written)
