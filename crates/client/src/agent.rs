@@ -333,7 +333,14 @@ impl Runner {
             };
             // While the Meridian leader changes, look for the new one at the shortest pause:
             // the node's leases run out if it waits a long backoff.
-            let healthy = matches!(result, Ok(true) | Err(SessionEnd { leader_change: true, .. }));
+            let healthy = matches!(
+                result,
+                Ok(true)
+                    | Err(SessionEnd {
+                        leader_change: true,
+                        ..
+                    })
+            );
             if let Err(e) = &result {
                 tracing::debug!(node = %self.config.name, "heartbeat session ended: {}", e.message);
             }
@@ -363,7 +370,10 @@ impl Runner {
     ) -> Result<bool, SessionEnd> {
         let channel = match channel {
             Some(c) => c,
-            None => self.connect_leader().await.map_err(SessionEnd::leader_change)?,
+            None => self
+                .connect_leader()
+                .await
+                .map_err(SessionEnd::leader_change)?,
         };
         let mut client = pb::node_service_client::NodeServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::NodeHeartbeat>(256);
@@ -390,15 +400,27 @@ impl Runner {
         })
         .await
         .map_err(|_| "stream closed".to_string())?;
-        let mut inbound = client
-            .heartbeat(ReceiverStream::new(rx))
-            .await
-            .map_err(SessionEnd::from_status)?
-            .into_inner();
-        let first = inbound
-            .message()
-            .await
-            .map_err(SessionEnd::from_status)?;
+        // A server that accepts the connection but never answers (paused, or wedged) must
+        // not hold the node: it looks for the leader again after a few seconds.
+        let opened = tokio::time::timeout(REGISTER_TIMEOUT, async {
+            let mut inbound = client
+                .heartbeat(ReceiverStream::new(rx))
+                .await
+                .map_err(SessionEnd::from_status)?
+                .into_inner();
+            let first = inbound.message().await.map_err(SessionEnd::from_status)?;
+            Ok::<_, SessionEnd>((inbound, first))
+        })
+        .await;
+        let (mut inbound, first) = match opened {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SessionEnd::leader_change(format!(
+                    "no answer to registration within {} ms",
+                    REGISTER_TIMEOUT.as_millis()
+                )))
+            }
+        };
         let Some(pb::MetaMessage {
             body: Some(pb::meta_message::Body::Registered(reg)),
         }) = first
@@ -533,6 +555,9 @@ impl Runner {
         true
     }
 }
+
+/// How long Meridian may take to confirm a registration.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a heartbeat session ended.
 struct SessionEnd {

@@ -9,8 +9,8 @@
 use crate::{connect_channel, ClientError};
 use meridian_proto as pb;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
 use tonic::transport::channel::Change;
+use tonic::transport::{Channel, Endpoint};
 
 /// How long one server may take to say who leads.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -36,6 +36,11 @@ pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
     Ok(Endpoint::from_shared(url)
         .map_err(|e| ClientError::InvalidAddress(format!("{addr}: {e}")))?
         .connect_timeout(Duration::from_secs(2))
+        // A server that stops answering (paused, cut off) is noticed within ~2 s by its
+        // silence to pings, and requests waiting on it fail instead of hanging.
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(1))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true))
 }
 
@@ -63,30 +68,32 @@ async fn ask(addr: &str) -> Result<Answer, String> {
     }
 }
 
-/// Asks every address at once who leads. Returns the server that says it leads in the
-/// highest term; if none does yet, the leader a follower names; fails if no server leads
-/// or none could be reached.
+/// Asks every address at once who leads. Returns the first server that says it leads; if
+/// none does, the leader a follower names (highest term); fails if no server leads or none
+/// could be reached.
 pub async fn find_leader(addrs: &[String]) -> Result<FoundLeader, ClientError> {
     if addrs.is_empty() {
         return Err(ClientError::InvalidAddress("no address given".into()));
     }
-    let answers = futures::future::join_all(addrs.iter().map(|a| async move {
-        let answer = tokio::time::timeout(ASK_TIMEOUT * 2, ask(a))
-            .await
-            .unwrap_or_else(|_| Err(format!("{a}: no answer within {:?}", ASK_TIMEOUT * 2)));
-        (a.clone(), answer)
-    }))
-    .await;
+    let mut pending: futures::stream::FuturesUnordered<_> = addrs
+        .iter()
+        .map(|a| async move {
+            let answer = tokio::time::timeout(ASK_TIMEOUT * 2, ask(a))
+                .await
+                .unwrap_or_else(|_| Err(format!("{a}: no answer within {:?}", ASK_TIMEOUT * 2)));
+            (a.clone(), answer)
+        })
+        .collect();
     let (mut leader, mut hint, mut errors) = (None::<FoundLeader>, None::<FoundLeader>, vec![]);
-    for (addr, answer) in answers {
+    // The first server that says it leads wins: a deposed leader no longer says so (it
+    // checks its own lease), and waiting for a paused server would only delay the node.
+    while let Some((addr, answer)) = futures::StreamExt::next(&mut pending).await {
         match answer {
             Ok(Answer::Single) => {
                 leader.get_or_insert(FoundLeader { addr, term: 0 });
             }
             Ok(Answer::Known(r)) if r.is_leader => {
-                if leader.as_ref().is_none_or(|l| r.term > l.term) {
-                    leader = Some(FoundLeader { addr, term: r.term });
-                }
+                return Ok(FoundLeader { addr, term: r.term });
             }
             Ok(Answer::Known(r)) if !r.leader_grpc_addr.is_empty() => {
                 if hint.as_ref().is_none_or(|h| r.term > h.term) {

@@ -11,17 +11,17 @@
 
 mod agent;
 mod error;
-mod lease;
 mod leader;
+mod lease;
 mod meta_client;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
 pub use error::ClientError;
+pub use leader::{find_leader, following_channel, FoundLeader};
 pub use lease::{
     lease_overlaps, monotonic_ns, read_lease_log, LeaseInterval, LeaseLog, NotLeader, ShardLease,
     ShardLeases,
 };
-pub use leader::{find_leader, following_channel, FoundLeader};
 pub use meta_client::{MetaClient, RouteCache};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).

@@ -3,6 +3,7 @@
 //! Thin: parses flags and hands over to the crates that do the work.
 
 mod cmd;
+mod procs;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

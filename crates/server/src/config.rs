@@ -30,10 +30,11 @@ pub struct EtcdSettings {
     /// Prefix of every key Meridian writes (keys start with `/meridian/v1/`), so that
     /// several deployments can share one etcd. Default empty.
     pub namespace: String,
-    /// TTL of the leader's etcd lease, in whole seconds. A leader that dies is replaced
-    /// about this long after; a leader cut off from etcd stops leading before it. Below 3 s
-    /// an etcd leader election (1-2 s with etcd's defaults) can cost Meridian its leader.
-    /// Default 3.
+    /// TTL of the leader's etcd lease, in whole seconds (etcd's minimum is 2 with its
+    /// default timing). A leader that dies is replaced about this long after; a leader cut
+    /// off from etcd stops leading before it. An etcd leader election (1-2 s with etcd's
+    /// defaults) stalls renewals, so at 2 s it can cost Meridian its leader: a takeover,
+    /// which nodes ride out on their longer leases. Default 2.
     pub election_ttl_s: u64,
     /// How long one etcd request may take, in ms. Default 3000.
     pub request_timeout_ms: u64,
@@ -44,7 +45,7 @@ impl Default for EtcdSettings {
         Self {
             endpoints: vec!["127.0.0.1:2379".into()],
             namespace: String::new(),
-            election_ttl_s: 3,
+            election_ttl_s: 2,
             request_timeout_ms: 3000,
         }
     }

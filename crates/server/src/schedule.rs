@@ -8,6 +8,7 @@
 //! route, then send the step's instructions and report their acks back.
 
 use crate::meta::{Cluster, InstructionOutcome, Meta};
+use crate::server::ServingTerm;
 use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
 use meridian_scheduler::{
     ClusterView, ControllerConfig, ControllerEvent, LivenessConfig, LivenessTracker,
@@ -136,6 +137,7 @@ impl Scheduling {
     pub fn spawn_loop(
         self: Arc<Self>,
         interval: Duration,
+        term: ServingTerm,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -152,10 +154,10 @@ impl Scheduling {
                         continue;
                     }
                     let this = self.clone();
-                    let stop = stop.clone();
+                    let (stop, term) = (stop.clone(), term.clone());
                     loops.insert(
                         cluster.id,
-                        tokio::spawn(this.cluster_loop(cluster, interval, stop)),
+                        tokio::spawn(this.cluster_loop(cluster, interval, term, stop)),
                     );
                 }
             }
@@ -169,6 +171,7 @@ impl Scheduling {
         self: Arc<Self>,
         cluster: Arc<Cluster>,
         interval: Duration,
+        term: ServingTerm,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut ticker = tokio::time::interval(interval);
@@ -177,6 +180,12 @@ impl Scheduling {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            // A leader that may have lost its election lease (it was paused, or cut off
+            // from etcd) decides nothing: it would judge nodes by a silence that was its
+            // own, and another server may lead by now.
+            if !term.is_valid() {
+                continue;
             }
             self.tick(&cluster).await;
         }

@@ -263,6 +263,7 @@ impl Server {
 
         tasks.push(scheduling.clone().spawn_loop(
             Duration::from_millis(config.schedule_interval_ms.max(10)),
+            term.clone(),
             stop_rx.clone(),
         ));
         // Clusters that already have enough nodes registered create their shards when those

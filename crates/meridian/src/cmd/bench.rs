@@ -1,4 +1,5 @@
-//! `meridian bench route|ddl|heartbeat|failover`: load against a real server over loopback.
+//! `meridian bench route|ddl|heartbeat|failover|takeover`: load against a real server over
+//! loopback (`takeover`: against three highly available servers on etcd).
 //!
 //! Unless `--addr` is given, each bench starts its own `meridian server` process in a
 //! temporary directory (embedded redb store), so client and server do not share a process.
@@ -104,6 +105,10 @@ enum BenchKind {
         #[arg(long, default_value_t = 32)]
         neighbour_connections: usize,
     },
+    /// Takeover: three servers on a local three-member etcd; kill the leader repeatedly
+    /// (and optionally pause it, or kill an etcd member); time until DDL is answered again,
+    /// and check nothing acknowledged was lost and no node lease lapsed.
+    Takeover(super::takeover::TakeoverArgs),
 }
 
 /// A `meridian server` child process in a temporary directory, killed on drop.
@@ -377,6 +382,7 @@ fn finish(json_out: bool, summary: String, value: Value) -> CmdResult {
 /// Runs one bench.
 pub async fn run(args: BenchArgs) -> CmdResult {
     match args.kind {
+        BenchKind::Takeover(args) => super::takeover::run(args).await,
         BenchKind::Route {
             common,
             tables,

@@ -28,6 +28,7 @@ mod check;
 mod proxy;
 
 use super::CmdResult;
+use crate::procs::{free_addr, spawn, BoxError, Proc};
 use check::{Ack, CheckInput};
 use clap::Args;
 use meridian_client::{monotonic_ns, MetaClient};
@@ -39,14 +40,11 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The cluster the harness creates.
 const CLUSTER: &str = "chaos";
@@ -113,66 +111,6 @@ struct Summary {
     fault_log: Vec<String>,
     violations: Vec<String>,
     dir: Option<String>,
-}
-
-/// A child process, killed (and reaped) on drop.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid; it is not reaped until `self` is dropped,
-        // so the pid cannot have been reused.
-        unsafe {
-            libc::kill(self.pid(), signal);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Spawns the binary itself with `args`, output appended to `log`; the child dies with the
-/// harness (PR_SET_PDEATHSIG), so an interrupted run leaves nothing behind.
-fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Proc, BoxError> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("MERIDIAN_CHAOS_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    Ok(Proc {
-        child: cmd.spawn()?,
-    })
-}
-
-fn free_addr() -> Result<SocketAddr, BoxError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// One simulated node: its proxy to Meridian, its data-plane endpoint, its process.

@@ -221,7 +221,12 @@ impl Http {
         // Several servers: the first that answers (a follower redirects to the leader).
         let mut unreachable = Vec::new();
         let mut answered = None;
-        for base in self.base.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        for base in self
+            .base
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+        {
             let base = if base.contains("://") {
                 base.to_string()
             } else {
@@ -240,9 +245,8 @@ impl Http {
                 Err(e) => unreachable.push(format!("{base}: {e}")),
             }
         }
-        let resp = answered.ok_or_else(|| {
-            format!("cannot reach Meridian at {}", unreachable.join("; "))
-        })?;
+        let resp = answered
+            .ok_or_else(|| format!("cannot reach Meridian at {}", unreachable.join("; ")))?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod node;
 pub mod server;
 pub mod sim;
+pub mod takeover;
 
 /// Errors of the binary: plain messages for the terminal.
 pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error + Send + Sync>>;

@@ -235,7 +235,9 @@ impl Stream {
                     let now = self.meta.now_ms();
                     let orders =
                         cluster.on_report(node, report.stats.map(Into::into), &reports, now);
-                    send_orders(cluster, orders);
+                    if self.term.is_valid() {
+                        send_orders(cluster, orders);
+                    }
                     // A leader whose own etcd lease may have run out (it was paused, or cut
                     // off from etcd) grants nothing: another server may lead by now.
                     let leases = if self.term.is_valid() {

@@ -70,19 +70,18 @@ pub(crate) fn serve(listeners: &Listeners, view: FollowerView) -> Result<Followe
         view: view.clone(),
         channel: Mutex::new(None),
     });
-    let router = tonic::service::Routes::new(
-        pb::membership_service_server::MembershipServiceServer::new(FollowerMembership {
-            view: view.clone(),
-        }),
-    )
-    .add_service(pb::node_service_server::NodeServiceServer::new(
-        FollowerNodes { view: view.clone() },
-    ))
-    .into_axum_router()
-    .fallback(move |request: Request| {
-        let forward = forward.clone();
-        async move { forward.forward(request).await }
-    });
+    let router =
+        tonic::service::Routes::new(pb::membership_service_server::MembershipServiceServer::new(
+            FollowerMembership { view: view.clone() },
+        ))
+        .add_service(pb::node_service_server::NodeServiceServer::new(
+            FollowerNodes { view: view.clone() },
+        ))
+        .into_axum_router()
+        .fallback(move |request: Request| {
+            let forward = forward.clone();
+            async move { forward.forward(request).await }
+        });
     let mut rx = stop_rx.clone();
     let grpc = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
@@ -159,10 +158,7 @@ fn redirect(view: &FollowerView, request: &Request) -> Response {
         )
             .into_response();
     };
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = format!("http://{}{path}", leader.http_addr);
     (
         axum::http::StatusCode::TEMPORARY_REDIRECT,
@@ -186,7 +182,10 @@ impl pb::membership_service_server::MembershipService for FollowerMembership {
         Ok(GrpcResponse::new(pb::GetLeaderResponse {
             is_leader: false,
             term: leader.as_ref().map_or(0, |l| l.term),
-            leader_grpc_addr: leader.as_ref().map(|l| l.grpc_addr.clone()).unwrap_or_default(),
+            leader_grpc_addr: leader
+                .as_ref()
+                .map(|l| l.grpc_addr.clone())
+                .unwrap_or_default(),
             leader_http_addr: leader.map(|l| l.http_addr).unwrap_or_default(),
             server_name: self.view.name.clone(),
         }))
@@ -256,8 +255,9 @@ impl Forwarder {
         let request = request.map(tonic::body::Body::new);
         match channel.oneshot(request).await {
             Ok(response) => response.map(axum::body::Body::new),
-            Err(e) => Status::unavailable(format!("forwarding to the Meridian leader: {e}"))
-                .into_http(),
+            Err(e) => {
+                Status::unavailable(format!("forwarding to the Meridian leader: {e}")).into_http()
+            }
         }
     }
 }

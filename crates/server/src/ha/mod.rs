@@ -21,6 +21,7 @@ use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
 use crate::server::{Listeners, Server, ServingTerm};
 use fenced::TermStore;
+use meridian_scheduler::LivenessConfig;
 use meridian_store::etcd::{Candidate, EtcdConfig, LeaderInfo};
 use meridian_store::{keys, EtcdBackend};
 use serde::{Deserialize, Serialize};
@@ -84,11 +85,25 @@ pub struct RunningHa {
 impl HaServer {
     /// Connects to etcd, binds both ports and starts campaigning (serving as a follower
     /// meanwhile).
-    pub async fn start(config: ServerConfig) -> Result<RunningHa> {
+    pub async fn start(mut config: ServerConfig) -> Result<RunningHa> {
+        if config.liveness == LivenessConfig::default() {
+            config.liveness = LivenessConfig::highly_available();
+        }
         config
             .liveness
             .validate()
             .map_err(|e| ServerError::InvalidArgument(e.to_string()))?;
+        // A crash takeover: the election TTL, plus about a second to notice, load, reconnect.
+        let takeover_ms = config.etcd.election_ttl_s * 1000 + 1000;
+        if !config.liveness.lease_outlasts(takeover_ms) {
+            tracing::warn!(
+                lease_ms = config.liveness.leader_lease_ms(),
+                takeover_ms,
+                "node leases are shorter than a Meridian takeover after a crash: shards \
+                 will stop taking writes while a new leader is elected (raise \
+                 liveness.offline_after_ms, or lower etcd.election_ttl_s)"
+            );
+        }
         let etcd = EtcdBackend::connect(&EtcdConfig {
             endpoints: config.etcd.endpoints.clone(),
             namespace: config.etcd.namespace.clone(),
@@ -102,7 +117,8 @@ impl HaServer {
             http_addr: config.advertised_http(http_addr),
             term: 0,
         };
-        let value = serde_json::to_vec(&me).map_err(|e| ServerError::InvalidArgument(format!("server identity: {e}")))?;
+        let value = serde_json::to_vec(&me)
+            .map_err(|e| ServerError::InvalidArgument(format!("server identity: {e}")))?;
         let candidate = Candidate::new(
             etcd.clone(),
             keys::election(),
@@ -154,7 +170,10 @@ async fn run(
     let relay_role = role.clone();
     let relay = tokio::spawn(async move {
         loop {
-            let leader = observed.borrow_and_update().as_ref().and_then(Advertised::from_info);
+            let leader = observed
+                .borrow_and_update()
+                .as_ref()
+                .and_then(Advertised::from_info);
             leader_tx.send_replace(leader.clone());
             relay_role.send_if_modified(|r| match r {
                 Role::Follower { leader: l } if *l != leader => {

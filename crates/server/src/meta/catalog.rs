@@ -5,7 +5,7 @@
 
 use super::cluster::{encode, Cluster, ClusterState};
 use crate::error::{Result, ServerError};
-use meridian_model::{ClusterId, NodeState, ShardId, Table, TableName};
+use meridian_model::{ClusterId, NodeId, NodeState, ShardId, Table, TableName};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
 use std::collections::HashSet;
@@ -147,6 +147,7 @@ pub(super) fn pick_shards(
     state: &ClusterState,
     count: usize,
     excluded: &HashSet<ShardId>,
+    connected: &HashSet<NodeId>,
 ) -> Option<Vec<ShardId>> {
     let mut candidates: Vec<(usize, u64, ShardId)> = state
         .shards
@@ -155,7 +156,7 @@ pub(super) fn pick_shards(
         .filter_map(|e| {
             let leader = e.shard.leader()?;
             let node = state.nodes.get(&leader)?;
-            if node.state != NodeState::Online {
+            if node.state != NodeState::Online || !connected.contains(&leader) {
                 return None;
             }
             let load = node

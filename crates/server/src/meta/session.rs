@@ -108,6 +108,11 @@ impl Sessions {
         self.sessions.lock().get(&node).map(|s| s.id)
     }
 
+    /// The nodes with a live stream.
+    pub fn connected_nodes(&self) -> std::collections::HashSet<NodeId> {
+        self.sessions.lock().keys().copied().collect()
+    }
+
     /// Number of connected nodes.
     pub fn connected(&self) -> usize {
         self.sessions.lock().len()

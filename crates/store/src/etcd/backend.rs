@@ -5,8 +5,8 @@ use super::pb::kv_client::KvClient;
 use super::pb::watch_client::WatchClient;
 use super::{prefix_end, MAX_REQUEST_BYTES, MAX_TXN_OPS};
 use crate::backend::{effective_limit, validate_key, validate_ops, validate_txn};
-use crate::{KeyValue, KvBackend, Result, StoreError, Txn, TxnResponse, WatchEvent, WatchStream};
 use crate::{Compare, WriteOp};
+use crate::{KeyValue, KvBackend, Result, StoreError, Txn, TxnResponse, WatchEvent, WatchStream};
 use async_trait::async_trait;
 use prost::Message;
 use std::collections::HashSet;
@@ -181,12 +181,10 @@ impl EtcdBackend {
     /// Moves on from member `failed` to the next one (unless another task already did).
     pub(crate) fn rotate(&self, failed: usize) {
         let next = (failed + 1) % self.shared.channels.len();
-        let _ = self.shared.current.compare_exchange(
-            failed,
-            next,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ =
+            self.shared
+                .current
+                .compare_exchange(failed, next, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Runs `call` on the current member, moving on to the next member when one cannot be
@@ -210,7 +208,10 @@ impl EtcdBackend {
                     if attempt >= attempts || !(idempotent || never_applied(&s)) {
                         return Err(unavailable(s));
                     }
-                    tracing::debug!(member = i, "etcd request failed, trying the next member: {s}");
+                    tracing::debug!(
+                        member = i,
+                        "etcd request failed, trying the next member: {s}"
+                    );
                     self.rotate(i);
                     if attempt >= self.shared.channels.len() {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -322,7 +323,12 @@ impl EtcdBackend {
                 "the election key of term {} is gone: another server leads",
                 fence.create_revision
             ))),
-            Some(_) => match response.responses.into_iter().next().and_then(|r| r.response) {
+            Some(_) => match response
+                .responses
+                .into_iter()
+                .next()
+                .and_then(|r| r.response)
+            {
                 Some(pb::response_op::Response::ResponseTxn(inner)) => Ok(inner.succeeded),
                 _ => Err(StoreError::Backend(
                     "etcd answered a fenced transaction without its inner result".into(),
@@ -401,7 +407,9 @@ impl KvBackend for EtcdBackend {
         let (mut out, mut revision) = (Vec::new(), 0);
         while remaining > 0 {
             let page = remaining.min(SCAN_PAGE);
-            let response = self.range_once(start.clone(), end.clone(), page, revision).await?;
+            let response = self
+                .range_once(start.clone(), end.clone(), page, revision)
+                .await?;
             if revision == 0 {
                 revision = response.header.as_ref().map_or(0, |h| h.revision);
             }
@@ -509,10 +517,7 @@ impl PrefixWatcher {
                 },
             )),
         };
-        req_tx
-            .send(create)
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        req_tx.send(create).await.map_err(|_| StoreError::Closed)?;
         let (member, channel) = self.backend.member();
         let opened = tokio::time::timeout(Duration::from_secs(2), async {
             let mut client =

@@ -21,12 +21,50 @@ use crate::error::{Result, ServerError};
 use crate::meta::catalog::{pick_shards, table_on_shard};
 use crate::meta::cluster::{encode, Cluster};
 use crate::meta::revision::{put_table, Guarded};
+use meridian_model::{NodeId, NodeState};
 use meridian_model::{Partition, PartitionRule, ShardId, Table, TableId, TableName};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a create waits for shard leaders to reconnect (after a restart or a change of
+/// Meridian leader) before it fails.
+const LEADERS_RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
 impl Cluster {
+    /// The connected nodes, once some shard's leader is Online and connected (or `within`
+    /// has passed).
+    async fn wait_for_connected_leaders(&self, within: Duration) -> HashSet<NodeId> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Leaders first, then sessions: never both locks at once.
+            let leaders: Vec<NodeId> = {
+                let state = self.state.read();
+                state
+                    .shards
+                    .values()
+                    .filter_map(|e| e.shard.leader())
+                    .filter(|l| {
+                        state
+                            .nodes
+                            .get(l)
+                            .is_some_and(|n| n.state == NodeState::Online)
+                    })
+                    .collect()
+            };
+            let connected = self.sessions.connected_nodes();
+            if leaders.is_empty()
+                || leaders.iter().any(|l| connected.contains(l))
+                || tokio::time::Instant::now() >= deadline
+            {
+                return connected;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Creates a table: reserves its name, allocates its id, picks the least loaded shard
     /// for each partition, has each shard's leader create it, persists the metadata, and
     /// only then answers. Returns the table and whether it was created (false when
@@ -40,6 +78,11 @@ impl Cluster {
         rule.validate()?;
         self.check_schema(&name)?;
         let count = rule.partition_count();
+        // After a restart or a change of Meridian leader, nodes are presumed Online before
+        // they have reconnected: wait for shard leaders to come back rather than fail.
+        let connected = self
+            .wait_for_connected_leaders(LEADERS_RECONNECT_WAIT)
+            .await;
         // Reserve the name and the shards under one lock, so concurrent creates spread.
         let shards = {
             let mut state = self.state.write();
@@ -65,7 +108,7 @@ impl Cluster {
                 )));
             }
             let merging = self.procedures.merging.lock().clone();
-            let picked = pick_shards(&state, count as usize, &merging);
+            let picked = pick_shards(&state, count as usize, &merging, &connected);
             match picked {
                 Some(p) => {
                     for s in &p {
@@ -78,8 +121,9 @@ impl Cluster {
                 None => {
                     state.creating.remove(&name);
                     return Err(ServerError::Unavailable(format!(
-                        "no shard of cluster {} has an online leader",
-                        self.id
+                        "no shard of cluster {} has an online, connected leader (waited {} ms)",
+                        self.id,
+                        LEADERS_RECONNECT_WAIT.as_millis()
                     )));
                 }
             }
