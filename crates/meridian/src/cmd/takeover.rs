@@ -8,8 +8,9 @@
 //!
 //! - `--kills` times: SIGKILL the leader, restart it as a follower. One sample each: from
 //!   the kill until a create started after it is acknowledged (a new leader answers DDL).
-//! - with `--pause`: SIGSTOP the leader for its election TTL plus 2 s, then SIGCONT: it
-//!   must have stepped down, and nothing it does after waking may land.
+//! - with `--pause`: SIGSTOP the leader for 8 s (past its election lease and the nodes'
+//!   leases), then SIGCONT: it must have stepped down, and nothing it does after waking
+//!   may land.
 //! - with `--etcd-fault`: SIGKILL one etcd member for 5 s, then restart it.
 //!
 //! Then it checks: every acknowledged create is present exactly once and table ids are
@@ -33,8 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The election TTL the servers run with (the default).
-const ELECTION_TTL_S: u64 = 2;
+/// How long the leader is paused: past its election lease (2 s) and past the nodes'
+/// leases (5.85 s with the highly available defaults), so that a node that stays with the
+/// paused leader loses its lease.
+const PAUSE: Duration = Duration::from_secs(8);
 /// After a fault, how long the cluster gets before the next one.
 const QUIET: Duration = Duration::from_secs(3);
 /// How long after its end (recovery) a fault's window still covers client errors.
@@ -179,6 +182,39 @@ impl Harness {
     }
 }
 
+/// Every interval of the nodes' lease logs so far.
+fn lease_intervals(dir: &Path, nodes: usize) -> Result<Vec<LeaseInterval>, BoxError> {
+    let mut intervals = Vec::new();
+    for i in 0..nodes {
+        let text = std::fs::read_to_string(dir.join(format!("n{i}.jsonl"))).unwrap_or_default();
+        intervals.extend(read_lease_log(&text, i)?);
+    }
+    Ok(intervals)
+}
+
+/// Waits until a node holds a lease for each of `shards` (all writable), for at most
+/// `within`; returns whether they all were.
+async fn wait_all_writable(dir: &Path, nodes: usize, shards: &[u64], within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = monotonic_ns();
+        if let Ok(intervals) = lease_intervals(dir, nodes) {
+            let all = shards.iter().all(|s| {
+                intervals
+                    .iter()
+                    .any(|i| u64::from(i.shard) == *s && i.from_ns <= now && i.to_ns > now)
+            });
+            if all {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The client: creates tables at `rate` per second until `stop`, recording every attempt.
 async fn ddl_client(
     client: MetaClient,
@@ -227,6 +263,13 @@ async fn ddl_client(
             result,
         });
         tokio::time::sleep(period).await;
+    }
+}
+
+/// After a fault: every shard must be writable again before the next one.
+async fn settle(dir: &Path, nodes: usize, shards: &[u64], violations: &mut Vec<String>) {
+    if !wait_all_writable(dir, nodes, shards, Duration::from_secs(30)).await {
+        violations.push("shards were not all writable within 30 s of a fault's end".into());
     }
 }
 
@@ -396,7 +439,11 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(QUIET).await;
+    // Every shard writable before the first fault: a takeover must keep them so.
+    let shard_ids: Vec<u64> = h.shard_leaders().await?.iter().map(|(id, _)| *id).collect();
+    if !wait_all_writable(dir, args.nodes, &shard_ids, Duration::from_secs(60)).await {
+        return Err("the shards' leaders did not all hold leases within 60 s".into());
+    }
     let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(ddl_client(
@@ -443,6 +490,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         h.servers[leader].proc = None;
         h.start_server(leader)?;
         tokio::time::sleep(QUIET).await;
+        settle(dir, args.nodes, &shard_ids, &mut violations).await;
     }
 
     let mut pause_report = serde_json::Value::Null;
@@ -454,7 +502,8 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
             p.signal(libc::SIGSTOP);
         }
         let acked = first_ack_after(&log, from_ns, Duration::from_secs(30)).await;
-        tokio::time::sleep(Duration::from_secs(ELECTION_TTL_S + 2)).await;
+        tokio::time::sleep(PAUSE.saturating_sub(Duration::from_nanos(monotonic_ns() - from_ns)))
+            .await;
         if let Some(p) = &h.servers[leader].proc {
             p.signal(libc::SIGCONT);
         }
@@ -469,11 +518,17 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
             ));
         }
         let takeover_ms = acked.map(|t| ms(t - from_ns));
+        if acked.is_none() {
+            violations.push(format!(
+                "no create was acknowledged within 30 s of pausing {}",
+                h.servers[leader].name
+            ));
+        }
         eprintln!(
             "pause: {} stopped for {} s; DDL answered again after {takeover_ms:?} ms; \
              after SIGCONT it {}",
             h.servers[leader].name,
-            ELECTION_TTL_S + 2,
+            PAUSE.as_secs(),
             if stepped_down {
                 "follows"
             } else {
@@ -489,6 +544,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
             from_ns: resumed_ns,
             to_ns: resumed_ns + WINDOW_TAIL_NS,
         });
+        settle(dir, args.nodes, &shard_ids, &mut violations).await;
         pause_report = json!({
             "takeover_ms": takeover_ms,
             "deposed_leader_stepped_down": stepped_down,
@@ -508,6 +564,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
             to_ns: to_ns + WINDOW_TAIL_NS,
         });
         tokio::time::sleep(QUIET).await;
+        settle(dir, args.nodes, &shard_ids, &mut violations).await;
     }
 
     stop.store(true, Ordering::Relaxed);
@@ -573,12 +630,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
     }
 
     // The nodes' side: lease logs.
-    let mut intervals = Vec::new();
-    for i in 0..args.nodes {
-        let path = dir.join(format!("n{i}.jsonl"));
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        intervals.extend(read_lease_log(&text, i)?);
-    }
+    let intervals = lease_intervals(dir, args.nodes)?;
     let overlaps = lease_overlaps(&intervals);
     for (a, b, ns) in overlaps.iter().take(5) {
         violations.push(format!(
