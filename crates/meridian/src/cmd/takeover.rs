@@ -330,7 +330,7 @@ fn lapses(intervals: &[LeaseInterval], windows: &[Window]) -> Vec<(u32, u64)> {
                 .filter_map(|pair| {
                     let (end, next) = (pair[0].1, pair[1].0);
                     let (start, stop) = (end.max(w.from_ns), next.min(w.to_ns));
-                    (start < stop).then_some(stop - start)
+                    (start < stop).then(|| stop - start)
                 })
                 .sum::<u64>()
                 + covered
