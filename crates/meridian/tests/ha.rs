@@ -154,7 +154,10 @@ async fn a_clean_shutdown_resigns_and_another_server_leads_at_once() {
     let handover = stopped.elapsed();
     assert!(term > first, "terms grow: {first} then {term}");
     // Well under the 2 s election TTL a crash would cost.
-    assert!(handover < Duration::from_millis(1500), "handover took {handover:?}");
+    assert!(
+        handover < Duration::from_millis(1500),
+        "handover took {handover:?}"
+    );
     b.shutdown().await;
 }
 
@@ -164,7 +167,15 @@ async fn a_clean_shutdown_resigns_and_another_server_leads_at_once() {
 fn leader_kills_a_pause_and_an_etcd_fault_lose_nothing_and_no_node_lease_lapses() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["bench", "takeover", "--kills", "3", "--pause", "--etcd-fault", "--json"])
+        .args([
+            "bench",
+            "takeover",
+            "--kills",
+            "3",
+            "--pause",
+            "--etcd-fault",
+            "--json",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .env("NO_COLOR", "1")
@@ -189,5 +200,8 @@ fn leader_kills_a_pause_and_an_etcd_fault_lose_nothing_and_no_node_lease_lapses(
     ] {
         assert_eq!(report[zero], 0, "{zero}: {report}\n{stderr}");
     }
-    assert_eq!(report["pause"]["deposed_leader_stepped_down"], true, "{report}");
+    assert_eq!(
+        report["pause"]["deposed_leader_stepped_down"], true,
+        "{report}"
+    );
 }

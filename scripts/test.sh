@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need when it is missing, then runs
+# every test of the workspace (none is skipped).
+#
+# Needed besides the Rust toolchain: etcd (Debian's etcd-server), which the tests of the
+# highly available mode start as real processes on loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v "${MERIDIAN_ETCD_BIN:-etcd}" >/dev/null 2>&1; then
+    echo "etcd not found: installing Debian's etcd-server" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server >/dev/null
+    # Debian's package may start a system etcd on the default ports; the tests start their
+    # own on free ports and do not need it.
+    if command -v systemctl >/dev/null 2>&1; then
+        $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+fi
+
+cargo test --workspace --locked "$@"
