@@ -1,6 +1,7 @@
 //! Highly available Meridian on real etcd: followers forward and redirect, a clean
-//! shutdown hands over at once, and leader kills, a pause past the election lease and the
-//! loss of an etcd member lose nothing acknowledged and stop no shard from taking writes.
+//! shutdown hands over at once, and leader kills, a pause past the election lease, the loss
+//! of an etcd member and a restart of every server lose nothing acknowledged and stop no
+//! shard from taking writes.
 
 mod common;
 
@@ -164,7 +165,7 @@ async fn a_clean_shutdown_resigns_and_another_server_leads_at_once() {
 /// Runs `meridian bench takeover` (three server processes on a three-member etcd, sim-node
 /// processes with lease logs, a creating client) and checks its findings.
 #[test]
-fn leader_kills_a_pause_and_an_etcd_fault_lose_nothing_and_no_node_lease_lapses() {
+fn leader_kills_a_pause_an_etcd_fault_and_a_full_restart_lose_nothing_and_no_lease_lapses() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args([

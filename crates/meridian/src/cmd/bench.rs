@@ -65,6 +65,10 @@ enum BenchKind {
         /// Creates in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Store of the server the bench starts: redb, or etcd (a one-member etcd started
+        /// in the temp dir, and the server in highly available mode on it).
+        #[arg(long, default_value = "redb", value_parser = ["redb", "etcd"])]
+        store: String,
     },
     /// Heartbeats from many simulated nodes, each reporting its shards once a second.
     Heartbeat {
@@ -111,9 +115,11 @@ enum BenchKind {
     Takeover(super::takeover::TakeoverArgs),
 }
 
-/// A `meridian server` child process in a temporary directory, killed on drop.
+/// A `meridian server` child process in a temporary directory, killed on drop (with the
+/// etcd it ran on, if any).
 struct ServerProcess {
     child: std::process::Child,
+    _etcd: Option<meridian_store::etcd::LocalEtcd>,
     _dir: tempfile::TempDir,
 }
 
@@ -137,6 +143,15 @@ struct Target {
 }
 
 async fn target(common: &Common) -> Result<Target, Box<dyn std::error::Error + Send + Sync>> {
+    target_on(common, "redb").await
+}
+
+/// Like [`target`], with the started server on `store` (`redb`, or `etcd`: a one-member
+/// etcd in the temp dir).
+async fn target_on(
+    common: &Common,
+    store: &str,
+) -> Result<Target, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(addr) = &common.addr {
         return Ok(Target {
             grpc: addr.clone(),
@@ -146,9 +161,23 @@ async fn target(common: &Common) -> Result<Target, Box<dyn std::error::Error + S
     }
     let dir = tempfile::tempdir()?;
     let (gp, hp) = (free_port()?, free_port()?);
-    let child = std::process::Command::new(std::env::current_exe()?)
-        .args(["server", "--data-dir"])
-        .arg(dir.path())
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["server", "--data-dir"]).arg(dir.path());
+    let etcd = if store == "etcd" {
+        let etcd_dir = dir.path().join("etcd");
+        std::fs::create_dir_all(&etcd_dir)?;
+        let etcd = meridian_store::etcd::LocalEtcd::start(1, &etcd_dir).await?;
+        command.args([
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &etcd.endpoints().join(","),
+        ]);
+        Some(etcd)
+    } else {
+        None
+    };
+    let child = command
         .args([
             "--grpc-addr",
             &format!("127.0.0.1:{gp}"),
@@ -159,16 +188,22 @@ async fn target(common: &Common) -> Result<Target, Box<dyn std::error::Error + S
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()?;
-    let server = ServerProcess { child, _dir: dir };
+    let server = ServerProcess {
+        child,
+        _etcd: etcd,
+        _dir: dir,
+    };
     let http = format!("http://127.0.0.1:{hp}");
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client
-            .get(format!("{http}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
+        let health = client.get(format!("{http}/health")).send().await;
+        let leading = match health {
+            Ok(r) if r.status().is_success() => {
+                r.json::<Value>().await.is_ok_and(|v| v["role"] == "leader")
+            }
+            _ => false,
+        };
+        if leading {
             return Ok(Target {
                 grpc: format!("127.0.0.1:{gp}"),
                 http: Some(http),
@@ -393,7 +428,8 @@ pub async fn run(args: BenchArgs) -> CmdResult {
             common,
             count,
             concurrency,
-        } => ddl(common, count, concurrency).await,
+            store,
+        } => ddl(common, count, concurrency, &store).await,
         BenchKind::Heartbeat {
             common,
             nodes,
@@ -497,8 +533,8 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
     finish(common.json, summary, value)
 }
 
-async fn ddl(common: Common, count: usize, concurrency: usize) -> CmdResult {
-    let t = target(&common).await?;
+async fn ddl(common: Common, count: usize, concurrency: usize, store: &str) -> CmdResult {
+    let t = target_on(&common, store).await?;
     let _nodes = start_nodes(&t.grpc, "default", "bench-ddl", 6, 2).await?;
     let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
     let run = std::process::id();
@@ -510,11 +546,11 @@ async fn ddl(common: Common, count: usize, concurrency: usize) -> CmdResult {
     let hist = create_tables(&client, &names, concurrency).await?;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     let value = json!({
-        "bench": "ddl", "cores": cores(), "count": count, "concurrency": concurrency, "store": "redb",
+        "bench": "ddl", "cores": cores(), "count": count, "concurrency": concurrency, "store": store,
         "ops_per_sec": rate.round(), "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99),
     });
     let summary = format!(
-        "ddl: {rate:.0} creates/s ({concurrency} in flight, durable on redb, each acknowledged by the shard leader); p50 {:.2} ms, p99 {:.2} ms; {} cores",
+        "ddl: {rate:.0} creates/s ({concurrency} in flight, durable on {store}, each acknowledged by the shard leader); p50 {:.2} ms, p99 {:.2} ms; {} cores",
         ms(&hist, 0.5), ms(&hist, 0.99), cores()
     );
     finish(common.json, summary, value)

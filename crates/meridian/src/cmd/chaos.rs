@@ -17,8 +17,19 @@
 //! | `delay` | 100-1200 ms more latency each way on a node's link for 2-8 s | the end |
 //! | `kill-meridian` | SIGKILL the server, restart it on the same data dir 0.5-3 s later | Meridian serving again |
 //!
+//! With `--meta 3 --etcd 3` it runs three highly available servers on a local three-member
+//! etcd instead (each node reaches every server through its own proxies), and adds faults
+//! of the brain; a change of Meridian leader must leave every shard writable throughout:
+//!
+//! | fault | what | checkpoints |
+//! |---|---|---|
+//! | `kill-meridian` | SIGKILL the leading server, restart it 0.5-3 s later | the kill, the restart |
+//! | `stall-meridian` | SIGSTOP the leading server for 1-8 s (past its 2 s election lease), then SIGCONT | the stop, the SIGCONT |
+//! | `kill-etcd` | SIGKILL one etcd member, restart it 2-6 s later | the kill, the restart |
+//!
 //! After the run, [`check`] reads every lease log and acknowledged write. The recovery limit
-//! is `offline_after_ms` (2500: detection, which is also the lease plus its drift margin)
+//! is `offline_after_ms` (2500, or 6000 with etcd: detection, which is also the lease plus
+//! its drift margin)
 //! plus `--allowance-ms` (default 2500: reconnect backoff, the scheduling pass, the promote,
 //! the heartbeat that brings the new lease). A cut from Meridian to the node only (acks
 //! lost, heartbeats delivered) and a delay leave the node Online and leaseless, so they are
@@ -48,8 +59,10 @@ use std::time::Duration;
 
 /// The cluster the harness creates.
 const CLUSTER: &str = "chaos";
-/// Meridian's default `offline_after_ms`, which the harness's server runs with.
+/// Meridian's default `offline_after_ms`, which the harness's single server runs with.
 const OFFLINE_AFTER_MS: u64 = 2500;
+/// The same with `--etcd` (the highly available defaults).
+const HA_OFFLINE_AFTER_MS: u64 = 6000;
 
 /// Flags of `meridian chaos`.
 #[derive(Args, Debug)]
@@ -79,10 +92,16 @@ pub struct ChaosArgs {
     /// Concurrent writers.
     #[arg(long, default_value_t = 8)]
     writers: usize,
-    /// Added to offline_after_ms (2500) to give the limit within which every shard must be
-    /// writable again after a fault clears.
+    /// Added to offline_after_ms (2500; 6000 with etcd) to give the limit within which every
+    /// shard must be writable again after a fault clears.
     #[arg(long, default_value_t = 2500)]
     allowance_ms: u64,
+    /// Meridian servers: 1 (redb), or several on etcd (needs `--etcd`).
+    #[arg(long, default_value_t = 1)]
+    meta: usize,
+    /// etcd members to start for the servers (0: none, redb). Needs Debian's etcd-server.
+    #[arg(long, default_value_t = 0)]
+    etcd: usize,
 }
 
 /// The summary; the first six fields are the contract of `--json`'s last line.
@@ -113,66 +132,105 @@ struct Summary {
     dir: Option<String>,
 }
 
-/// One simulated node: its proxy to Meridian, its data-plane endpoint, its process.
+/// One simulated node: its proxies to the Meridian servers (one each), its data-plane
+/// endpoint, its process.
 struct NodeSlot {
     name: String,
     zone: String,
     endpoint: SocketAddr,
-    proxy: Proxy,
+    proxies: Vec<Proxy>,
     proc: Option<Proc>,
     /// Runs so far (each writes its own lease log, `{name}-{run}.jsonl`).
     runs: u32,
+}
+
+/// One Meridian server: its addresses and process.
+struct ServerSlot {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    proc: Option<Proc>,
 }
 
 /// The processes of one run.
 struct Cluster {
     exe: PathBuf,
     dir: PathBuf,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    server: Option<Proc>,
+    servers: Vec<ServerSlot>,
+    etcd: Option<meridian_store::etcd::LocalEtcd>,
     nodes: Vec<NodeSlot>,
     web: reqwest::Client,
 }
 
 impl Cluster {
-    fn start_server(&mut self) -> Result<(), BoxError> {
-        let args = [
+    fn start_server(&mut self, i: usize) -> Result<(), BoxError> {
+        let s = &self.servers[i];
+        let mut args = vec![
             "server".to_string(),
             "--data-dir".into(),
-            self.dir.join("meta").display().to_string(),
+            self.dir.join(format!("meta-{i}")).display().to_string(),
             "--grpc-addr".into(),
-            self.grpc.to_string(),
+            s.grpc.to_string(),
             "--http-addr".into(),
-            self.http.to_string(),
+            s.http.to_string(),
+            "--name".into(),
+            format!("meridian-{i}"),
         ];
-        self.server = Some(spawn(&self.exe, &args, &self.dir.join("server.log"))?);
+        if let Some(etcd) = &self.etcd {
+            args.extend([
+                "--store".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                etcd.endpoints().join(","),
+            ]);
+        }
+        let log = self.dir.join(format!("server-{i}.log"));
+        self.servers[i].proc = Some(spawn(&self.exe, &args, &log)?);
         Ok(())
     }
 
-    async fn wait_server(&self, within: Duration) -> Result<(), BoxError> {
-        let deadline = tokio::time::Instant::now() + within;
-        while tokio::time::Instant::now() < deadline {
+    /// The server whose `/health` says it leads (a single server always does).
+    async fn leader(&self) -> Option<usize> {
+        for (i, s) in self.servers.iter().enumerate() {
             let health = self
                 .web
-                .get(format!("http://{}/health", self.http))
-                .timeout(Duration::from_secs(1))
+                .get(format!("http://{}/health", s.http))
+                .timeout(Duration::from_millis(500))
                 .send()
                 .await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
+            let Ok(r) = health else { continue };
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["role"] == "leader" {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    async fn wait_server(&self, within: Duration) -> Result<usize, BoxError> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(i) = self.leader().await {
+                return Ok(i);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("meridian did not serve within {within:?}").into())
+        Err(format!("no meridian server led within {within:?}").into())
+    }
+
+    /// The leader's HTTP address (any server's while none leads: followers redirect).
+    async fn http(&self) -> SocketAddr {
+        let i = self.leader().await.unwrap_or(0);
+        self.servers[i].http
     }
 
     fn start_node(&mut self, i: usize) -> Result<(), BoxError> {
         let slot = &mut self.nodes[i];
+        let meta: Vec<String> = slot.proxies.iter().map(|p| p.addr().to_string()).collect();
         let args = [
             "sim-node".to_string(),
             "--meta".into(),
-            slot.proxy.addr().to_string(),
+            meta.join(","),
             "--cluster".into(),
             CLUSTER.into(),
             "--name".into(),
@@ -198,7 +256,7 @@ impl Cluster {
     async fn api(&self, path: &str) -> Result<serde_json::Value, BoxError> {
         let r = self
             .web
-            .get(format!("http://{}/api/v1/{path}", self.http))
+            .get(format!("http://{}/api/v1/{path}", self.http().await))
             .timeout(Duration::from_secs(5))
             .send()
             .await?;
@@ -333,36 +391,64 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
             println!("[chaos] {msg}");
         }
     };
+    if args.meta == 0 || (args.meta > 1 && args.etcd == 0) {
+        return Err("--meta must be 1, or more with --etcd (several servers need etcd)".into());
+    }
+    let etcd = match args.etcd {
+        0 => None,
+        n => {
+            let etcd_dir = dir.join("etcd");
+            std::fs::create_dir_all(&etcd_dir)?;
+            Some(meridian_store::etcd::LocalEtcd::start(n, &etcd_dir).await?)
+        }
+    };
+    let mut servers = Vec::new();
+    for _ in 0..args.meta {
+        servers.push(ServerSlot {
+            grpc: free_addr()?,
+            http: free_addr()?,
+            proc: None,
+        });
+    }
     let mut nodes = Vec::new();
-    let grpc = free_addr()?;
     for i in 0..args.nodes {
+        let mut proxies = Vec::new();
+        for s in &servers {
+            proxies.push(Proxy::start(s.grpc).await?);
+        }
         nodes.push(NodeSlot {
             name: format!("n{}", i + 1),
             zone: format!("zone-{}", ["a", "b", "c"][i % 3]),
             endpoint: free_addr()?,
-            proxy: Proxy::start(grpc).await?,
+            proxies,
             proc: None,
             runs: 0,
         });
     }
+    let offline_after_ms = if etcd.is_some() {
+        HA_OFFLINE_AFTER_MS
+    } else {
+        OFFLINE_AFTER_MS
+    };
     let mut cluster = Cluster {
         exe: std::env::current_exe()?,
         dir: dir.clone(),
-        grpc,
-        http: free_addr()?,
-        server: None,
+        servers,
+        etcd,
         nodes,
         web: reqwest::Client::builder()
             .pool_max_idle_per_host(16)
             .build()?,
     };
 
-    // Start-up: server, cluster, nodes, tables.
-    cluster.start_server()?;
+    // Start-up: servers, cluster, nodes, tables.
+    for i in 0..args.meta {
+        cluster.start_server(i)?;
+    }
     cluster.wait_server(Duration::from_secs(30)).await?;
     let created = cluster
         .web
-        .post(format!("http://{}/api/v1/clusters", cluster.http))
+        .post(format!("http://{}/api/v1/clusters", cluster.http().await))
         .json(&serde_json::json!({
             "name": CLUSTER,
             "shard_count": args.shards,
@@ -378,7 +464,8 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
     for i in 0..args.nodes {
         cluster.start_node(i)?;
     }
-    let client = MetaClient::connect(&[cluster.grpc.to_string()], CLUSTER).await?;
+    let grpc_addrs: Vec<String> = cluster.servers.iter().map(|s| s.grpc.to_string()).collect();
+    let client = MetaClient::connect(&grpc_addrs, CLUSTER).await?;
     let _ = client.create_schema("default", "public", true).await;
     // More partitions than shards, so that every shard holds some and takes writes.
     let counts = [
@@ -488,7 +575,7 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
     );
 
     // Faults, one at a time.
-    let limit = Duration::from_millis(OFFLINE_AFTER_MS + args.allowance_ms);
+    let limit = Duration::from_millis(offline_after_ms + args.allowance_ms);
     let end = tokio::time::Instant::now() + Duration::from_secs(args.duration);
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut faults: Vec<FaultRecord> = Vec::new();
@@ -517,7 +604,9 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
     for n in &mut cluster.nodes {
         n.proc = None;
     }
-    cluster.server = None;
+    for s in &mut cluster.servers {
+        s.proc = None;
+    }
 
     // Check.
     let logs = check::read_lease_logs(&dir)?;
@@ -615,7 +704,14 @@ async fn inject(
     let i = rng.random_range(0..cluster.nodes.len());
     let name = cluster.nodes[i].name.clone();
     let ms = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..=hi));
-    let record = match rng.random_range(0..5u32) {
+    // Pausing the brain needs a second server to take over; losing an etcd member is a
+    // fault to survive only when a quorum remains.
+    let kinds = match &cluster.etcd {
+        Some(etcd) if etcd.len() >= 3 && cluster.servers.len() > 1 => 7,
+        Some(_) if cluster.servers.len() > 1 => 6,
+        _ => 5,
+    };
+    let record = match rng.random_range(0..kinds) {
         0 => {
             let down = ms(rng, 2000, 6000);
             let at = monotonic_ns();
@@ -671,9 +767,9 @@ async fn inject(
             let cut = ms(rng, 1000, 10_000);
             let reset = rng.random_bool(0.5);
             let at = monotonic_ns();
-            cluster.nodes[i].proxy.set(fault);
+            cluster.nodes[i].proxies.iter().for_each(|p| p.set(fault));
             tokio::time::sleep(cut).await;
-            cluster.nodes[i].proxy.heal(reset);
+            cluster.nodes[i].proxies.iter().for_each(|p| p.heal(reset));
             let back = monotonic_ns();
             let mut checkpoints = vec![(back, format!("heal of {name}'s link"))];
             // Meridian fails the node over when it stops hearing it; with only acks cut it
@@ -700,9 +796,12 @@ async fn inject(
             let delay = ms(rng, 100, 1200);
             let span = ms(rng, 2000, 8000);
             let at = monotonic_ns();
-            cluster.nodes[i].proxy.set(LinkFault::Delay(delay));
+            cluster.nodes[i]
+                .proxies
+                .iter()
+                .for_each(|p| p.set(LinkFault::Delay(delay)));
             tokio::time::sleep(span).await;
-            cluster.nodes[i].proxy.heal(false);
+            cluster.nodes[i].proxies.iter().for_each(|p| p.heal(false));
             let back = monotonic_ns();
             FaultRecord {
                 kind: "delay",
@@ -715,24 +814,79 @@ async fn inject(
                 checkpoints: vec![(back, format!("end of {name}'s delay"))],
             }
         }
-        _ => {
+        4 => {
             let down = ms(rng, 500, 3000);
+            let victim = cluster.leader().await.unwrap_or(0);
             let at = monotonic_ns();
-            if let Some(p) = cluster.server.take() {
+            if let Some(p) = cluster.servers[victim].proc.take() {
                 p.signal(libc::SIGKILL);
             }
             tokio::time::sleep(down).await;
-            cluster.start_server()?;
+            cluster.start_server(victim)?;
             cluster.wait_server(Duration::from_secs(30)).await?;
             let back = monotonic_ns();
+            // Several servers: another one leads on; no shard may stop taking writes.
+            let mut checkpoints = vec![(back, "restart of meridian".to_string())];
+            if cluster.servers.len() > 1 {
+                checkpoints.insert(0, (at, format!("SIGKILL meridian-{victim} (leader)")));
+            }
             FaultRecord {
                 kind: "kill-meridian",
                 line: format!(
-                    "t+{:.1}s: SIGKILL meridian, restarted, serving at t+{:.1}s",
+                    "t+{:.1}s: SIGKILL meridian-{victim}, restarted, a leader serving at t+{:.1}s",
                     rel(at),
                     rel(back)
                 ),
-                checkpoints: vec![(back, "restart of meridian".into())],
+                checkpoints,
+            }
+        }
+        5 => {
+            let stall = ms(rng, 1000, 8000);
+            let victim = cluster.leader().await.unwrap_or(0);
+            let at = monotonic_ns();
+            if let Some(p) = &cluster.servers[victim].proc {
+                p.signal(libc::SIGSTOP);
+            }
+            tokio::time::sleep(stall).await;
+            if let Some(p) = &cluster.servers[victim].proc {
+                p.signal(libc::SIGCONT);
+            }
+            let back = monotonic_ns();
+            FaultRecord {
+                kind: "stall-meridian",
+                line: format!(
+                    "t+{:.1}s: SIGSTOP meridian-{victim} (leader) for {} ms",
+                    rel(at),
+                    stall.as_millis()
+                ),
+                checkpoints: vec![
+                    (at, format!("SIGSTOP meridian-{victim}")),
+                    (back, format!("SIGCONT meridian-{victim}")),
+                ],
+            }
+        }
+        _ => {
+            let down = ms(rng, 2000, 6000);
+            let Some(etcd) = cluster.etcd.as_mut() else {
+                return Err("kill-etcd without etcd".into());
+            };
+            let member = rng.random_range(0..etcd.len());
+            let at = monotonic_ns();
+            etcd.kill(member);
+            tokio::time::sleep(down).await;
+            etcd.restart(member).await?;
+            let back = monotonic_ns();
+            FaultRecord {
+                kind: "kill-etcd",
+                line: format!(
+                    "t+{:.1}s: SIGKILL etcd member {member}, restarted at t+{:.1}s",
+                    rel(at),
+                    rel(back)
+                ),
+                checkpoints: vec![
+                    (at, format!("SIGKILL etcd member {member}")),
+                    (back, format!("restart of etcd member {member}")),
+                ],
             }
         }
     };

@@ -326,7 +326,12 @@ fn rows(list: &Value, fields: &[&str]) -> Vec<Vec<String>> {
 /// Runs one ctl command.
 pub async fn run(args: CtlArgs) -> CmdResult {
     let http = Http {
-        client: reqwest::Client::new(),
+        // A server that accepts the connection and never answers must not hang ctl: the
+        // next address (if any) is tried.
+        client: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?,
         base: args.addr.clone(),
     };
     let c = &args.cluster;

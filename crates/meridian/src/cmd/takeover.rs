@@ -12,6 +12,7 @@
 //!   leases), then SIGCONT: it must have stepped down, and nothing it does after waking
 //!   may land.
 //! - with `--etcd-fault`: SIGKILL one etcd member for 5 s, then restart it.
+//! - with `--restart-all`: SIGKILL every Meridian server at once, then start them all.
 //!
 //! Then it checks: every acknowledged create is present exactly once and table ids are
 //! unique; no two nodes' lease logs overlap for one shard; no shard lost its writable
@@ -61,6 +62,9 @@ pub struct TakeoverArgs {
     /// Also kill one etcd member for 5 s.
     #[arg(long)]
     etcd_fault: bool,
+    /// Also SIGKILL every Meridian server at once, then start them all again.
+    #[arg(long)]
+    restart_all: bool,
     /// Keep every log here (default: a temp dir, removed after the run).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -567,6 +571,31 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         settle(dir, args.nodes, &shard_ids, &mut violations).await;
     }
 
+    let mut restart_report = serde_json::Value::Null;
+    if args.restart_all {
+        let from_ns = monotonic_ns();
+        for s in &mut h.servers {
+            s.proc = None;
+        }
+        for i in 0..h.servers.len() {
+            h.start_server(i)?;
+        }
+        let acked = first_ack_after(&log, from_ns, Duration::from_secs(30)).await;
+        let back_ms = acked.map(|t| ms(t - from_ns));
+        eprintln!("restart-all: every server killed and restarted; DDL answered again after {back_ms:?} ms");
+        if acked.is_none() {
+            violations
+                .push("no create was acknowledged within 30 s of restarting every server".into());
+        }
+        windows.push(Window {
+            from_ns,
+            to_ns: acked.unwrap_or_else(monotonic_ns) + WINDOW_TAIL_NS,
+        });
+        tokio::time::sleep(QUIET).await;
+        settle(dir, args.nodes, &shard_ids, &mut violations).await;
+        restart_report = json!({ "ddl_back_ms": back_ms });
+    }
+
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await;
     let end_ns = monotonic_ns();
@@ -706,6 +735,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         "shards_unwritable": unwritable.len(),
         "pause": pause_report,
         "etcd_member_killed": args.etcd_fault,
+        "restart_all": restart_report,
         "nodes": args.nodes,
         "cores": cores,
         "violations": violations,

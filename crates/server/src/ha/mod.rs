@@ -86,6 +86,7 @@ impl HaServer {
     /// Connects to etcd, binds both ports and starts campaigning (serving as a follower
     /// meanwhile).
     pub async fn start(mut config: ServerConfig) -> Result<RunningHa> {
+        crate::metrics::install();
         if config.liveness == LivenessConfig::default() {
             config.liveness = LivenessConfig::highly_available();
         }
