@@ -102,7 +102,22 @@ pub struct ChaosArgs {
     /// etcd members to start for the servers (0: none, redb). Needs Debian's etcd-server.
     #[arg(long, default_value_t = 0)]
     etcd: usize,
+    /// Only these faults (comma-separated names from the tables above; default: every
+    /// fault the set-up allows).
+    #[arg(long, value_delimiter = ',')]
+    faults: Option<Vec<String>>,
 }
+
+/// Every fault, in the injector's order.
+const FAULTS: [&str; 7] = [
+    "kill-node",
+    "stall-node",
+    "partition",
+    "delay",
+    "kill-meridian",
+    "stall-meridian",
+    "kill-etcd",
+];
 
 /// The summary; the first six fields are the contract of `--json`'s last line.
 #[derive(Debug, Serialize)]
@@ -425,6 +440,39 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
             runs: 0,
         });
     }
+    // Pausing the brain needs a second server to take over; losing an etcd member is a
+    // fault to survive only when a quorum remains.
+    let possible = match &etcd {
+        Some(e) if e.len() >= 3 && args.meta > 1 => 7,
+        Some(_) if args.meta > 1 => 6,
+        _ => 5,
+    };
+    let allowed: Vec<usize> = match &args.faults {
+        None => (0..possible).collect(),
+        Some(names) => {
+            let mut picked = Vec::new();
+            for n in names {
+                match FAULTS.iter().position(|f| f == n) {
+                    Some(i) if i < possible => picked.push(i),
+                    Some(_) => {
+                        return Err(format!(
+                            "fault {n} needs more servers or etcd members (--meta 3 --etcd 3)"
+                        )
+                        .into())
+                    }
+                    None => {
+                        return Err(
+                            format!("unknown fault {n}; known: {}", FAULTS.join(", ")).into()
+                        )
+                    }
+                }
+            }
+            if picked.is_empty() {
+                return Err("--faults names no fault".into());
+            }
+            picked
+        }
+    };
     let offline_after_ms = if etcd.is_some() {
         HA_OFFLINE_AFTER_MS
     } else {
@@ -587,7 +635,7 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
         if tokio::time::Instant::now() + longest + limit > end {
             break;
         }
-        let record = inject(&mut cluster, &mut rng, rel).await?;
+        let record = inject(&mut cluster, &allowed, &mut rng, rel).await?;
         say(args.json, record.line.clone());
         faults.push(record);
         // Recovery time before the next fault: checkpoints stay unambiguous.
@@ -698,20 +746,14 @@ pub async fn run(args: ChaosArgs) -> CmdResult {
 /// Injects one fault, waits for it to clear, and records it.
 async fn inject(
     cluster: &mut Cluster,
+    allowed: &[usize],
     rng: &mut StdRng,
     rel: impl Fn(u64) -> f64,
 ) -> Result<FaultRecord, BoxError> {
     let i = rng.random_range(0..cluster.nodes.len());
     let name = cluster.nodes[i].name.clone();
     let ms = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..=hi));
-    // Pausing the brain needs a second server to take over; losing an etcd member is a
-    // fault to survive only when a quorum remains.
-    let kinds = match &cluster.etcd {
-        Some(etcd) if etcd.len() >= 3 && cluster.servers.len() > 1 => 7,
-        Some(_) if cluster.servers.len() > 1 => 6,
-        _ => 5,
-    };
-    let record = match rng.random_range(0..kinds) {
+    let record = match allowed[rng.random_range(0..allowed.len())] {
         0 => {
             let down = ms(rng, 2000, 6000);
             let at = monotonic_ns();
