@@ -71,3 +71,21 @@ pub fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Proc, BoxError> 
 pub fn free_addr() -> Result<SocketAddr, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
+
+/// Which of the servers at `http` (HTTP addresses) says on `/health` that it leads.
+pub async fn leading_server(web: &reqwest::Client, http: &[SocketAddr]) -> Option<usize> {
+    for (i, addr) in http.iter().enumerate() {
+        let health = web
+            .get(format!("http://{addr}/health"))
+            .timeout(std::time::Duration::from_millis(500))
+            .send()
+            .await;
+        let Ok(r) = health else { continue };
+        if let Ok(v) = r.json::<serde_json::Value>().await {
+            if v["role"] == "leader" {
+                return Some(i);
+            }
+        }
+    }
+    None
+}

@@ -11,31 +11,34 @@ use std::sync::Mutex;
 /// limits assume the machine is not shared with another run.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-#[test]
-fn a_short_seeded_chaos_run_finds_no_two_writers_and_no_write_outside_a_lease() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `meridian chaos ARGS --json --dir DIR`: its exit status, its JSON summary, and its
+/// whole output for failure messages.
+fn chaos(args: &[&str], dir: &std::path::Path) -> (std::process::ExitStatus, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args([
-            "chaos",
-            "--duration",
-            "35",
-            "--seed",
-            "7",
-            "--json",
-            "--rate",
-            "100",
-        ])
+        .arg("chaos")
+        .args(args)
+        .arg("--json")
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .expect("meridian chaos runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!("{stdout}\n{stderr}");
     let last = stdout.lines().last().unwrap_or_default();
     let summary: Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}\n{stderr}"));
-    let context = format!("{stdout}\n{stderr}");
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{context}"));
+    (out.status, summary, context)
+}
+
+#[test]
+fn a_short_seeded_chaos_run_finds_no_two_writers_and_no_write_outside_a_lease() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (status, summary, context) = chaos(
+        &["--duration", "35", "--seed", "7", "--rate", "100"],
+        dir.path(),
+    );
     assert_eq!(summary["overlap_ms"], 0, "{context}");
     assert_eq!(summary["writes_outside_interval"], 0, "{context}");
     assert!(summary["faults"].as_u64().unwrap() > 0, "{context}");
@@ -43,11 +46,7 @@ fn a_short_seeded_chaos_run_finds_no_two_writers_and_no_write_outside_a_lease() 
     assert!(summary["writes_refused"].as_u64().is_some(), "{context}");
     assert!(summary["max_leaderless_ms"].as_u64().is_some(), "{context}");
     assert_eq!(summary["pass"], true, "{context}");
-    assert!(
-        out.status.success(),
-        "exit code {:?}: {context}",
-        out.status
-    );
+    assert!(status.success(), "exit code {status:?}: {context}");
     // The lease logs and every process's log are kept with --dir.
     let files: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -64,26 +63,23 @@ fn a_chaos_run_on_three_servers_keeps_every_shard_writable_through_leader_kills_
     let dir = tempfile::tempdir().unwrap();
     // Seed 4 pauses the leader twice (5.0 s and 7.8 s: past its 2 s election lease, the
     // second past the nodes' 5.85 s leases too).
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["chaos", "--meta", "3", "--etcd", "3", "--duration", "45"])
-        .args([
+    let (status, summary, context) = chaos(
+        &[
+            "--meta",
+            "3",
+            "--etcd",
+            "3",
+            "--duration",
+            "45",
             "--seed",
             "4",
             "--faults",
             "kill-meridian,stall-meridian",
-            "--json",
-        ])
-        .args(["--rate", "100"])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .expect("meridian chaos runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stdout.lines().last().unwrap_or_default();
-    let summary: Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}\n{stderr}"));
-    let context = format!("{stdout}\n{stderr}");
+            "--rate",
+            "100",
+        ],
+        dir.path(),
+    );
     assert_eq!(summary["pass"], true, "{context}");
     assert_eq!(summary["overlap_ms"], 0, "{context}");
     assert_eq!(summary["writes_outside_interval"], 0, "{context}");
@@ -91,9 +87,5 @@ fn a_chaos_run_on_three_servers_keeps_every_shard_writable_through_leader_kills_
     assert_eq!(summary["max_leaderless_ms"], 0, "{context}");
     assert!(summary["faults"].as_u64().unwrap() > 0, "{context}");
     assert!(summary["writes_acked"].as_u64().unwrap() > 0, "{context}");
-    assert!(
-        out.status.success(),
-        "exit code {:?}: {context}",
-        out.status
-    );
+    assert!(status.success(), "exit code {status:?}: {context}");
 }

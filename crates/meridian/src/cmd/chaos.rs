@@ -39,7 +39,7 @@ mod check;
 mod proxy;
 
 use super::CmdResult;
-use crate::procs::{free_addr, spawn, BoxError, Proc};
+use crate::procs::{free_addr, leading_server, spawn, BoxError, Proc};
 use check::{Ack, CheckInput};
 use clap::Args;
 use meridian_client::{monotonic_ns, MetaClient};
@@ -205,21 +205,8 @@ impl Cluster {
 
     /// The server whose `/health` says it leads (a single server always does).
     async fn leader(&self) -> Option<usize> {
-        for (i, s) in self.servers.iter().enumerate() {
-            let health = self
-                .web
-                .get(format!("http://{}/health", s.http))
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await;
-            let Ok(r) = health else { continue };
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                if v["role"] == "leader" {
-                    return Some(i);
-                }
-            }
-        }
-        None
+        let http: Vec<SocketAddr> = self.servers.iter().map(|s| s.http).collect();
+        leading_server(&self.web, &http).await
     }
 
     async fn wait_server(&self, within: Duration) -> Result<usize, BoxError> {

@@ -38,6 +38,9 @@ pub struct CtlArgs {
 
 #[derive(Subcommand, Debug)]
 enum CtlCommand {
+    /// Every Meridian server named in --addr: reachable or not, its role (leader or
+    /// follower), term, and the leader it names (from each server's /health).
+    Servers,
     /// List clusters.
     Clusters,
     /// Create a cluster.
@@ -337,6 +340,7 @@ pub async fn run(args: CtlArgs) -> CmdResult {
     let c = &args.cluster;
     use reqwest::Method as M;
     let result = match &args.command {
+        CtlCommand::Servers => Ok(servers(&http).await),
         CtlCommand::Clusters => http.call(M::GET, "/api/v1/clusters", None).await,
         CtlCommand::CreateCluster {
             name,
@@ -674,8 +678,58 @@ fn operator_rows(list: &Value) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// Asks each address's `/health` (answered by leader and followers alike).
+async fn servers(http: &Http) -> Value {
+    let mut list = Vec::new();
+    for base in http
+        .base
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        let url = if base.contains("://") {
+            format!("{}/health", base.trim_end_matches('/'))
+        } else {
+            format!("http://{base}/health")
+        };
+        let health = match http.client.get(&url).send().await {
+            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+            Err(e) => serde_json::json!({ "role": "unreachable", "error": e.to_string() }),
+        };
+        list.push(serde_json::json!({
+            "addr": base,
+            "server": health["server"],
+            "role": health["role"],
+            "term": health["term"],
+            "leader": health["leader"]["name"],
+            "leader_grpc_addr": health["leader"]["grpc_addr"],
+        }));
+    }
+    serde_json::json!({ "servers": list })
+}
+
 fn render(command: &CtlCommand, v: &Value) {
     match command {
+        CtlCommand::Servers => print_table(
+            &["addr", "server", "role", "term", "leader", "leader gRPC"],
+            v["servers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| {
+                            vec![
+                                cell(&s["addr"]),
+                                cell(&s["server"]),
+                                cell(&s["role"]),
+                                cell(&s["term"]),
+                                cell(&s["leader"]),
+                                cell(&s["leader_grpc_addr"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
         CtlCommand::Clusters => print_table(
             &[
                 "id",

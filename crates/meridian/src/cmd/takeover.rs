@@ -21,7 +21,7 @@
 //! errors only inside fault windows.
 
 use super::CmdResult;
-use crate::procs::{free_addr, spawn, BoxError, Proc};
+use crate::procs::{free_addr, leading_server, spawn, BoxError, Proc};
 use clap::Args;
 use meridian_client::{lease_overlaps, monotonic_ns, read_lease_log, LeaseInterval, MetaClient};
 use meridian_model::{PartitionRule, TableName};
@@ -132,22 +132,8 @@ impl Harness {
 
     /// The server whose `/health` says it leads, if one does.
     async fn leader(&self) -> Option<usize> {
-        for (i, s) in self.servers.iter().enumerate() {
-            let health = self
-                .web
-                .get(format!("http://{}/health", s.http))
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await;
-            let Ok(r) = health else { continue };
-            let Ok(v) = r.json::<serde_json::Value>().await else {
-                continue;
-            };
-            if v["role"] == "leader" {
-                return Some(i);
-            }
-        }
-        None
+        let http: Vec<SocketAddr> = self.servers.iter().map(|s| s.http).collect();
+        leading_server(&self.web, &http).await
     }
 
     async fn wait_leader(&self, within: Duration) -> Result<usize, BoxError> {
