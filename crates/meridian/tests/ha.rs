@@ -82,6 +82,30 @@ async fn followers_forward_ddl_redirect_http_and_send_nodes_to_the_leader() {
     .await;
     let read = client.get_table(&name).await.unwrap();
     assert_eq!(read.id, created.id);
+    // A client that asks for redirects gets the leader's address instead.
+    let channel = meridian_client::connect_channel(std::slice::from_ref(&follower_grpc))
+        .await
+        .unwrap();
+    let mut raw = meridian_proto::catalog_service_client::CatalogServiceClient::new(channel);
+    let mut request = tonic::Request::new(meridian_proto::GetTableRequest {
+        cluster: "default".into(),
+        catalog: "default".into(),
+        schema: "public".into(),
+        table: "forwarded".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("meridian-redirect", "1".parse().unwrap());
+    let redirected = raw.get_table(request).await.unwrap_err();
+    assert_eq!(
+        redirected.code(),
+        tonic::Code::Unavailable,
+        "{redirected:?}"
+    );
+    assert_eq!(
+        redirected.metadata().get("meridian-leader").unwrap(),
+        leader.grpc_addr.to_string().as_str()
+    );
 
     // HTTP: the follower says who leads, and redirects the API there.
     let web = reqwest::Client::builder()

@@ -1,6 +1,7 @@
 //! A follower's services: it holds no metadata, so it answers who leads, turns nodes'
 //! heartbeat streams away with the leader's address, forwards every other gRPC request to
-//! the leader unchanged, and redirects HTTP requests there.
+//! the leader unchanged (or, when the request asks with `meridian-redirect` metadata,
+//! answers with the leader's address instead), and redirects HTTP requests there.
 
 use super::Advertised;
 use crate::server::Listeners;
@@ -18,8 +19,12 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 use tower::ServiceExt;
 
-/// The gRPC metadata key carrying the leader's gRPC address on a refused node stream.
+/// The gRPC metadata key carrying the leader's gRPC address on a refused node stream or a
+/// redirected request.
 pub const LEADER_METADATA: &str = "meridian-leader";
+/// A request carrying this gRPC metadata key (any value) is answered with the leader's
+/// address (UNAVAILABLE + [`LEADER_METADATA`]) instead of being forwarded.
+pub const REDIRECT_METADATA: &str = "meridian-redirect";
 
 /// What a follower knows: its own name and the leader it last saw.
 #[derive(Clone)]
@@ -38,6 +43,21 @@ impl FollowerView {
             "{} is a follower and no Meridian leader is elected yet; retry",
             self.name
         ))
+    }
+
+    /// "Not me: the leader is there", with its address in [`LEADER_METADATA`].
+    fn not_leader(&self) -> Status {
+        let Some(leader) = self.leader() else {
+            return self.no_leader();
+        };
+        let mut status = Status::unavailable(format!(
+            "{} is not the Meridian leader; the leader is {} at {}",
+            self.name, leader.name, leader.grpc_addr
+        ));
+        if let Ok(value) = leader.grpc_addr.parse() {
+            status.metadata_mut().insert(LEADER_METADATA, value);
+        }
+        status
     }
 }
 
@@ -207,17 +227,7 @@ impl pb::node_service_server::NodeService for FollowerNodes {
         &self,
         _: GrpcRequest<Streaming<pb::NodeHeartbeat>>,
     ) -> std::result::Result<GrpcResponse<Self::HeartbeatStream>, Status> {
-        let Some(leader) = self.view.leader() else {
-            return Err(self.view.no_leader());
-        };
-        let mut status = Status::unavailable(format!(
-            "{} is not the Meridian leader; the leader is {} at {}",
-            self.view.name, leader.name, leader.grpc_addr
-        ));
-        if let Ok(value) = leader.grpc_addr.parse() {
-            status.metadata_mut().insert(LEADER_METADATA, value);
-        }
-        Err(status)
+        Err(self.view.not_leader())
     }
 }
 
@@ -248,6 +258,9 @@ impl Forwarder {
     }
 
     async fn forward(&self, request: Request) -> Response {
+        if request.headers().contains_key(REDIRECT_METADATA) {
+            return self.view.not_leader().into_http();
+        }
         let channel = match self.channel() {
             Ok(c) => c,
             Err(status) => return status.into_http(),
