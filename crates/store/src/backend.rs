@@ -52,19 +52,27 @@ impl WriteOp {
     }
 }
 
-/// A condition on one key's current value.
+/// A condition on one key's current value, or on a whole prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compare {
-    /// The key.
+    /// The key (with `prefix`: every key starting with it).
     pub key: Vec<u8>,
     /// `None`: the key must be absent; `Some(v)`: its value must equal `v`.
     pub expected: Option<Vec<u8>>,
+    /// The condition is on every key starting with `key`: no such key may exist
+    /// (`expected` is `None`). One compare where one per key would exceed a store's limit.
+    pub prefix: bool,
 }
 
 impl Compare {
-    /// Whether the condition holds given the key's current value.
+    /// Whether a point condition holds given the key's current value.
     pub fn holds(&self, current: Option<&[u8]>) -> bool {
         self.expected.as_deref() == current
+    }
+
+    /// Whether a prefix condition holds given the first key at or after `key`, if any.
+    pub fn prefix_holds(&self, first_at_or_after: Option<&[u8]>) -> bool {
+        !first_at_or_after.is_some_and(|k| k.starts_with(&self.key))
     }
 }
 
@@ -92,6 +100,18 @@ impl Txn {
         self.compares.push(Compare {
             key: key.into(),
             expected: None,
+            prefix: false,
+        });
+        self
+    }
+
+    /// Requires that no key starts with `prefix`.
+    #[must_use]
+    pub fn when_prefix_empty(mut self, prefix: impl Into<Vec<u8>>) -> Self {
+        self.compares.push(Compare {
+            key: prefix.into(),
+            expected: None,
+            prefix: true,
         });
         self
     }
@@ -102,6 +122,7 @@ impl Txn {
         self.compares.push(Compare {
             key: key.into(),
             expected: Some(value.into()),
+            prefix: false,
         });
         self
     }
@@ -112,6 +133,7 @@ impl Txn {
         self.compares.push(Compare {
             key: key.into(),
             expected,
+            prefix: false,
         });
         self
     }
@@ -232,6 +254,11 @@ pub(crate) fn validate_ops(ops: &[WriteOp]) -> Result<()> {
 pub(crate) fn validate_txn(txn: &Txn) -> Result<()> {
     for c in &txn.compares {
         validate_key(&c.key)?;
+        if c.prefix && c.expected.is_some() {
+            return Err(StoreError::InvalidArgument(
+                "a prefix compare can only require the prefix to be empty".into(),
+            ));
+        }
     }
     validate_ops(&txn.success)?;
     validate_ops(&txn.failure)

@@ -21,6 +21,7 @@ pub async fn run_all(backend: Arc<dyn KvBackend>) {
     batch_is_all_or_nothing(b, ns("batch")).await;
     txn_when_absent_picks_a_branch(b, ns("txn_absent")).await;
     txn_when_equals_needs_every_compare(b, ns("txn_equals")).await;
+    txn_when_prefix_empty_sees_every_key_under_it(b, ns("txn_prefix")).await;
     watch_sees_changes_under_prefix_in_order(b, ns("watch")).await;
     concurrent_cas_increments_are_never_lost(b, ns("cas_counter")).await;
     oversized_and_empty_keys_are_refused(b, ns("limits")).await;
@@ -189,6 +190,34 @@ async fn txn_when_equals_needs_every_compare(b: &Arc<dyn KvBackend>, ns: Vec<u8>
     assert!(b.txn(both).await.unwrap().succeeded);
     // No compares: always succeeds.
     assert!(b.txn(Txn::new()).await.unwrap().succeeded);
+}
+
+async fn txn_when_prefix_empty_sees_every_key_under_it(b: &Arc<dyn KvBackend>, ns: Vec<u8>) {
+    let (p, done) = (key(&ns, "p/"), key(&ns, "done"));
+    let guarded = || {
+        Txn::new()
+            .when_prefix_empty(p.clone())
+            .then(WriteOp::put(done.clone(), "yes"))
+    };
+    // Keys beside the prefix (before and after it in order) do not count.
+    b.put(&key(&ns, "p"), b"x").await.unwrap();
+    b.put(&key(&ns, "p0"), b"x").await.unwrap();
+    b.put(&key(&ns, "o/1"), b"x").await.unwrap();
+    assert!(b.txn(guarded()).await.unwrap().succeeded);
+    b.delete(&done).await.unwrap();
+    // One key deep under the prefix fails it.
+    b.put(&key(&ns, "p/zz/1"), b"x").await.unwrap();
+    assert!(!b.txn(guarded()).await.unwrap().succeeded);
+    assert_eq!(b.get(&done).await.unwrap(), None);
+    b.delete(&key(&ns, "p/zz/1")).await.unwrap();
+    assert!(b.txn(guarded()).await.unwrap().succeeded);
+    // A prefix compare can only ask for emptiness.
+    let mut bad = Txn::new().when_prefix_empty(p.clone());
+    bad.compares[0].expected = Some(b"v".to_vec());
+    assert!(matches!(
+        b.txn(bad).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
 }
 
 async fn watch_sees_changes_under_prefix_in_order(b: &Arc<dyn KvBackend>, ns: Vec<u8>) {

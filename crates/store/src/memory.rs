@@ -36,10 +36,16 @@ impl MemoryBackend {
     fn write(&self, txn: Txn) -> Result<bool> {
         let mut guard = self.data.write();
         let map = guard.as_mut().ok_or(StoreError::Closed)?;
-        let ok = txn
-            .compares
-            .iter()
-            .all(|c| c.holds(map.get(&c.key).map(Vec::as_slice)));
+        let ok = txn.compares.iter().all(|c| {
+            if c.prefix {
+                let first = map
+                    .range::<[u8], _>((Bound::Included(c.key.as_slice()), Bound::Unbounded))
+                    .next();
+                c.prefix_holds(first.map(|(k, _)| k.as_slice()))
+            } else {
+                c.holds(map.get(&c.key).map(Vec::as_slice))
+            }
+        });
         let ops = if ok { txn.success } else { txn.failure };
         let mut events = Vec::with_capacity(ops.len());
         for op in ops {

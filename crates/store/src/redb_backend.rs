@@ -299,8 +299,17 @@ fn apply(
 ) -> Result<bool> {
     let mut ok = true;
     for compare in &txn.compares {
-        let current = table.get(compare.key.as_slice())?;
-        if !compare.holds(current.as_ref().map(|v| v.value())) {
+        let holds = if compare.prefix {
+            let mut after = table.range::<&[u8]>(compare.key.as_slice()..)?;
+            match after.next() {
+                Some(entry) => compare.prefix_holds(Some(entry?.0.value())),
+                None => true,
+            }
+        } else {
+            let current = table.get(compare.key.as_slice())?;
+            compare.holds(current.as_ref().map(|v| v.value()))
+        };
+        if !holds {
             ok = false;
             break;
         }

@@ -248,10 +248,15 @@ impl EtcdBackend {
         use pb::compare::{CompareResult, CompareTarget, TargetUnion};
         let key = self.key(&c.key);
         match c.expected {
-            // Version 0 is etcd's "absent".
+            // Version 0 is etcd's "absent"; over a range, "every key absent".
             None => pb::Compare {
                 result: CompareResult::Equal as i32,
                 target: CompareTarget::Version as i32,
+                range_end: if c.prefix {
+                    prefix_end(&key)
+                } else {
+                    Vec::new()
+                },
                 key,
                 target_union: Some(TargetUnion::Version(0)),
             },
@@ -261,6 +266,7 @@ impl EtcdBackend {
                 target: CompareTarget::Value as i32,
                 key,
                 target_union: Some(TargetUnion::Value(v)),
+                range_end: Vec::new(),
             },
         }
     }
@@ -272,6 +278,7 @@ impl EtcdBackend {
             target: CompareTarget::Create as i32,
             key: self.key(&f.key),
             target_union: Some(TargetUnion::CreateRevision(f.create_revision)),
+            range_end: Vec::new(),
         })
     }
 

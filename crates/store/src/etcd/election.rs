@@ -139,6 +139,7 @@ impl Candidate {
                 target: CompareTarget::Version as i32,
                 key: key.clone(),
                 target_union: Some(TargetUnion::Version(0)),
+                range_end: Vec::new(),
             }],
             success: vec![pb::RequestOp {
                 request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {

@@ -253,8 +253,15 @@ impl Cluster {
         let mut shards_used: Vec<ShardId> = table.partitions.iter().map(|p| p.shard).collect();
         shards_used.sort_unstable();
         shards_used.dedup();
-        for shard in shards_used {
-            txn = txn.when_absent(keys::procedure(self.id, "merge", u64::from(shard.0)));
+        // No merge may be taking one of these shards away. A table over more shards than the
+        // store takes compares in one transaction (etcd: 128) asks instead that no merge at
+        // all is in flight in the cluster.
+        if shards_used.len() + 2 > self.store.max_batch_ops() {
+            txn = txn.when_prefix_empty(keys::procedures_prefix(self.id, "merge"));
+        } else {
+            for shard in shards_used {
+                txn = txn.when_absent(keys::procedure(self.id, "merge", u64::from(shard.0)));
+            }
         }
         match self.store.txn(txn).await {
             Ok(r) if r.succeeded => {
