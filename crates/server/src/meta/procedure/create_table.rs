@@ -227,7 +227,8 @@ impl Cluster {
             .failpoints
             .hit("create_table.before_commit")
             .await;
-        let _commit = self.procedures.commit.lock().await;
+        // Shared: creates commute (see the module's doc).
+        let _commit = self.procedures.commit.read().await;
         // A shard merged away meanwhile cannot take the partition (merges refuse reserved
         // shards, so this is a second line of defence).
         let gone = {

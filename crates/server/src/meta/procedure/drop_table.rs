@@ -39,7 +39,7 @@ impl Cluster {
     /// then the nodes, retried in the background until each partition's shard confirmed.
     pub async fn drop_table(self: &Arc<Self>, name: &TableName, if_exists: bool) -> Result<bool> {
         let table = {
-            let _commit = self.procedures.commit.lock().await;
+            let _commit = self.procedures.commit.write().await;
             let table = self.get_table(name);
             let Some(table) = table else {
                 self.check_schema(name)?;

@@ -13,8 +13,11 @@
 //! share [`reshard`]).
 //!
 //! Catalog commits and the memory updates that follow them run under one lock per cluster
-//! ([`Procedures::commit`]), so memory applies commits in store order; node steps run
-//! outside it.
+//! ([`Procedures::commit`]), so memory applies conflicting commits in store order; node
+//! steps run outside it. Creates share it: two creates touch disjoint keys (their names are
+//! guarded by compares, their ids are unique), so their commits commute and may overlap,
+//! and redb's group commit then shares one fsync among them. Drops, renames, splits and
+//! merges hold it alone.
 
 mod create_table;
 mod drop_table;
@@ -39,8 +42,9 @@ use std::time::Duration;
 /// Per-cluster state of procedures in flight (memory only; the records are in the store).
 #[derive(Default)]
 pub struct Procedures {
-    /// Held from a catalog commit's transaction until memory reflects it.
-    pub(in crate::meta) commit: tokio::sync::Mutex<()>,
+    /// Held from a catalog commit's transaction until memory reflects it: shared by
+    /// creates, exclusive for every other commit.
+    pub(in crate::meta) commit: tokio::sync::RwLock<()>,
     /// Sources of merges in flight: new tables are not placed on them, and a merge is
     /// refused while a create in flight reserved its source.
     pub(in crate::meta) merging: parking_lot::Mutex<HashSet<ShardId>>,

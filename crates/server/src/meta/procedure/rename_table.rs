@@ -81,7 +81,7 @@ impl Cluster {
         id: TableId,
         record_key: &[u8],
     ) -> Result<Table> {
-        let _commit = self.procedures.commit.lock().await;
+        let _commit = self.procedures.commit.write().await;
         let table = self
             .get_table(name)
             .filter(|t| t.id == id)

@@ -214,7 +214,7 @@ impl Cluster {
     ) -> Result<Option<Vec<Table>>> {
         let (source, target) = (record.source_before.id, record.target_after.id);
         let merge = record.kind == ReshardKind::Merge;
-        let _commit = self.procedures.commit.lock().await;
+        let _commit = self.procedures.commit.write().await;
         let mut updated = Vec::with_capacity(record.tables.len());
         for read in &record.tables {
             let mut t = read.clone();
