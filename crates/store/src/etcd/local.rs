@@ -159,11 +159,6 @@ impl LocalEtcd {
         self.spawn(i)?;
         self.wait_ready(Duration::from_secs(30)).await
     }
-
-    /// The process id of member `i`, if it runs.
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.members[i].child.as_ref().map(Child::id)
-    }
 }
 
 impl Drop for LocalEtcd {
