@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::{eventually, free_port};
-use meridian_client::{MetaClient, NodeAgentConfig};
-use meridian_model::{NodeLabels, PartitionRule, TableName};
+use common::{eventually, free_port, start_nodes_at, start_nodes_in};
+use meridian_client::MetaClient;
+use meridian_model::{PartitionRule, TableName};
 use meridian_server::{HaServer, Role, RunningHa, ServerConfig, StoreKind};
-use meridian_sim::node::SimNode;
 use meridian_store::etcd::LocalEtcd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -46,24 +45,7 @@ async fn followers_forward_ddl_redirect_http_and_send_nodes_to_the_leader() {
     let follower_grpc = follower.grpc_addr.to_string();
 
     // A node given only the follower's address is sent to the leader.
-    let nodes: Vec<SimNode> = (0..3)
-        .map(|i| {
-            let mut c = NodeAgentConfig::new(
-                follower_grpc.clone(),
-                format!("ha-{i}"),
-                format!("127.0.0.1:{}", 32000 + i),
-            );
-            c.labels = NodeLabels {
-                zone: format!("z{i}"),
-                ..Default::default()
-            };
-            c.min_backoff = Duration::from_millis(20);
-            SimNode::start(c)
-        })
-        .collect();
-    for n in &nodes {
-        n.agent.registered(Duration::from_secs(20)).await.unwrap();
-    }
+    let nodes = start_nodes_at(&follower_grpc, "ha", 3, 32000, |_| (20, 200)).await;
 
     // DDL sent to the follower only (one address: no leader discovery) is forwarded.
     let client = MetaClient::connect(std::slice::from_ref(&follower_grpc), "default")
@@ -256,24 +238,7 @@ async fn a_cluster_of_300_shards_and_a_table_over_200_of_them_fit_in_etcds_limit
         created.text().await.unwrap()
     );
     let grpc = server.grpc_addr.to_string();
-    let nodes: Vec<SimNode> = (0..3)
-        .map(|i| {
-            let mut c = NodeAgentConfig::new(
-                grpc.clone(),
-                format!("big-{i}"),
-                format!("127.0.0.1:{}", 33000 + i),
-            );
-            c.cluster = "big".into();
-            c.labels = NodeLabels {
-                zone: format!("z{i}"),
-                ..Default::default()
-            };
-            SimNode::start(c)
-        })
-        .collect();
-    for n in &nodes {
-        n.agent.registered(Duration::from_secs(20)).await.unwrap();
-    }
+    let nodes = start_nodes_in(&grpc, "big", "big", 3, 33000, |_| (20, 200)).await;
     let client = MetaClient::connect(std::slice::from_ref(&grpc), "big")
         .await
         .unwrap();

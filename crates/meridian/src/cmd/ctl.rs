@@ -230,12 +230,8 @@ impl Http {
             .map(str::trim)
             .filter(|b| !b.is_empty())
         {
-            let base = if base.contains("://") {
-                base.to_string()
-            } else {
-                format!("http://{base}")
-            };
-            let url = format!("{}{}", base.trim_end_matches('/'), path);
+            let base = base_url(base);
+            let url = format!("{base}{path}");
             let mut req = self.client.request(method.clone(), &url);
             if let Some(b) = &body {
                 req = req.json(b);
@@ -678,6 +674,16 @@ fn operator_rows(list: &Value) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// `host:port` or a URL, as a URL without a trailing slash.
+fn base_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.contains("://") {
+        base.to_string()
+    } else {
+        format!("http://{base}")
+    }
+}
+
 /// Asks each address's `/health` (answered by leader and followers alike).
 async fn servers(http: &Http) -> Value {
     let mut list = Vec::new();
@@ -687,11 +693,7 @@ async fn servers(http: &Http) -> Value {
         .map(str::trim)
         .filter(|b| !b.is_empty())
     {
-        let url = if base.contains("://") {
-            format!("{}/health", base.trim_end_matches('/'))
-        } else {
-            format!("http://{base}/health")
-        };
+        let url = format!("{}/health", base_url(base));
         let health = match http.client.get(&url).send().await {
             Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
             Err(e) => serde_json::json!({ "role": "unreachable", "error": e.to_string() }),

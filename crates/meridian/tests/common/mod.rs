@@ -198,6 +198,18 @@ pub async fn start_nodes_at(
     port_base: usize,
     backoff_ms: impl Fn(usize) -> (u64, u64),
 ) -> Vec<SimNode> {
+    start_nodes_in(addr, "", prefix, n, port_base, backoff_ms).await
+}
+
+/// Like [`start_nodes_at`], for cluster `cluster` (empty: the default one).
+pub async fn start_nodes_in(
+    addr: &str,
+    cluster: &str,
+    prefix: &str,
+    n: usize,
+    port_base: usize,
+    backoff_ms: impl Fn(usize) -> (u64, u64),
+) -> Vec<SimNode> {
     let nodes: Vec<SimNode> = (0..n)
         .map(|i| {
             let mut c = NodeAgentConfig::new(
@@ -205,6 +217,7 @@ pub async fn start_nodes_at(
                 format!("{prefix}-{i}"),
                 format!("127.0.0.1:{}", port_base + i),
             );
+            c.cluster = cluster.to_string();
             c.labels = NodeLabels {
                 zone: format!("z{i}"),
                 ..Default::default()
