@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Concurrency limits on running operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OperatorLimits {
     /// Operators doing work on one node at once (receiving a replica, changing a leader).
     /// Bounds the copy traffic a node takes on. Default 2.
@@ -52,7 +52,7 @@ impl Default for OperatorLimits {
 
 /// Controller configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ControllerConfig {
     /// Concurrency limits.
     pub limits: OperatorLimits,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Liveness timing, all in milliseconds of the caller's monotonic clock.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LivenessConfig {
     /// How often nodes send heartbeats (told to nodes; also the phi detector's prior).
     /// Default 1000.

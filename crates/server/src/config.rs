@@ -209,3 +209,77 @@ impl ServerConfig {
             .unwrap_or_else(|| bound.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
+            path: "tempdir".into(),
+            source,
+        })?;
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(&path, text).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        ServerConfig::load(Some(&path))
+    }
+
+    #[test]
+    fn a_typo_in_any_section_is_refused_with_its_name() {
+        for (text, typo) in [
+            ("[liveness]\nofline_after_ms = 3000\n", "ofline_after_ms"),
+            ("[scheduler]\nrepair_delay = 1\n", "repair_delay"),
+            ("[operators]\nhistory = 5\n", "history"),
+            ("[operators.limits]\nper_nod = 1\n", "per_nod"),
+            ("[etcd]\nendpoint = [\"a:1\"]\n", "endpoint"),
+            ("grpc_adr = \"127.0.0.1:1\"\n", "grpc_adr"),
+        ] {
+            match load_text(text) {
+                Err(ConfigError::Parse { message, .. }) => {
+                    assert!(message.contains(typo), "{typo}: {message}")
+                }
+                other => panic!("{typo} accepted: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_sections_take_their_documented_keys() {
+        let text =
+            "store = \"etcd\"\n[etcd]\nendpoints = [\"10.0.0.1:2379\"]\nelection_ttl_s = 3\n\
+                    [liveness]\noffline_after_ms = 7000\n[operators.limits]\nper_node = 3\n";
+        let config = load_text(text).expect("valid config");
+        assert_eq!(config.store, StoreKind::Etcd);
+        assert_eq!(config.etcd.endpoints, ["10.0.0.1:2379"]);
+        assert_eq!(config.etcd.election_ttl_s, 3);
+        assert_eq!(config.liveness.offline_after_ms, 7000);
+        assert_eq!(config.operators.limits.per_node, 3);
+    }
+}
+
+#[cfg(test)]
+mod doc_examples {
+    use super::ServerConfig;
+
+    /// Every ```toml block of the docs is a config the server accepts.
+    #[test]
+    fn the_config_examples_in_the_docs_load() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut checked = 0;
+        for doc in ["docs/configuration.md", "docs/deploy.md", "README.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).expect("doc readable");
+            let mut blocks = text.split("```toml\n").skip(1);
+            for block in blocks.by_ref() {
+                let body = block.split("```").next().unwrap_or_default();
+                if let Err(e) = toml::from_str::<ServerConfig>(body) {
+                    panic!("{doc}: example does not load: {e}\n{body}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "found {checked} examples");
+    }
+}

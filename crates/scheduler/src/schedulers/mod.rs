@@ -27,7 +27,7 @@ use std::collections::HashSet;
 
 /// Tuning shared by the schedulers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// How long a node must be Offline before its replicas are re-created elsewhere. A node
     /// restarting comes back well within it, so a rolling restart moves no data. Leaders
