@@ -157,6 +157,10 @@ pub struct AgentStatus {
     pub sessions: u64,
     /// When the last heartbeat report was handed to the stream.
     pub last_heartbeat_at: Option<Instant>,
+    /// Registrations Meridian refused in a row (a name alive elsewhere, a fingerprint that
+    /// differs, a malformed registration): retrying alone will not fix these. 0 once a
+    /// registration is accepted.
+    pub refusals: u32,
 }
 
 /// A running heartbeat loop.
@@ -341,13 +345,26 @@ impl Runner {
                         ..
                     })
             );
-            if let Err(e) = &result {
-                tracing::debug!(node = %self.config.name, "heartbeat session ended: {}", e.message);
+            match &result {
+                Err(e) if e.refused => {
+                    tracing::warn!(node = %self.config.name, "Meridian refused the registration: {}", e.message);
+                }
+                Err(e) => {
+                    tracing::debug!(node = %self.config.name, "heartbeat session ended: {}", e.message);
+                }
+                Ok(_) => {}
             }
             self.set_status(|s| {
                 s.connected = false;
-                if let Err(e) = result {
-                    s.last_error = Some(e.message);
+                match result {
+                    Err(e) => {
+                        if e.refused {
+                            s.refusals += 1;
+                        }
+                        s.last_error = Some(e.message);
+                    }
+                    Ok(true) => s.refusals = 0,
+                    Ok(false) => {}
                 }
             });
             if healthy {
@@ -450,6 +467,7 @@ impl Runner {
             s.connected = true;
             s.last_error = None;
             s.sessions += 1;
+            s.refusals = 0;
         });
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -565,6 +583,8 @@ struct SessionEnd {
     /// The Meridian leader changed or is being elected: retry at once, not after a
     /// growing backoff.
     leader_change: bool,
+    /// Meridian refused the registration itself (see [`AgentStatus::refusals`]).
+    refused: bool,
 }
 
 impl SessionEnd {
@@ -572,6 +592,7 @@ impl SessionEnd {
         Self {
             message: format!("{}: looking for the Meridian leader", message.into()),
             leader_change: true,
+            refused: false,
         }
     }
 
@@ -580,6 +601,12 @@ impl SessionEnd {
         Self {
             message: format!("{}: {}", s.code(), s.message()),
             leader_change: s.code() == tonic::Code::Unavailable,
+            refused: matches!(
+                s.code(),
+                tonic::Code::FailedPrecondition
+                    | tonic::Code::AlreadyExists
+                    | tonic::Code::InvalidArgument
+            ),
         }
     }
 }
@@ -589,6 +616,7 @@ impl From<String> for SessionEnd {
         Self {
             message,
             leader_change: false,
+            refused: false,
         }
     }
 }

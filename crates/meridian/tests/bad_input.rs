@@ -225,6 +225,32 @@ async fn a_heartbeat_before_registering_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_node_name_at_another_endpoint_and_a_wrong_fingerprint_are_refused() {
     let server = start(memory_config()).await;
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    let (status, body) = http(
+        Method::PUT,
+        format!("{base}/fingerprint"),
+        Some(serde_json::json!({"fingerprint": "cfg-1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        Method::PUT,
+        format!("{base}/fingerprint"),
+        Some(serde_json::json!({"fingerprint": "x", "typo": 1})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("typo"), "{body}");
+    assert_eq!(
+        server
+            .meta
+            .cluster("default")
+            .unwrap()
+            .config()
+            .config_fingerprint,
+        "cfg-1",
+        "a refused request changes nothing"
+    );
     let mut first = node_config(&server, "dup", 0, 1);
     first.config_fingerprint = "cfg-1".into();
     let node = meridian_sim::node::SimNode::start(first.clone());
@@ -245,8 +271,8 @@ async fn a_live_node_name_at_another_endpoint_and_a_wrong_fingerprint_are_refuse
     other.config_fingerprint = "cfg-2".into();
     let wrong = meridian_sim::node::SimNode::start(other);
     let err = eventually(Duration::from_secs(5), || {
-        let e = wrong.agent.status().last_error;
-        async move { e }
+        let s = wrong.agent.status();
+        async move { (s.refusals >= 2).then_some(s.last_error.unwrap_or_default()) }
     })
     .await;
     assert!(err.contains("config fingerprint"), "{err}");
@@ -255,6 +281,49 @@ async fn a_live_node_name_at_another_endpoint_and_a_wrong_fingerprint_are_refuse
         1
     );
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_never_sets_the_clusters_fingerprint() {
+    let server = start(memory_config()).await;
+    // A misconfigured node joins a cluster that expects no fingerprint...
+    let mut odd = node_config(&server, "odd", 0, 1);
+    odd.config_fingerprint = "abc".into();
+    let odd = meridian_sim::node::SimNode::start(odd);
+    odd.agent.registered(Duration::from_secs(5)).await.unwrap();
+    let cluster = server.meta.cluster("default").unwrap();
+    assert_eq!(cluster.config().config_fingerprint, "");
+    // ...and locks nobody out: nodes without one (or with another) still join.
+    for (i, fingerprint) in [(1, ""), (2, "xyz")] {
+        let mut c = node_config(&server, "next", i, 1);
+        c.config_fingerprint = fingerprint.into();
+        let n = meridian_sim::node::SimNode::start(c);
+        n.agent.registered(Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(cluster.node_entries().len(), 3);
+    server.shutdown().await;
+}
+
+#[test]
+fn sim_node_exits_with_status_2_when_its_registration_keeps_being_refused() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(start(memory_config()));
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    runtime.block_on(http(
+        Method::PUT,
+        format!("{base}/fingerprint"),
+        Some(serde_json::json!({"fingerprint": "expected"})),
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["sim-node", "--name", "refused", "--endpoint", "127.0.0.1:0"])
+        .args(["--fingerprint", "wrong", "--meta"])
+        .arg(server.grpc_addr.to_string())
+        .output()
+        .expect("sim-node runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("config fingerprint"), "{stderr}");
+    runtime.block_on(server.shutdown());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

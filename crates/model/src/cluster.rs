@@ -49,7 +49,8 @@ pub struct ClusterConfig {
     /// How replica sets are drawn.
     #[serde(default)]
     pub placement: PlacementMode,
-    /// Nodes must present this config fingerprint to join; empty: the first node's is adopted.
+    /// Nodes must present this config fingerprint to join; empty: any is accepted. Set
+    /// explicitly (at creation, or `ctl set-fingerprint`), never taken from a node.
     #[serde(default)]
     pub config_fingerprint: String,
     /// The shards' data lives on shared storage (object storage, as in HoraeDB or

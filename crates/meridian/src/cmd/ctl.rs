@@ -125,6 +125,12 @@ enum CtlCommand {
         /// Scheduler name.
         name: String,
     },
+    /// Set the config fingerprint nodes must present to join the cluster ("" accepts any).
+    /// Registered nodes are checked when they next register.
+    SetFingerprint {
+        /// The fingerprint.
+        fingerprint: String,
+    },
     /// Maintenance mode: only failover and repair run.
     Maintenance {
         /// on or off.
@@ -442,6 +448,15 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 M::POST,
                 &format!("/api/v1/clusters/{c}/schedulers/{name}/resume"),
                 None,
+            )
+            .await
+        }
+        CtlCommand::SetFingerprint { fingerprint } => {
+            let body = json!({ "fingerprint": fingerprint });
+            http.call(
+                M::PUT,
+                &format!("/api/v1/clusters/{c}/fingerprint"),
+                Some(body),
             )
             .await
         }

@@ -56,7 +56,11 @@ pub struct NodeArgs {
     lease_log: Option<PathBuf>,
 }
 
-/// Runs the node until Ctrl-C / SIGTERM (or SIGKILL, which is the point).
+/// Registrations refused in a row after which `sim-node` exits with status 2.
+const REFUSALS_BEFORE_EXIT: u32 = 5;
+
+/// Runs the node until Ctrl-C / SIGTERM (or SIGKILL, which is the point); exits with status
+/// 2 if Meridian keeps refusing its registration.
 pub async fn run(args: NodeArgs) -> CmdResult {
     let mut config = NodeAgentConfig::new("", args.name.clone(), args.endpoint.clone());
     config.meta_addrs = args.meta;
@@ -96,9 +100,35 @@ pub async fn run(args: NodeArgs) -> CmdResult {
             None
         }
     };
-    match node.agent.registered(Duration::from_secs(30)).await {
-        Some(id) => eprintln!("sim-node {} registered as node-{id}", args.name),
-        None => eprintln!(
+    // Registration: wait for it, but give up (exit 2) once Meridian has refused it
+    // REFUSALS_BEFORE_EXIT times in a row: a wrong fingerprint or a name alive elsewhere does
+    // not fix itself, and retrying forever in silence hides it.
+    let registering = async {
+        loop {
+            let status = node.agent.status();
+            if status.node_id.is_some() {
+                return Ok(status.node_id);
+            }
+            if status.refusals >= REFUSALS_BEFORE_EXIT {
+                return Err(status.last_error.unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(30), registering).await {
+        Ok(Ok(id)) => eprintln!(
+            "sim-node {} registered as node-{}",
+            args.name,
+            id.unwrap_or_default()
+        ),
+        Ok(Err(why)) => {
+            eprintln!(
+                "sim-node {}: Meridian refused the registration {REFUSALS_BEFORE_EXIT} times: {why}",
+                args.name
+            );
+            return Ok(std::process::ExitCode::from(2));
+        }
+        Err(_) => eprintln!(
             "sim-node {}: not registered yet ({:?}); retrying in the background",
             args.name,
             node.agent.status().last_error

@@ -104,7 +104,16 @@ impl pb::node_service_server::NodeService for NodeSvc {
             let _registering = cluster.sessions.registration.lock().await;
             let node = {
                 let (cluster, register) = (cluster.clone(), register.clone());
-                detached(async move { cluster.register(&register, now).await }).await?
+                detached(async move { cluster.register(&register, now).await }).await
+            };
+            let node = match node {
+                Ok(n) => n,
+                Err(e) => {
+                    // Refusals are an operator's business: visible in the log and counted.
+                    tracing::warn!(cluster = %cluster.id, name = %register.name, endpoint = %register.endpoint, "registration refused: {e}");
+                    metrics::counter!("meridian_registrations_refused_total", "cluster" => cluster.id.to_string(), "reason" => e.code()).increment(1);
+                    return Err(e.into());
+                }
             };
             let (session, on_replaced) = cluster.sessions.attach(node, tx.clone());
             (node, session, on_replaced)

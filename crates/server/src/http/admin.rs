@@ -33,6 +33,10 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/api/v1/clusters/{cluster}/maintenance", put(maintenance))
         .route(
+            "/api/v1/clusters/{cluster}/fingerprint",
+            put(set_fingerprint),
+        )
+        .route(
             "/api/v1/clusters/{cluster}/shards/{shard}/transfer-leader",
             post(transfer_leader),
         )
@@ -139,6 +143,30 @@ async fn maintenance(
         .map_err(IntoResponse::into_response)?;
     s.scheduling.set_maintenance(c.id, b.enabled);
     Ok(Json(json!({ "maintenance": b.enabled })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FingerprintBody {
+    fingerprint: String,
+}
+
+/// Sets the config fingerprint nodes must present to join (empty: any).
+async fn set_fingerprint(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    req: Result<Json<FingerprintBody>, JsonRejection>,
+) -> Result<Response, Response> {
+    let b = body(req)?;
+    let c = s
+        .meta
+        .cluster(&cluster)
+        .map_err(IntoResponse::into_response)?;
+    let fingerprint = b.fingerprint.clone();
+    detached(async move { c.set_fingerprint(&fingerprint).await })
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "config_fingerprint": b.fingerprint })).into_response())
 }
 
 fn node_id(c: &Cluster, key: &str) -> Result<NodeId, ServerError> {

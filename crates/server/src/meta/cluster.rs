@@ -284,8 +284,30 @@ impl Cluster {
     // Nodes
     // ----------------------------------------------------------------------------------
 
+    /// Sets the config fingerprint nodes must present to join (empty: any), durably.
+    /// Nodes already registered are not re-checked until they register again.
+    pub async fn set_fingerprint(&self, fingerprint: &str) -> Result<()> {
+        if fingerprint.len() > 256 {
+            return Err(ServerError::InvalidArgument(
+                "config_fingerprint longer than 256 bytes".into(),
+            ));
+        }
+        let _guard = self.init_lock.lock().await;
+        let mut config = self.config();
+        config.config_fingerprint = fingerprint.to_string();
+        self.store
+            .batch(vec![WriteOp::put(
+                keys::cluster_config(self.id),
+                encode(&config)?,
+            )])
+            .await?;
+        *self.config.write() = config;
+        tracing::info!(cluster = %self.id, fingerprint, "config fingerprint set");
+        Ok(())
+    }
+
     /// Registers a node from its first heartbeat. Refuses a name alive at another endpoint
-    /// and a config fingerprint that differs from the cluster's.
+    /// and a config fingerprint that differs from the cluster's (when it has one).
     pub async fn register(&self, req: &pb::RegisterNode, now_ms: u64) -> Result<NodeId> {
         meridian_model::validate_name("node", &req.name)?;
         if req.endpoint.is_empty() || req.endpoint.len() > 256 {
@@ -307,30 +329,21 @@ impl Cluster {
                 )));
             }
         }
-        let adopted_fingerprint = {
+        // The expected fingerprint is set explicitly (create-cluster, `ctl
+        // set-fingerprint`), never taken from a joining node: one misconfigured node must
+        // not lock every other node out.
+        {
             let config = self.config.read();
-            if config.config_fingerprint.is_empty() {
-                true
-            } else if config.config_fingerprint != req.config_fingerprint {
+            if !config.config_fingerprint.is_empty()
+                && config.config_fingerprint != req.config_fingerprint
+            {
                 return Err(ServerError::FailedPrecondition(format!(
                     "config fingerprint {:?} differs from cluster {:?}'s {:?}: \
-                     the node's cluster-wide settings do not match",
+                     the node's cluster-wide settings do not match \
+                     (`meridian ctl set-fingerprint` changes the expected one)",
                     req.config_fingerprint, config.name, config.config_fingerprint
                 )));
-            } else {
-                false
             }
-        };
-        if adopted_fingerprint && !req.config_fingerprint.is_empty() {
-            let mut config = self.config();
-            config.config_fingerprint = req.config_fingerprint.clone();
-            self.store
-                .batch(vec![WriteOp::put(
-                    keys::cluster_config(self.id),
-                    encode(&config)?,
-                )])
-                .await?;
-            *self.config.write() = config;
         }
 
         let existing = {
