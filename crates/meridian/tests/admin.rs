@@ -317,3 +317,42 @@ async fn evict_leaders_moves_every_leadership_off_a_node_before_a_planned_restar
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_mode_and_paused_schedulers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = redb_config(dir.path());
+    let server = start(config.clone()).await;
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    for (method, path, body) in [
+        (Method::PUT, "maintenance", Some(json!({"enabled": true}))),
+        (Method::POST, "schedulers/balance-shard/pause", None),
+        (Method::POST, "schedulers/balance-leader/pause", None),
+        (Method::POST, "schedulers/balance-leader/resume", None),
+    ] {
+        let (s, v) = http(method, format!("{base}/{path}"), body).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    // A refused switch changes nothing.
+    let (s, _) = http(
+        Method::POST,
+        format!("{base}/schedulers/no-such/pause"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    server.shutdown().await;
+
+    let server = start(config).await;
+    let (_, v) = http(Method::GET, format!("{base}/schedulers"), None).await;
+    assert_eq!(v["maintenance"], true, "{v}");
+    let paused: Vec<&str> = v["schedulers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["paused"] == true)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(paused, ["balance-shard"], "{v}");
+    server.shutdown().await;
+}

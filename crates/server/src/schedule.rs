@@ -7,6 +7,8 @@
 //! on its version (so a stale step can never overwrite a newer placement), publish the new
 //! route, then send the step's instructions and report their acks back.
 
+mod switches;
+
 use crate::meta::{Cluster, InstructionOutcome, Meta};
 use crate::server::ServingTerm;
 use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
@@ -51,6 +53,8 @@ pub struct Scheduling {
     operators: ControllerConfig,
     full_interval_ms: u64,
     clusters: Mutex<HashMap<ClusterId, Arc<Mutex<ClusterScheduling>>>>,
+    /// Serializes changes of the scheduler switches with their store writes.
+    switching: tokio::sync::Mutex<()>,
 }
 
 /// An operator as the admin API shows it.
@@ -106,6 +110,7 @@ impl Scheduling {
             operators,
             full_interval_ms,
             clusters: Mutex::new(HashMap::new()),
+            switching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -540,26 +545,6 @@ impl Scheduling {
         let state = self.cluster_state(cluster);
         let s = state.lock();
         (s.schedulers.maintenance(), s.schedulers.status())
-    }
-
-    /// Pauses or resumes a scheduler by name.
-    pub fn set_paused(&self, cluster: ClusterId, name: &str, paused: bool) -> Result<(), String> {
-        let state = self.cluster_state(cluster);
-        let mut s = state.lock();
-        let r = if paused {
-            s.schedulers.pause(name)
-        } else {
-            s.schedulers.resume(name)
-        };
-        r.map_err(|e| e.to_string())
-    }
-
-    /// Maintenance mode: only essential schedulers (failover, repair) run.
-    pub fn set_maintenance(&self, cluster: ClusterId, on: bool) {
-        self.cluster_state(cluster)
-            .lock()
-            .schedulers
-            .set_maintenance(on);
     }
 
     /// Submits an admin operator (transfer leader, move shard).

@@ -193,6 +193,8 @@ impl Server {
             config.operators,
             config.full_schedule_interval_ms,
         );
+        // Maintenance mode and paused schedulers survive restarts and takeovers.
+        scheduling.restore_switches().await?;
 
         let (grpc_listener, http_listener) = listeners.handles()?;
         let grpc_addr = listeners.grpc_addr()?;

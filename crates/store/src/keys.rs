@@ -21,6 +21,7 @@
 //! | `/meridian/v1/clusters/{c}/node_names/{name}`        | node id              | first registration (CAS absent)    | the node is removed          |
 //! | `/meridian/v1/clusters/{c}/shards/{shard:010}`       | `Shard` JSON         | shard creation, operator steps     | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/copysets`                 | `CopysetFamily` JSON (copyset mode only) | first shard placement (with the shards); the scheduling loop when nodes join, drain, die past the repair delay, or leave | the cluster is dropped |
+//! | `/meridian/v1/clusters/{c}/scheduler_switches`       | `{"maintenance": bool, "paused": [name]}` JSON | `ctl maintenance`, `ctl scheduler pause/resume` | the cluster is dropped |
 //! | `/meridian/v1/clusters/{c}/catalogs/{catalog}`       | catalog JSON         | DDL: create catalog                | DDL: drop catalog            |
 //! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
 //! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
@@ -130,6 +131,12 @@ pub fn shard(cluster: ClusterId, shard: ShardId) -> Vec<u8> {
 /// Every shard of a cluster.
 pub fn shards_prefix(cluster: ClusterId) -> Vec<u8> {
     in_cluster(cluster, format_args!("shards/"))
+}
+
+/// A cluster's scheduler switches (maintenance mode, paused schedulers): set by admins,
+/// kept across restarts and changes of Meridian leader.
+pub fn scheduler_switches(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("scheduler_switches"))
 }
 
 /// The copyset family of a cluster in copyset placement mode: the only replica sets its

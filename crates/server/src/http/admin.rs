@@ -119,9 +119,8 @@ async fn switch_scheduler(
             )))
         }
     };
-    s.scheduling
-        .set_paused(c.id, &name, paused)
-        .map_err(ServerError::NotFound)?;
+    let (scheduling, id, n) = (s.scheduling.clone(), c.id, name.clone());
+    detached(async move { scheduling.set_paused(id, &n, paused).await }).await?;
     Ok(Json(json!({ "scheduler": name, "paused": paused })))
 }
 
@@ -141,7 +140,10 @@ async fn maintenance(
         .meta
         .cluster(&cluster)
         .map_err(IntoResponse::into_response)?;
-    s.scheduling.set_maintenance(c.id, b.enabled);
+    let (scheduling, id, enabled) = (s.scheduling.clone(), c.id, b.enabled);
+    detached(async move { scheduling.set_maintenance(id, enabled).await })
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok(Json(json!({ "maintenance": b.enabled })).into_response())
 }
 
