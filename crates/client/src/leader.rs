@@ -53,13 +53,22 @@ enum Answer {
     Single,
 }
 
-async fn ask(addr: &str) -> Result<Answer, String> {
-    let channel = endpoint(addr)
-        .map_err(|e| e.to_string())?
-        .timeout(ASK_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
+/// One channel per server, connected on first use and kept: a follower that checks who
+/// leads every 300 ms asks over the same connections each time.
+struct Members(Vec<(String, Channel)>);
+
+impl Members {
+    fn new(addrs: &[String]) -> Result<Self, ClientError> {
+        let mut members = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let channel = endpoint(addr)?.timeout(ASK_TIMEOUT).connect_lazy();
+            members.push((addr.clone(), channel));
+        }
+        Ok(Self(members))
+    }
+}
+
+async fn ask(addr: &str, channel: Channel) -> Result<Answer, String> {
     let mut client = pb::membership_service_client::MembershipServiceClient::new(channel);
     match client.get_leader(pb::GetLeaderRequest {}).await {
         Ok(r) => Ok(Answer::Known(r.into_inner())),
@@ -75,10 +84,15 @@ pub async fn find_leader(addrs: &[String]) -> Result<FoundLeader, ClientError> {
     if addrs.is_empty() {
         return Err(ClientError::InvalidAddress("no address given".into()));
     }
-    let mut pending: futures::stream::FuturesUnordered<_> = addrs
+    find_leader_among(&Members::new(addrs)?).await
+}
+
+async fn find_leader_among(members: &Members) -> Result<FoundLeader, ClientError> {
+    let mut pending: futures::stream::FuturesUnordered<_> = members
+        .0
         .iter()
-        .map(|a| async move {
-            let answer = tokio::time::timeout(ASK_TIMEOUT * 2, ask(a))
+        .map(|(a, channel)| async move {
+            let answer = tokio::time::timeout(ASK_TIMEOUT * 2, ask(a, channel.clone()))
                 .await
                 .unwrap_or_else(|_| Err(format!("{a}: no answer within {:?}", ASK_TIMEOUT * 2)));
             (a.clone(), answer)
@@ -125,13 +139,13 @@ pub async fn following_channel(addrs: &[String]) -> Result<Channel, ClientError>
     if addrs.len() <= 1 {
         return connect_channel(addrs).await;
     }
-    let first = find_leader(addrs).await?;
+    let members = Members::new(addrs)?;
+    let first = find_leader_among(&members).await?;
     let (channel, changes) = Channel::balance_channel::<String>(4);
     changes
         .send(Change::Insert(first.addr.clone(), endpoint(&first.addr)?))
         .await
         .map_err(|_| ClientError::Connect("channel closed".into()))?;
-    let addrs = addrs.to_vec();
     tokio::spawn(async move {
         let mut current = first;
         loop {
@@ -139,7 +153,7 @@ pub async fn following_channel(addrs: &[String]) -> Result<Channel, ClientError>
             if changes.is_closed() {
                 return;
             }
-            let Ok(found) = find_leader(&addrs).await else {
+            let Ok(found) = find_leader_among(&members).await else {
                 continue;
             };
             if found.addr == current.addr || found.term < current.term {
