@@ -92,6 +92,9 @@ pub struct Cluster {
     /// Streams of connected nodes and instructions in flight.
     pub sessions: Sessions,
     init_lock: tokio::sync::Mutex<()>,
+    /// Set once this server knows every initial shard exists (no `create_shards` record
+    /// is left): registrations then skip the store read.
+    shards_complete: std::sync::atomic::AtomicBool,
     instruction_timeout: Duration,
     /// Who holds each shard's write lease, and until when. Lock order: `state` first,
     /// then `leases`.
@@ -248,6 +251,7 @@ impl Cluster {
             routes,
             sessions: Sessions::default(),
             init_lock: tokio::sync::Mutex::new(()),
+            shards_complete: std::sync::atomic::AtomicBool::new(false),
             instruction_timeout,
             leases: parking_lot::Mutex::new(leases),
             copyset_family,
@@ -739,10 +743,15 @@ impl Cluster {
     pub async fn maybe_create_shards(self: &Arc<Self>) -> Result<bool> {
         let _guard = self.init_lock.lock().await;
         let config = self.config();
+        use std::sync::atomic::Ordering;
+        if self.shards_complete.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         let in_flight = keys::procedure(self.id, "create_shards", 0);
         let recorded = self.store.get(&in_flight).await?.is_some();
         let partial = self.has_shards() && recorded;
         if self.has_shards() && !partial {
+            self.shards_complete.store(true, Ordering::Release);
             return Ok(false);
         }
         let nodes = {
@@ -799,6 +808,7 @@ impl Cluster {
             }
         }
         self.copysets_placed(placement.copysets.clone());
+        self.shards_complete.store(true, Ordering::Release);
         {
             let mut state = self.state.write();
             for shard in &placement.shards {
