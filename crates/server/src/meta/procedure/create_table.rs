@@ -39,10 +39,12 @@ impl Cluster {
     async fn wait_for_connected_leaders(&self, within: Duration) -> HashSet<NodeId> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            // Leaders first, then sessions: never both locks at once.
-            let leaders: Vec<NodeId> = {
+            // Sessions first, then the shards: never both locks at once.
+            let connected = self.sessions.connected_nodes();
+            let (any_online, any_connected) = {
                 let state = self.state.read();
-                state
+                let mut any_online = false;
+                let any_connected = state
                     .shards
                     .values()
                     .filter_map(|e| e.shard.leader())
@@ -52,13 +54,13 @@ impl Cluster {
                             .get(l)
                             .is_some_and(|n| n.state == NodeState::Online)
                     })
-                    .collect()
+                    .any(|l| {
+                        any_online = true;
+                        connected.contains(&l)
+                    });
+                (any_online, any_connected)
             };
-            let connected = self.sessions.connected_nodes();
-            if leaders.is_empty()
-                || leaders.iter().any(|l| connected.contains(l))
-                || tokio::time::Instant::now() >= deadline
-            {
+            if !any_online || any_connected || tokio::time::Instant::now() >= deadline {
                 return connected;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
