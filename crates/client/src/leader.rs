@@ -27,13 +27,17 @@ pub struct FoundLeader {
     pub term: u64,
 }
 
-pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
-    let url = if addr.contains("://") {
+/// `host:port` as an `http://` URL; a URL as it is.
+pub(crate) fn url_of(addr: &str) -> String {
+    if addr.contains("://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(url)
+    }
+}
+
+pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
+    Ok(Endpoint::from_shared(url_of(addr))
         .map_err(|e| ClientError::InvalidAddress(format!("{addr}: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         // A server that stops answering (paused, cut off) is noticed within ~2 s by its

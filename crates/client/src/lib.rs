@@ -28,12 +28,7 @@ pub use meta_client::{MetaClient, RouteCache};
 pub async fn connect_channel(addrs: &[String]) -> Result<tonic::transport::Channel, ClientError> {
     let mut last = None;
     for addr in addrs {
-        let url = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.clone()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = match tonic::transport::Endpoint::from_shared(url) {
+        let endpoint = match tonic::transport::Endpoint::from_shared(leader::url_of(addr)) {
             Ok(e) => e
                 .tcp_nodelay(true)
                 .connect_timeout(std::time::Duration::from_secs(3))

@@ -6,6 +6,7 @@
 //! Each prints a readable summary and, with `--json`, one JSON object as its last line.
 
 use super::CmdResult;
+use crate::procs::free_addr;
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use meridian_client::{MetaClient, NodeAgentConfig};
@@ -130,12 +131,6 @@ impl Drop for ServerProcess {
     }
 }
 
-fn free_port() -> Result<u16, std::io::Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 struct Target {
     grpc: String,
     http: Option<String>,
@@ -160,7 +155,7 @@ async fn target_on(
         });
     }
     let dir = tempfile::tempdir()?;
-    let (gp, hp) = (free_port()?, free_port()?);
+    let (gp, hp) = (free_addr()?.port(), free_addr()?.port());
     let mut command = std::process::Command::new(std::env::current_exe()?);
     command.args(["server", "--data-dir"]).arg(dir.path());
     let etcd = if store == "etcd" {
