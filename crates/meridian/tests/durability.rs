@@ -4,29 +4,17 @@
 
 mod common;
 
-use common::{eventually, free_port, redb_config, start_nodes_at};
+use common::{eventually, free_port, redb_config, spawn_server_process, start_nodes_at};
 use meridian_client::{MetaClient, NodeAgentConfig};
 use meridian_model::{NodeLabels, PartitionRule, TableName};
 use meridian_sim::node::SimNode;
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn spawn_server(dir: &std::path::Path, grpc: u16, http: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["server", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("server process starts")
+    spawn_server_process(dir, grpc, http, &[])
 }
 
 async fn wait_healthy(http: u16) {

@@ -9,7 +9,7 @@ use meridian_model::{PartitionRule, Shard, ShardId, Table, TableId, TableName};
 use meridian_server::meta::Cluster;
 use meridian_sim::node::SimNode;
 use meridian_store::keys;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -297,21 +297,15 @@ fn spawn_server(
     point: &str,
     marker: &std::path::Path,
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["server", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .env("RUST_LOG", "warn")
-        .env(meridian_server::failpoint::ENV_POINT, point)
-        .env(meridian_server::failpoint::ENV_FILE, marker)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("server process starts")
+    spawn_server_process(
+        dir,
+        grpc,
+        http,
+        &[
+            (meridian_server::failpoint::ENV_POINT, point.as_ref()),
+            (meridian_server::failpoint::ENV_FILE, marker.as_os_str()),
+        ],
+    )
 }
 
 /// Runs a server process with `point` armed, 3 nodes and 16 tables; `act` starts the

@@ -262,3 +262,27 @@ pub async fn pause_balancing(server: &RunningServer) {
         assert_eq!(s, 200, "{v}");
     }
 }
+
+/// A `meridian server` process on `dir` (redb) at the given loopback ports, with extra
+/// environment `env` (e.g. an armed failpoint).
+pub fn spawn_server_process(
+    dir: &std::path::Path,
+    grpc: u16,
+    http: u16,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["server", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("server process starts")
+}
