@@ -208,6 +208,7 @@ impl NodeAgent {
             shards: Arc::new(AppliedShards {
                 versions: Mutex::new(HashMap::new()),
                 locks: Mutex::new(HashMap::new()),
+                open: Mutex::new(HashMap::new()),
                 leases: leases.clone(),
             }),
             report_now: Arc::new(Notify::new()),
@@ -284,6 +285,9 @@ struct AppliedShards {
     versions: Mutex<HashMap<ShardId, ShardVersion>>,
     /// One lock per shard: its instructions run one at a time, check and apply together.
     locks: Mutex<HashMap<ShardId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The version and role each open replica was last opened (or changed) at, as the
+    /// database confirmed: a repeated open of the same is acknowledged without the database.
+    open: Mutex<HashMap<ShardId, (ShardVersion, ReplicaRole)>>,
     leases: ShardLeases,
 }
 
@@ -395,9 +399,14 @@ impl Runner {
         let mut client = pb::node_service_client::NodeServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::NodeHeartbeat>(256);
         let (_, shards) = self.handler.report();
-        for r in &shards {
-            self.shards.leases.set_held(r.shard, r.version, r.role);
-            self.shards.raise(r.shard, r.version);
+        {
+            let mut open = self.shards.open.lock();
+            open.clear();
+            for r in &shards {
+                self.shards.leases.set_held(r.shard, r.version, r.role);
+                self.shards.raise(r.shard, r.version);
+                open.insert(r.shard, (r.version, r.role));
+            }
         }
         let shards = self.with_lease_flags(shards);
         let c = &self.config;
@@ -662,16 +671,28 @@ async fn execute(
     let applied = match &kind {
         pb::instruction::Kind::OpenShard(open) => {
             let role = role_of(open.role)?;
+            // A repeated open (re-sent, or sent twice by two paths) is done already. Passing
+            // it on could undo later work: its table list may predate a create that the
+            // database applied after the first open.
+            if shards.open.lock().get(&shard) == Some(&(version, role)) {
+                return Ok(if role == ReplicaRole::Leader {
+                    Applied::Leader
+                } else {
+                    Applied::Other
+                });
+            }
             if role != ReplicaRole::Leader {
                 leases.set_held(shard, version, role);
             }
             let tables = open.tables.iter().map(TableRef::from).collect();
             handler.open_shard(shard, version, role, tables).await?;
             leases.set_held(shard, version, role);
+            shards.open.lock().insert(shard, (version, role));
             Some(role)
         }
         pb::instruction::Kind::CloseShard(_) => {
             leases.remove(shard);
+            shards.open.lock().remove(&shard);
             handler.close_shard(shard, version).await?;
             None
         }
@@ -682,6 +703,7 @@ async fn execute(
             }
             handler.change_role(shard, version, role).await?;
             leases.set_held(shard, version, role);
+            shards.open.lock().insert(shard, (version, role));
             Some(role)
         }
         pb::instruction::Kind::CreateTable(create) => {
@@ -770,6 +792,7 @@ mod tests {
         AppliedShards {
             versions: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
             leases: ShardLeases::new("n1", None),
         }
     }
@@ -785,7 +808,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.contains("stale instruction"), "{err}");
-        // The same version again is fine (instructions are idempotent and may be resent).
+        // The same version again is fine (instructions are idempotent and may be resent),
+        // and done already: the database is not told twice.
         execute(&handler, &versions, open(5, pb::Role::Leader))
             .await
             .unwrap();
@@ -794,11 +818,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             *handler.0.lock(),
-            vec![
-                "open shard-7 v5 Leader",
-                "open shard-7 v5 Leader",
-                "open shard-7 v6 Follower"
-            ]
+            vec!["open shard-7 v5 Leader", "open shard-7 v6 Follower"]
         );
     }
 

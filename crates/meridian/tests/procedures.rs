@@ -24,7 +24,8 @@ async fn cluster_with_tables(
     let server = start(memory_config()).await;
     let nodes = start_nodes(&server, prefix, 6, 3).await;
     shards_ready(&server, &nodes).await;
-    // No balancing move in flight: leaders stay where the tests find them.
+    // No balancing move in flight, and none to come: leaders stay where the tests find them.
+    pause_balancing(&server).await;
     settled(&server).await;
     let cluster = server.meta.cluster("default").unwrap();
     for i in 0..16 {
@@ -78,20 +79,45 @@ async fn records(cluster: &Cluster, kind: &str) -> usize {
 
 /// Every partition of every table is on an existing shard whose leader holds it.
 fn every_partition_served(cluster: &Cluster, nodes: &[SimNode]) -> bool {
-    cluster.list_tables("", "").iter().all(|t| {
-        t.partitions.iter().all(|p| {
-            let Some(leader) = cluster.shard(p.shard).and_then(|s| s.leader()) else {
-                return false;
+    match unserved_partition(cluster, nodes) {
+        None => true,
+        Some(why) => {
+            eprintln!("not every partition is served: {why}");
+            false
+        }
+    }
+}
+
+/// The first partition whose shard's leader does not hold it, described.
+fn unserved_partition(cluster: &Cluster, nodes: &[SimNode]) -> Option<String> {
+    for t in cluster.list_tables("", "") {
+        for p in &t.partitions {
+            let Some(shard) = cluster.shard(p.shard) else {
+                return Some(format!("{}#{} is on missing {}", t.name, p.index, p.shard));
             };
-            nodes.iter().any(|n| {
+            let Some(leader) = shard.leader() else {
+                return Some(format!("{}#{}: {} has no leader", t.name, p.index, p.shard));
+            };
+            let held = nodes.iter().any(|n| {
                 n.agent.status().node_id == Some(leader.0)
                     && n.shards
                         .shards()
                         .get(&p.shard)
                         .is_some_and(|s| s.tables.contains(&(t.id.0, p.index)))
-            })
-        })
-    })
+            });
+            if !held {
+                let on_leader = nodes
+                    .iter()
+                    .find(|n| n.agent.status().node_id == Some(leader.0))
+                    .map(|n| format!("{:?}", n.shards.shards().get(&p.shard)));
+                return Some(format!(
+                    "{}#{} ({:?}) on {} v{:?}: leader {leader} holds {on_leader:?}",
+                    t.name, p.index, t.id, p.shard, shard.version
+                ));
+            }
+        }
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
