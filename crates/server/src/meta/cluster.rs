@@ -874,6 +874,16 @@ impl Cluster {
         expected: meridian_model::ShardVersion,
         next: Shard,
     ) -> Result<bool> {
+        self.swap_shard_with(expected, next, Vec::new()).await
+    }
+
+    /// [`Cluster::swap_shard`] with `extra` writes in the same transaction.
+    pub(super) async fn swap_shard_with(
+        &self,
+        expected: meridian_model::ShardVersion,
+        next: Shard,
+        extra: Vec<WriteOp>,
+    ) -> Result<bool> {
         next.check().map_err(ServerError::InvalidArgument)?;
         let current = {
             let state = self.state.read();
@@ -887,7 +897,8 @@ impl Cluster {
         }
         let txn = Txn::new()
             .shard_at(self.id, next.id, current.version)
-            .then_all(super::revision::put_shard(self.id, &next)?);
+            .then_all(super::revision::put_shard(self.id, &next)?)
+            .then_all(extra);
         if !self.store.txn(txn).await?.succeeded {
             return Ok(false);
         }
