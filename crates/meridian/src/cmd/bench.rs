@@ -321,7 +321,12 @@ async fn await_quiet(
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let nodes: Value = client.get(format!("{base}/nodes")).send().await?.json().await?;
+        let nodes: Value = client
+            .get(format!("{base}/nodes"))
+            .send()
+            .await?
+            .json()
+            .await?;
         let ops: Value = client
             .get(format!("{base}/operators"))
             .send()
