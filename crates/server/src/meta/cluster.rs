@@ -63,7 +63,8 @@ pub(super) struct ClusterState {
     pub(super) node_by_name: HashMap<String, NodeId>,
     pub(super) shards: BTreeMap<ShardId, ShardEntry>,
     pub(super) tables: HashMap<TableId, Table>,
-    pub(super) table_by_name: HashMap<TableName, TableId>,
+    /// Ordered, so lists page by name (`meta::paging`).
+    pub(super) table_by_name: BTreeMap<TableName, TableId>,
     pub(super) schemas: BTreeSet<(String, String)>,
     /// Names of tables whose create is in flight.
     pub(super) creating: HashSet<TableName>,

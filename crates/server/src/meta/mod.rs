@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod copysets;
 pub mod lease;
+pub mod paging;
 mod procedure;
 mod reconcile;
 mod revision;
