@@ -520,3 +520,67 @@ async fn a_stale_cached_route_is_refreshed_when_the_node_refuses() {
     assert_eq!(tried, vec![old_leader, new_leader]);
     server.shutdown().await;
 }
+
+/// Each cluster has a scheduling loop of its own: a cluster whose round is stuck (held at
+/// a failpoint here; in life, a long full pass over a huge cluster) delays no other
+/// cluster's failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_cluster_does_not_delay_another_clusters_failover() {
+    let mut config = memory_config();
+    fast_liveness(&mut config);
+    let server = start(config).await;
+    server
+        .meta
+        .create_cluster(meridian_model::ClusterConfig {
+            name: "other".into(),
+            shard_count: 4,
+            replication_factor: 3,
+            min_nodes: 3,
+            isolation: meridian_model::IsolationLevel::Zone,
+            placement: meridian_model::PlacementMode::Spread,
+            config_fingerprint: String::new(),
+            shared_storage: false,
+        })
+        .await
+        .unwrap();
+    let addr = server.grpc_addr.to_string();
+    let mut nodes = start_nodes(&server, "st", 4, 3).await;
+    let _others = start_nodes_in(&addr, "other", "ot", 3, 36200, |_| (20, 100)).await;
+    shards_ready(&server, &nodes).await;
+    pause_balancing(&server).await;
+    settled(&server).await;
+    let other = server.meta.cluster("other").unwrap();
+    eventually(Duration::from_secs(10), || {
+        let ready = other.has_shards();
+        async move { ready.then_some(()) }
+    })
+    .await;
+
+    // Hold the other cluster's round, then kill a leader in the default cluster.
+    let gate = other.failpoints().pause("schedule.tick");
+    gate.reached().await;
+    let cluster = server.meta.cluster("default").unwrap();
+    let at = nodes
+        .iter()
+        .position(|n| !n.shards.leaders().is_empty())
+        .expect("a node leads something");
+    let victim = nodes.remove(at);
+    let victim_id = meridian_model::NodeId(victim.agent.status().node_id.unwrap());
+    let led = victim.shards.leaders();
+    victim.agent.kill();
+    eventually(Duration::from_secs(15), || {
+        let moved = led.iter().all(|s| {
+            cluster.shard(*s).and_then(|s| s.leader()).is_some_and(|l| {
+                l != victim_id
+                    && nodes.iter().any(|n| {
+                        n.agent.status().node_id == Some(l.0)
+                            && n.agent.leases().writable(*s).is_ok()
+                    })
+            })
+        });
+        async move { moved.then_some(()) }
+    })
+    .await;
+    gate.release();
+    server.shutdown().await;
+}

@@ -202,6 +202,8 @@ impl Scheduling {
 
     /// One round for one cluster.
     pub async fn tick(&self, cluster: &Arc<Cluster>) {
+        // Tests hold one cluster's round here to show the others go on without it.
+        cluster.failpoints().hit("schedule.tick").await;
         let now = self.meta.now_ms();
         let started = std::time::Instant::now();
         let state = self.cluster_state(cluster.id);

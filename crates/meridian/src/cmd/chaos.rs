@@ -229,7 +229,11 @@ impl Cluster {
                 ));
             }
         }
-        Err(format!("no meridian server led within {within:?}; {}", why.join("; ")).into())
+        Err(format!(
+            "no meridian server led within {within:?}; {}",
+            why.join("; ")
+        )
+        .into())
     }
 
     /// The leader's HTTP address (any server's while none leads: followers redirect).
