@@ -12,10 +12,11 @@
 use crate::leader::{endpoint, find_leader};
 use crate::lease::{lease_end, ShardLeases};
 use meridian_model::{
-    NodeCapacity, NodeLabels, NodeStats, ReplicaRole, ShardId, ShardReport, ShardVersion, TableId,
+    NodeCapacity, NodeLabels, NodeStats, ReplicaRole, ShardId, ShardReport, ShardVersion,
+    TableDefinition, TableId,
 };
 use meridian_proto as pb;
-use meridian_proto::convert::role_from_wire;
+use meridian_proto::convert::{definition_from_wire, role_from_wire};
 use parking_lot::Mutex;
 use pb::node_heartbeat::Body;
 use std::collections::HashMap;
@@ -38,16 +39,22 @@ pub struct TableRef {
     pub table: String,
     /// Partition index.
     pub partition: u32,
+    /// The table's columns, keys and options (empty: none).
+    pub definition: TableDefinition,
 }
 
 impl From<&pb::TableOnShard> for TableRef {
     fn from(t: &pb::TableOnShard) -> Self {
+        // Meridian validated the definition; a column type this agent does not know (a
+        // newer server) leaves the definition empty rather than the table unopened.
+        let definition = definition_from_wire(t.definition.clone()).unwrap_or_default();
         Self {
             id: TableId(t.table_id),
             catalog: t.catalog.clone(),
             schema: t.schema.clone(),
             table: t.table.clone(),
             partition: t.partition,
+            definition,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! `MetaClient`: DDL and routing with a route cache.
 
 use crate::{following_channel, ClientError};
-use meridian_model::{PartitionRule, TableName};
+use meridian_model::{PartitionRule, TableDefinition, TableName};
 use meridian_proto as pb;
-use meridian_proto::convert::rule_to_wire;
+use meridian_proto::convert::{definition_to_wire, rule_to_wire};
 use parking_lot::RwLock;
 use pb::catalog_service_client::CatalogServiceClient;
 use pb::route_service_client::RouteServiceClient;
@@ -136,6 +136,19 @@ impl MetaClient {
         rule: &PartitionRule,
         if_not_exists: bool,
     ) -> Result<(pb::TableInfo, bool), ClientError> {
+        self.create_table_with(name, rule, &TableDefinition::default(), if_not_exists)
+            .await
+    }
+
+    /// Creates a table with a definition (columns, keys, options); see
+    /// [`MetaClient::create_table`].
+    pub async fn create_table_with(
+        &self,
+        name: &TableName,
+        rule: &PartitionRule,
+        definition: &TableDefinition,
+        if_not_exists: bool,
+    ) -> Result<(pb::TableInfo, bool), ClientError> {
         let r = self
             .catalog
             .clone()
@@ -146,6 +159,7 @@ impl MetaClient {
                 table: name.table.clone(),
                 partition_rule: rule_to_wire(rule),
                 if_not_exists,
+                definition: definition_to_wire(definition),
             })
             .await?
             .into_inner();

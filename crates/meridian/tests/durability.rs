@@ -300,6 +300,7 @@ async fn a_create_interrupted_by_a_crash_is_rolled_back_at_the_next_start() {
         }],
         created_at_ms: 0,
         revision: 0,
+        definition: Default::default(),
     };
     let table_ref = TableRef {
         id: orphan.id,
@@ -307,6 +308,7 @@ async fn a_create_interrupted_by_a_crash_is_rolled_back_at_the_next_start() {
         schema: "public".into(),
         table: "orphan".into(),
         partition: 0,
+        definition: Default::default(),
     };
     leader
         .shards

@@ -129,6 +129,9 @@ pub struct Table {
     /// revision key), never the encoded record; 0 in records written before it existed.
     #[serde(default)]
     pub revision: u64,
+    /// Its columns, keys and options (empty when created without).
+    #[serde(default)]
+    pub definition: crate::TableDefinition,
 }
 
 #[cfg(test)]

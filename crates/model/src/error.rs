@@ -16,6 +16,9 @@ pub enum ModelError {
     /// A partition rule is not acceptable.
     #[error("invalid partition rule: {0}")]
     InvalidPartitionRule(String),
+    /// A table definition is not acceptable.
+    #[error("invalid table definition: {0}")]
+    InvalidDefinition(String),
     /// A cluster configuration is not acceptable.
     #[error("invalid cluster config: {0}")]
     InvalidClusterConfig(String),

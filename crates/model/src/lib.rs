@@ -3,6 +3,7 @@
 //! ```text
 //! cluster ──< node            (endpoint, labels zone/rack/host, capacity, state)
 //! cluster ──< catalog ──< schema ──< table ──< partition
+//!                                    table ─── definition (columns, keys, options, version)
 //! partition ──> shard         (many tables' partitions share one shard)
 //! shard ──< replica           (node, role leader|follower)   version = epoch
 //! ```
@@ -12,6 +13,7 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod definition;
 pub mod error;
 pub mod ids;
 pub mod names;
@@ -20,6 +22,7 @@ pub mod shard;
 
 pub use catalog::{Partition, PartitionRule, Table, TableName, MAX_PARTITIONS};
 pub use cluster::{ClusterConfig, IsolationLevel, PlacementMode};
+pub use definition::{Column, ColumnType, TableDefinition};
 pub use error::ModelError;
 pub use ids::{ClusterId, InstructionId, NodeId, OperatorId, ShardId, ShardVersion, TableId};
 pub use names::validate_name;

@@ -203,8 +203,66 @@ impl From<&m::Table> for pb::TableInfo {
                 })
                 .collect(),
             created_at_ms: t.created_at_ms,
+            definition: definition_to_wire(&t.definition),
         }
     }
+}
+
+/// A definition on the wire; `None` for an empty one.
+pub fn definition_to_wire(d: &m::TableDefinition) -> Option<pb::TableDefinition> {
+    if d.is_empty() {
+        return None;
+    }
+    Some(pb::TableDefinition {
+        columns: d
+            .columns
+            .iter()
+            .map(|c| pb::ColumnDef {
+                name: c.name.clone(),
+                r#type: c.data_type.name().to_string(),
+                not_null: !c.nullable,
+                default_value: c.default.clone(),
+            })
+            .collect(),
+        primary_key: d.primary_key.clone(),
+        time_index: d.time_index.clone().unwrap_or_default(),
+        options: d.options.clone().into_iter().collect(),
+        version: d.version,
+    })
+}
+
+/// A definition from the wire (absent: empty); unknown column types are refused with the
+/// list of known ones. Not validated further: see `TableDefinition::validate`.
+pub fn definition_from_wire(
+    d: Option<pb::TableDefinition>,
+) -> Result<m::TableDefinition, m::ModelError> {
+    let Some(d) = d else {
+        return Ok(m::TableDefinition::default());
+    };
+    let columns = d
+        .columns
+        .into_iter()
+        .map(|c| {
+            Ok(m::Column {
+                data_type: m::ColumnType::parse(&c.r#type).map_err(|e| match e {
+                    m::ModelError::InvalidDefinition(msg) => {
+                        m::ModelError::InvalidDefinition(format!("column {:?}: {msg}", c.name))
+                    }
+                    other => other,
+                })?,
+                name: c.name,
+                nullable: !c.not_null,
+                default: c.default_value,
+            })
+        })
+        .collect::<Result<Vec<_>, m::ModelError>>()?;
+    Ok(m::TableDefinition {
+        columns,
+        primary_key: d.primary_key,
+        time_index: Some(d.time_index).filter(|t| !t.is_empty()),
+        options: d.options.into_iter().collect(),
+        version: d.version,
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use meridian_client::{NodeAgent, NodeAgentConfig, ShardHandler, ShardLeases, TableRef};
 use meridian_model::{
     LogPosition, NodeStats, ReplicaRole, ShardId, ShardReport, ShardStats, ShardStatus,
-    ShardVersion,
+    ShardVersion, TableDefinition,
 };
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +55,8 @@ pub struct SimShards {
     /// Synthetic report size: report this many extra shards' worth of zero-load entries
     /// is not done; reports always mirror what is held.
     base_units: f64,
+    /// The definition of each table as last received (with a create or an open).
+    definitions: Mutex<BTreeMap<u64, TableDefinition>>,
 }
 
 impl SimShards {
@@ -63,6 +65,18 @@ impl SimShards {
         Self {
             base_units,
             ..Default::default()
+        }
+    }
+
+    /// The definition this node last received for table `id`, if any.
+    pub fn definition(&self, id: u64) -> Option<TableDefinition> {
+        self.definitions.lock().get(&id).cloned()
+    }
+
+    fn keep_definitions<'a>(&self, tables: impl IntoIterator<Item = &'a TableRef>) {
+        let mut defs = self.definitions.lock();
+        for t in tables {
+            defs.insert(t.id.0, t.definition.clone());
         }
     }
 
@@ -117,6 +131,7 @@ impl ShardHandler for SimShards {
         role: ReplicaRole,
         tables: Vec<TableRef>,
     ) -> Result<(), String> {
+        self.keep_definitions(&tables);
         let tables = tables.iter().map(|t| (t.id.0, t.partition)).collect();
         let mut shards = self.shards.lock();
         // A replica opened again (a promotion) keeps its log.
@@ -167,6 +182,8 @@ impl ShardHandler for SimShards {
             return Err(format!("not the leader of {shard}"));
         }
         s.tables.insert((table.id.0, table.partition));
+        drop(shards);
+        self.keep_definitions([&table]);
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use super::table_name;
 use crate::meta::paging::PageRequest;
 use crate::meta::{detached, Meta};
 use meridian_proto as pb;
-use meridian_proto::convert::rule_from_wire;
+use meridian_proto::convert::{definition_from_wire, rule_from_wire};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -58,8 +58,15 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
         let r = request.into_inner();
         let name = table_name(&r.catalog, &r.schema, &r.table)?;
         let cluster = self.meta.cluster(&r.cluster)?;
+        let definition =
+            definition_from_wire(r.definition).map_err(crate::error::ServerError::from)?;
         let (table, created) = cluster
-            .create_table(name, rule_from_wire(r.partition_rule), r.if_not_exists)
+            .create_table_with(
+                name,
+                rule_from_wire(r.partition_rule),
+                definition,
+                r.if_not_exists,
+            )
             .await?;
         Ok(Response::new(pb::CreateTableResponse {
             table: Some((&table).into()),

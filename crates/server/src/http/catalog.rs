@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use meridian_model::{ClusterConfig, PartitionRule, TableName};
+use meridian_model::{ClusterConfig, PartitionRule, TableDefinition, TableName};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -133,6 +133,9 @@ struct CreateTableBody {
     name: String,
     #[serde(default)]
     partition: PartitionRule,
+    /// Columns, keys and options (see `meridian_model::TableDefinition`).
+    #[serde(default)]
+    definition: TableDefinition,
     #[serde(default)]
     if_not_exists: bool,
 }
@@ -146,7 +149,11 @@ async fn create_table(
     let run = async {
         let name = TableName::new(&b.catalog, &b.schema, &b.name)?;
         let c = s.meta.cluster(&cluster)?;
-        detached(async move { c.create_table(name, b.partition, b.if_not_exists).await }).await
+        detached(async move {
+            c.create_table_with(name, b.partition, b.definition, b.if_not_exists)
+                .await
+        })
+        .await
     };
     let (table, created) = run.await.map_err(IntoResponse::into_response)?;
     let status = if created {

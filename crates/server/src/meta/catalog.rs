@@ -235,6 +235,7 @@ pub(super) fn table_on_shard(t: &Table, partition: u32) -> pb::TableOnShard {
         schema: t.name.schema.clone(),
         table: t.name.table.clone(),
         partition,
+        definition: meridian_proto::convert::definition_to_wire(&t.definition),
     }
 }
 

@@ -99,6 +99,7 @@ fn route_of(state: &ClusterState, table: &Table) -> pb::TableRoute {
         catalog: table.name.catalog.clone(),
         schema: table.name.schema.clone(),
         table: table.name.table.clone(),
+        definition_version: table.definition.version,
         partitions: table
             .partitions
             .iter()

@@ -22,7 +22,9 @@ use crate::meta::catalog::{pick_shards, table_on_shard};
 use crate::meta::cluster::{encode, Cluster};
 use crate::meta::revision::{put_table, Guarded};
 use meridian_model::{NodeId, NodeState};
-use meridian_model::{Partition, PartitionRule, ShardId, Table, TableId, TableName};
+use meridian_model::{
+    Partition, PartitionRule, ShardId, Table, TableDefinition, TableId, TableName,
+};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
 use std::collections::HashSet;
@@ -77,7 +79,23 @@ impl Cluster {
         rule: PartitionRule,
         if_not_exists: bool,
     ) -> Result<(Table, bool)> {
+        self.create_table_with(name, rule, TableDefinition::default(), if_not_exists)
+            .await
+    }
+
+    /// [`Cluster::create_table`] with a definition (columns, keys, options): validated,
+    /// stored with the table at version 1, and sent to the shard leaders with the create.
+    pub async fn create_table_with(
+        self: &Arc<Self>,
+        name: TableName,
+        rule: PartitionRule,
+        mut definition: TableDefinition,
+        if_not_exists: bool,
+    ) -> Result<(Table, bool)> {
         rule.validate()?;
+        definition.validate()?;
+        definition.check_rule(&rule)?;
+        definition.version = u64::from(!definition.is_empty());
         self.check_schema(&name)?;
         let count = rule.partition_count();
         // After a restart or a change of Meridian leader, nodes are presumed Online before
@@ -134,7 +152,9 @@ impl Cluster {
         // still completes or fails cleanly, and the reservations above are always released.
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let result = this.create_table_reserved(&name, rule, &shards).await;
+            let result = this
+                .create_table_reserved(&name, rule, definition, &shards)
+                .await;
             this.finish_create(&name, &shards, result)
         });
         let (table, versions) = task
@@ -183,6 +203,7 @@ impl Cluster {
         self: &Arc<Self>,
         name: &TableName,
         rule: PartitionRule,
+        definition: TableDefinition,
         shards: &[ShardId],
     ) -> Result<(Table, Vec<meridian_model::ShardVersion>)> {
         let id = TableId(self.table_ids.next().await?);
@@ -200,6 +221,7 @@ impl Cluster {
                 .collect(),
             created_at_ms: wall_ms(),
             revision: 1,
+            definition,
         };
         // The procedure record goes first: if this server dies from here until the commit,
         // the next start finds it and rolls the create back on the nodes (invariant 3).

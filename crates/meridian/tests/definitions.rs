@@ -1,0 +1,208 @@
+//! Table definitions: columns, keys and options are validated, stored with the table,
+//! returned with it, versioned in routes, kept across a restart, and sent to the shard
+//! leaders with the create.
+
+mod common;
+
+use common::*;
+use meridian_model::{Column, ColumnType, PartitionRule, TableDefinition, TableName};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn metrics_definition() -> TableDefinition {
+    let col = |name: &str, data_type, nullable| Column {
+        name: name.into(),
+        data_type,
+        nullable,
+        default: None,
+    };
+    TableDefinition {
+        columns: vec![
+            col("host", ColumnType::String, false),
+            col("ts", ColumnType::TimestampMs, false),
+            Column {
+                default: Some("0".into()),
+                ..col("cpu", ColumnType::Float64, true)
+            },
+        ],
+        primary_key: vec!["host".into()],
+        time_index: Some("ts".into()),
+        options: BTreeMap::from([("ttl".to_string(), "7d".to_string())]),
+        version: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_is_stored_returned_routed_and_sent_to_the_leaders() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = redb_config(dir.path());
+    let server = start(config.clone()).await;
+    let nodes = start_nodes(&server, "d", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    let name = TableName::new("default", "public", "cpu").unwrap();
+    let rule = PartitionRule::Hash {
+        count: 4,
+        columns: vec!["host".into()],
+    };
+    let (info, created) = client
+        .create_table_with(&name, &rule, &metrics_definition(), false)
+        .await
+        .unwrap();
+    assert!(created);
+    let def = info.definition.clone().expect("the definition comes back");
+    assert_eq!(def.version, 1, "Meridian sets the first version");
+    assert_eq!(def.columns.len(), 3);
+    assert_eq!(def.columns[1].r#type, "timestamp_ms");
+    assert!(def.columns[1].not_null);
+    assert_eq!(def.columns[2].default_value.as_deref(), Some("0"));
+    assert_eq!(def.time_index, "ts");
+    assert_eq!(def.options.get("ttl").map(String::as_str), Some("7d"));
+    assert_eq!(
+        client.get_table(&name).await.unwrap().definition,
+        Some(def.clone())
+    );
+    let route = client.route(&name).await.unwrap();
+    assert_eq!(route.definition_version, 1);
+
+    // Every partition's shard leader got the definition with the create.
+    let cluster = server.meta.cluster("default").unwrap();
+    let table = cluster.get_table(&name).unwrap();
+    for p in &table.partitions {
+        let leader = cluster.shard(p.shard).unwrap().leader().unwrap();
+        let node = nodes
+            .iter()
+            .find(|n| n.agent.status().node_id == Some(leader.0))
+            .unwrap();
+        let got = node
+            .shards
+            .definition(table.id.0)
+            .expect("sent with the create");
+        assert_eq!(got.version, 1);
+        assert_eq!(got.columns, table.definition.columns);
+    }
+
+    // A table created without one has none, at version 0.
+    let plain = TableName::new("default", "public", "plain").unwrap();
+    let (info, _) = client
+        .create_table(&plain, &PartitionRule::None, false)
+        .await
+        .unwrap();
+    assert_eq!(info.definition, None);
+    assert_eq!(client.route(&plain).await.unwrap().definition_version, 0);
+
+    // Kept across a restart.
+    server.shutdown().await;
+    let server = start(config).await;
+    let client = common::client(&server).await;
+    eventually(Duration::from_secs(10), || {
+        let (client, name) = (client.clone(), name.clone());
+        async move { client.get_table(&name).await.ok() }
+    })
+    .await;
+    assert_eq!(client.get_table(&name).await.unwrap().definition, Some(def));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_definitions_are_refused_with_what_is_wrong_and_create_nothing() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "b", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    let name = TableName::new("default", "public", "bad").unwrap();
+    type Change = Box<dyn Fn(&mut TableDefinition, &mut PartitionRule)>;
+    let cases: Vec<(Change, &str)> = vec![
+        (
+            Box::new(|d, _| d.columns.push(d.columns[0].clone())),
+            "column \"host\" is defined twice",
+        ),
+        (
+            Box::new(|d, _| d.primary_key = vec!["nope".into()]),
+            "primary key column \"nope\" is not a column",
+        ),
+        (
+            Box::new(|d, _| d.time_index = Some("cpu".into())),
+            "must be a timestamp",
+        ),
+        (
+            Box::new(|_, r| {
+                *r = PartitionRule::Hash {
+                    count: 2,
+                    columns: vec!["region".into()],
+                }
+            }),
+            "partition rule names column \"region\"",
+        ),
+        (
+            Box::new(|d, _| {
+                d.options
+                    .insert("x".into(), "y".repeat(10_000))
+                    .map_or((), |_| ())
+            }),
+            "longer than",
+        ),
+    ];
+    for (change, expected) in cases {
+        let mut def = metrics_definition();
+        let mut rule = PartitionRule::None;
+        change(&mut def, &mut rule);
+        let err = client
+            .create_table_with(&name, &rule, &def, false)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("InvalidArgument") || msg.contains("invalid argument"),
+            "{msg}"
+        );
+        assert!(msg.contains(expected), "{msg} (expected {expected:?})");
+    }
+    assert!(
+        client.get_table(&name).await.is_err(),
+        "nothing was created"
+    );
+
+    // Over HTTP: an unknown type is refused (a body that does not parse: 422) naming the
+    // known ones.
+    let base = format!("http://{}/api/v1/clusters/default/tables", server.http_addr);
+    let (s, v) = http(
+        reqwest::Method::POST,
+        base.clone(),
+        Some(serde_json::json!({
+            "name": "bad",
+            "definition": {"columns": [{"name": "a", "type": "varchar"}]}
+        })),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("varchar") && msg.contains("timestamp_ms"),
+        "{v}"
+    );
+    // And a good one is a 201 with the definition in the answer.
+    let (s, v) = http(
+        reqwest::Method::POST,
+        base,
+        Some(serde_json::json!({
+            "name": "good",
+            "definition": {
+                "columns": [
+                    {"name": "host", "type": "string", "nullable": false},
+                    {"name": "ts", "type": "timestamp_ns", "nullable": false}
+                ],
+                "primary_key": ["host"],
+                "time_index": "ts"
+            }
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["table"]["definition"]["version"], 1, "{v}");
+    assert_eq!(
+        v["table"]["definition"]["columns"][1]["type"],
+        "timestamp_ns"
+    );
+    server.shutdown().await;
+}
