@@ -212,12 +212,37 @@ impl MetaClient {
             .ok_or_else(|| ClientError::Malformed("answer without table".into()))
     }
 
-    /// Tables of a schema.
+    /// Every table of `catalog`.`schema` (empty: all), fetched page by page.
     pub async fn list_tables(
         &self,
         catalog: &str,
         schema: &str,
     ) -> Result<Vec<pb::TableInfo>, ClientError> {
+        let mut tables = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .list_tables_page(catalog, schema, "", 0, &token)
+                .await?;
+            tables.extend(page.tables);
+            if page.next_page_token.is_empty() {
+                return Ok(tables);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// One page of the tables of `catalog`.`schema` (empty: all) whose names start with
+    /// `prefix`: at most `page_size` (0: the server's default), after `page_token` (empty:
+    /// the first page; else the previous page's `next_page_token`).
+    pub async fn list_tables_page(
+        &self,
+        catalog: &str,
+        schema: &str,
+        prefix: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<pb::ListTablesResponse, ClientError> {
         let r = self
             .catalog
             .clone()
@@ -225,9 +250,12 @@ impl MetaClient {
                 cluster: self.cluster.clone(),
                 catalog: catalog.into(),
                 schema: schema.into(),
+                page_size,
+                page_token: page_token.into(),
+                name_prefix: prefix.into(),
             })
             .await?;
-        Ok(r.into_inner().tables)
+        Ok(r.into_inner())
     }
 
     /// Routes of tables of one schema, from the server (no cache), as one batch.

@@ -20,6 +20,11 @@ impl Proc {
         self.child.id() as libc::pid_t
     }
 
+    /// How the process ended, if it has (it is reaped then).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Sends `signal` (SIGKILL, SIGSTOP, SIGCONT, ...).
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid; it is not reaped until `self` is dropped,
@@ -65,6 +70,13 @@ pub fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<Proc, BoxError> 
     Ok(Proc {
         child: cmd.spawn()?,
     })
+}
+
+/// The last `lines` lines of a process log, for error messages.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A free loopback address (bound, then released).

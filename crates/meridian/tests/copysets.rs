@@ -134,3 +134,44 @@ async fn copyset_family_survives_a_restart_and_repair_keeps_shards_in_copysets()
     );
     server.shutdown().await;
 }
+
+/// A split places its new shard inside a copyset of the family, led away from the source's
+/// leader: no stray shard for `CopysetFix` to move afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_places_the_new_shard_inside_a_copyset() {
+    let server = start(memory_config()).await;
+    server.meta.create_cluster(copyset_cluster()).await.unwrap();
+    let addr = server.grpc_addr.to_string();
+    let _nodes = start_cs_nodes(&addr, 20, 9);
+    let cluster = server.meta.cluster(CLUSTER).unwrap();
+    let family: Arc<CopysetFamily> = eventually(Duration::from_secs(15), || {
+        let cluster = cluster.clone();
+        async move { cluster.has_shards().then(|| cluster.copysets()).flatten() }
+    })
+    .await;
+    // Two partitions per shard.
+    let name = meridian_model::TableName::new("default", "public", "wide").unwrap();
+    let rule = meridian_model::PartitionRule::Hash {
+        count: 48,
+        columns: vec!["k".into()],
+    };
+    eventually(Duration::from_secs(15), || {
+        let (cluster, name, rule) = (cluster.clone(), name.clone(), rule.clone());
+        async move { cluster.create_table(name, rule, true).await.ok() }
+    })
+    .await;
+    for source in 1..=6u32 {
+        let source = meridian_model::ShardId(source);
+        let source_leader = cluster.shard(source).unwrap().leader();
+        let outcome = cluster.split_shard(source).await.unwrap();
+        let new = cluster.shard(outcome.target).unwrap();
+        let nodes: Vec<NodeId> = new.replicas.iter().map(|r| r.node).collect();
+        assert!(
+            cluster.copysets().unwrap().covers(&nodes),
+            "{new:?} is outside the family {family:?}"
+        );
+        assert_ne!(new.leader(), source_leader);
+    }
+    assert!(outside(&cluster, &cluster.copysets().unwrap()).is_empty());
+    server.shutdown().await;
+}

@@ -452,3 +452,27 @@ async fn a_lost_demotion_is_sent_again_and_the_transfer_completes() {
     .await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_whose_leader_never_answers_times_out_and_the_new_leader_takes_over_once_the_lease_ran_out(
+) {
+    // Every demotion hangs far past the step's timeout: the transfer can only time out.
+    let (server, others, agent, id) =
+        cluster_with_stubborn_leader(u32::MAX, Some(Duration::from_secs(120))).await;
+    let op = transfer_away(&server, id).await;
+    assert_eq!(op["state"]["state"], "timed_out", "{op}");
+    // The metadata named the new leader when the step started; the silent old one got no
+    // lease since, so once its last one ran out the new leader was promoted (by reconcile)
+    // and holds the lease. Never both.
+    let new_leader = leader_of(&server, ShardId(1)).unwrap();
+    assert_ne!(new_leader, id);
+    let n = &others[node_index(&others, new_leader)];
+    eventually(Duration::from_secs(10), || {
+        let old = agent.leases().writable(ShardId(1)).is_ok();
+        let new = n.agent.leases().writable(ShardId(1)).is_ok();
+        assert!(!(old && new), "both leaders are writable");
+        async move { (new && !old).then_some(()) }
+    })
+    .await;
+    server.shutdown().await;
+}

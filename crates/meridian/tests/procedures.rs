@@ -553,3 +553,136 @@ async fn a_merge_killed_after_its_commit_closes_the_source_at_the_next_start() {
     .await;
     server.shutdown().await;
 }
+
+/// A replica move is a procedure too: a server killed between "add a follower on the new
+/// node" and "remove the one on the old node" leaves a record, and the next start finishes
+/// the move as asked. (Without the record, the shard would keep a replica too many until
+/// the repair scheduler dropped whichever follower it liked least; repair is paused here so
+/// that only the resumed move can finish the job.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_killed_between_its_steps_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = redb_config(dir.path());
+    let marker = dir.path().join("failpoint-reached");
+    let mut child = spawn_server(
+        dir.path(),
+        config.grpc_addr.port(),
+        config.http_addr.port(),
+        "move.after_step",
+        &marker,
+    );
+    let base = format!("http://{}/api/v1/clusters/default", config.http_addr);
+    // No balancing move may reach the failpoint first (pauses are persisted: they hold
+    // after the restart too).
+    eventually(Duration::from_secs(10), || {
+        let url = format!("http://{}/health", config.http_addr);
+        async move {
+            let ok = reqwest::get(url)
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            ok.then_some(())
+        }
+    })
+    .await;
+    pause_balancing_at(config.http_addr).await;
+    let (s, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/schedulers/replica-repair/pause"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let addr = config.grpc_addr.to_string();
+    let nodes = start_nodes_at(&addr, "mv", 4, 35100, |_| (20, 100)).await;
+    // Shard 1, the node it lacks, and one of its followers.
+    let (from, to, before) = eventually(Duration::from_secs(20), || {
+        let base = base.clone();
+        async move {
+            let (_, v) = http(reqwest::Method::GET, format!("{base}/shards"), None).await;
+            let shard = v["shards"]
+                .as_array()?
+                .iter()
+                .find(|s| s["id"] == 1)?
+                .clone();
+            shard["leader"].as_u64()?;
+            let followers: Vec<u64> = shard["followers"]
+                .as_array()?
+                .iter()
+                .filter_map(|f| f.as_u64())
+                .collect();
+            let (_, v) = http(reqwest::Method::GET, format!("{base}/nodes"), None).await;
+            let ids: Vec<u64> = v["nodes"]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["id"].as_u64())
+                .collect();
+            let holding: Vec<u64> = followers
+                .iter()
+                .copied()
+                .chain(shard["leader"].as_u64())
+                .collect();
+            let to = ids.into_iter().find(|n| !holding.contains(n))?;
+            Some((*followers.first()?, to, holding))
+        }
+    })
+    .await;
+    let (s, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/shards/1/move"),
+        Some(serde_json::json!({"from": from.to_string(), "to": to.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    eventually(Duration::from_secs(20), || {
+        let reached = marker.exists();
+        async move { reached.then_some(()) }
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL, with the follower added and the old one still listed
+    child.wait().unwrap();
+
+    let server = start(config).await;
+    let cluster = server.meta.cluster("default").unwrap();
+    let shard = cluster.shard(ShardId(1)).unwrap();
+    assert!(
+        shard.has_replica_on(meridian_model::NodeId(to)) && shard.replicas.len() == 4,
+        "the first step was persisted before the kill: {shard:?}"
+    );
+    let wanted: std::collections::BTreeSet<u64> = before
+        .iter()
+        .copied()
+        .filter(|n| *n != from)
+        .chain([to])
+        .collect();
+    eventually(Duration::from_secs(20), || {
+        let cluster = cluster.clone();
+        let wanted = &wanted;
+        async move {
+            let s = cluster.shard(ShardId(1))?;
+            let now: std::collections::BTreeSet<u64> =
+                s.replicas.iter().map(|r| r.node.0).collect();
+            let done = &now == wanted && records(&cluster, "move").await == 0;
+            done.then_some(())
+        }
+    })
+    .await;
+    let history = server.scheduling.operators(cluster.id, true).1;
+    assert!(
+        history
+            .iter()
+            .any(|o| o.shard == ShardId(1) && o.reason.contains("resumed after a restart")),
+        "{history:?}"
+    );
+    // The nodes follow: the new node holds the shard, the old one closed it.
+    eventually(Duration::from_secs(20), || {
+        let on = |id: u64| {
+            nodes.iter().any(|n| {
+                n.agent.status().node_id == Some(id) && n.shards.shards().contains_key(&ShardId(1))
+            })
+        };
+        let ok = on(to) && !on(from);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    server.shutdown().await;
+}

@@ -17,6 +17,8 @@
 //! on an instruction ack from a node:   controller.on_instruction_acked(op, node, version)
 //! on a heartbeat's shard report:       controller.on_shard_report(node, &report)
 //! on a node going Offline:             controller.on_node_down(node, now)
+//! at start, per operator a previous server left between two steps (its record):
+//!                                      controller.resume(op, &before, &current, now)
 //! ```
 //! Steps start only inside `tick`, so the view the schedulers saw at the start of the tick
 //! is never overtaken by a step; and a step applies only if the shard is still at the
@@ -132,6 +134,15 @@ pub enum Rejected {
         /// The per-cluster limit.
         limit: u32,
     },
+    /// A resumed operator's step no longer leads from the recorded shard to the shard's
+    /// metadata now: something else changed the shard since.
+    #[error("{shard} changed since the operator's step started: {why}")]
+    Stale {
+        /// The shard.
+        shard: ShardId,
+        /// What differs.
+        why: String,
+    },
 }
 
 /// A step starting: the executor persists and publishes `shard_after`, then sends
@@ -153,6 +164,9 @@ pub struct StepStart {
     /// Instructions to send now (a leader transfer sends the rest once the old leader
     /// acknowledged its demotion, in a later `Send`).
     pub instructions: Vec<NodeInstruction>,
+    /// The operator as this step starts (its `current` is this step), for executors that
+    /// persist it between steps.
+    pub operator: Box<Operator>,
 }
 
 /// What the executor must do after a tick.
@@ -191,6 +205,33 @@ struct Running {
     last_sent_ms: u64,
     /// Times `pending` was resent since it was last sent afresh (the backoff's exponent).
     resends: u32,
+}
+
+impl Running {
+    /// Starts `step` (which turns `before` into `after`): records what it waits for and
+    /// returns the instructions to send now (the rest are held behind the gate node).
+    fn start_step(
+        &mut self,
+        id: OperatorId,
+        step: Step,
+        before: &Shard,
+        after: &Shard,
+        now: u64,
+    ) -> Vec<NodeInstruction> {
+        let all = step.instructions(Some(id), before, after);
+        self.gate = step.held_until_acked();
+        let (send, held): (Vec<_>, Vec<_>) = match self.gate {
+            Some(g) => all.into_iter().partition(|i| i.node == g),
+            None => (all, Vec::new()),
+        };
+        self.pending = send.iter().filter(|i| i.required).copied().collect();
+        self.held = held;
+        self.last_sent_ms = now;
+        self.resends = 0;
+        self.op.step_started_ms = Some(now);
+        self.op.shard_version = after.version;
+        send
+    }
 }
 
 /// Owns running operators; see the module documentation for the executor's loop.
@@ -293,6 +334,62 @@ impl OperatorController {
         Ok(id)
     }
 
+    /// Re-admits an operator that a previous server (or term) left between two steps: its
+    /// step `op.current` was applied to `before` and persisted, which gave `current`, the
+    /// shard's metadata now. The step's instructions go out again at the next tick (nodes
+    /// take them idempotently), and the operator carries on from there. Limits do not
+    /// apply: the work was admitted once already. Returns the new id.
+    pub fn resume(
+        &mut self,
+        mut op: Operator,
+        before: &Shard,
+        current: &Shard,
+        now: u64,
+    ) -> Result<OperatorId, Rejected> {
+        let stale = |why: String| Rejected::Stale {
+            shard: current.id,
+            why,
+        };
+        let Some(&step) = op.steps.get(op.current) else {
+            return Err(Rejected::Empty);
+        };
+        if let Some(&running) = self.by_shard.get(&current.id) {
+            return Err(Rejected::ShardBusy {
+                shard: current.id,
+                running,
+                priority: self.running[&running].op.priority,
+            });
+        }
+        let after = step.apply(before).map_err(|e| stale(e.to_string()))?;
+        if after != *current {
+            return Err(stale(format!(
+                "the step gives {:?} at {}, the metadata has {:?} at {}",
+                after.replicas, after.version, current.replicas, current.version
+            )));
+        }
+        op.id = OperatorId(self.next_id);
+        self.next_id += 1;
+        op.state = OperatorState::Running;
+        op.finished_ms = None;
+        let id = op.id;
+        let mut r = Running {
+            op,
+            pending: Vec::new(),
+            held: Vec::new(),
+            gate: None,
+            last_sent_ms: 0,
+            resends: 0,
+        };
+        let send = r.start_step(id, step, before, &after, now);
+        self.by_shard.insert(current.id, id);
+        self.running.insert(id, r);
+        self.outbox.push(ControllerEvent::Send {
+            op: id,
+            instructions: send,
+        });
+        Ok(id)
+    }
+
     /// Cancels a running operator (admin request). Steps already applied stay applied;
     /// the schedulers repair whatever state that leaves. Returns false if not running.
     pub fn cancel(&mut self, id: OperatorId, now: u64) -> bool {
@@ -384,26 +481,16 @@ impl OperatorController {
                     Ok(after) => after,
                     Err(e) => return Some(OperatorState::Failed(e.to_string())),
                 };
-                let all = step.instructions(Some(id), &before, &after);
-                r.gate = step.held_until_acked();
-                let (send, held): (Vec<_>, Vec<_>) = match r.gate {
-                    Some(g) => all.into_iter().partition(|i| i.node == g),
-                    None => (all, Vec::new()),
-                };
-                r.pending = send.iter().filter(|i| i.required).copied().collect();
-                r.held = held;
-                r.last_sent_ms = now;
-                r.resends = 0;
-                op.step_started_ms = Some(now);
-                op.shard_version = after.version;
+                let send = r.start_step(id, step, &before, &after, now);
                 events.push(ControllerEvent::StepStarted(StepStart {
                     op: id,
-                    kind: op.kind,
-                    step_index: op.current,
+                    kind: r.op.kind,
+                    step_index: r.op.current,
                     step,
                     shard_before: before,
                     shard_after: after,
                     instructions: send,
+                    operator: Box::new(r.op.clone()),
                 }));
             }
             if let Some(g) = r.gate {
@@ -635,6 +722,56 @@ mod tests {
             "f",
         );
         c.try_add(failover).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_move_sends_its_started_step_again_then_carries_on() {
+        let view = ClusterBuilder::new().zones(3).nodes(4).shards(1).build();
+        let mut r = routes(&view);
+        let s = view.shards()[0].shard.clone();
+        let spare = view
+            .nodes()
+            .iter()
+            .map(|n| n.id)
+            .find(|n| !s.has_replica_on(*n))
+            .unwrap();
+        let gone = s.followers().next().unwrap();
+        let steps = vec![
+            Step::AddFollower { node: spare },
+            Step::RemoveReplica { node: gone },
+        ];
+        // What the previous server left: step 0 applied and persisted.
+        let mut op = Operator::new(OperatorKind::Manual, &s, steps, 0, "move");
+        let after = op.steps[0].apply(&s).unwrap();
+        r.insert(s.id, after.clone());
+        op.shard_version = after.version;
+
+        let mut c = OperatorController::new(ControllerConfig::default());
+        // A record that does not lead to the metadata now is refused.
+        assert!(matches!(
+            c.resume(op.clone(), &s, &s, 0),
+            Err(Rejected::Stale { .. })
+        ));
+        let id = c.resume(op, &s, &after, 0).unwrap();
+        let ev = c.tick(0, &mut |i| r.get(&i).cloned());
+        let [ControllerEvent::Send { instructions, .. }] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        let open = instructions
+            .iter()
+            .find(|i| i.node == spare)
+            .expect("the new follower is told to open again");
+        assert_eq!(open.version, after.version);
+        assert!(c.on_instruction_acked(id, spare, after.version));
+        // A removal finishes as it starts.
+        let ev = c.tick(1, &mut |i| r.get(&i).cloned());
+        let [ControllerEvent::StepStarted(st), ControllerEvent::Finished { state, .. }] = &ev[..]
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(st.step, Step::RemoveReplica { node: gone });
+        assert_eq!(st.shard_before, after);
+        assert_eq!(*state, OperatorState::Succeeded);
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub use operator::{
     OperatorState, Priority, Step,
 };
 pub use placement::{
-    pick_replica_target, pick_shard_for_table, place_shards, DomainWarning, Placement,
+    pick_replica_target, pick_shard_for_table, place_new_shard, place_shards, DomainWarning,
+    Placement,
 };
 pub use reconcile::{reconcile_node, ReconcileContext};
 pub use schedulers::{

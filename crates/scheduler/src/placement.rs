@@ -127,6 +127,86 @@ pub fn place_shards(
     })
 }
 
+/// Placement of one new shard beside the existing ones (a split's).
+///
+/// In copyset mode it goes into the copyset of the family whose nodes can all receive it
+/// and hold the fewest replicas, so the new shard is a member from the start rather than a
+/// stray for `CopysetFix` to move later; without such a copyset (no family yet, or a member
+/// of each is cordoned or down) it is spread as at first placement, and repair takes it
+/// from there. Its leader is the member with the fewest leaders, other than `avoid` (the
+/// source's leader, so the two halves' writes land on different nodes) whenever another
+/// member can lead. In spread mode, `avoid` gets no replica at all when enough other nodes
+/// can take them. Deterministic for a given `seed`.
+pub fn place_new_shard(
+    view: &ClusterView,
+    id: ShardId,
+    avoid: Option<NodeId>,
+    seed: u64,
+) -> Result<Shard, SchedulerError> {
+    let rf = view.config().replication_factor.max(1) as usize;
+    if let Some(set) = view.copysets().and_then(|family| {
+        family
+            .sets()
+            .iter()
+            .filter(|set| {
+                set.len() == rf
+                    && set
+                        .iter()
+                        .all(|n| view.node(*n).is_some_and(NodeView::can_receive))
+            })
+            .min_by_key(|set| {
+                let held: u32 = set.iter().map(|n| view.replica_count(*n)).sum();
+                (held, set.to_vec())
+            })
+    }) {
+        let leader = set
+            .iter()
+            .copied()
+            .min_by_key(|n| {
+                let can_lead = view.node(*n).is_some_and(NodeView::can_lead);
+                (Some(*n) == avoid, !can_lead, view.leader_count(*n), *n)
+            })
+            .unwrap_or(set[0]);
+        let mut replicas: Vec<Replica> = set
+            .iter()
+            .map(|&node| Replica {
+                node,
+                role: if node == leader {
+                    ReplicaRole::Leader
+                } else {
+                    ReplicaRole::Follower
+                },
+            })
+            .collect();
+        replicas.sort_by_key(|r| r.role != ReplicaRole::Leader);
+        return Ok(Shard {
+            id,
+            version: INITIAL_VERSION,
+            replicas,
+        });
+    }
+    let mut nodes = view.nodes().to_vec();
+    if let Some(avoid) = avoid {
+        let others = nodes
+            .iter()
+            .filter(|n| n.can_receive() && n.id != avoid)
+            .count();
+        if others >= rf {
+            for n in nodes.iter_mut().filter(|n| n.id == avoid) {
+                n.cordoned = true;
+            }
+        }
+    }
+    let mut config = view.config().clone();
+    config.placement = PlacementMode::Spread;
+    let placement = place_shards(&nodes, &[id], &config, seed)?;
+    placement
+        .shards
+        .into_iter()
+        .next()
+        .ok_or(SchedulerError::NotEnoughNodes { need: rf, have: 0 })
+}
+
 /// Replica sets (indices into the candidates) for `count` shards: each replica goes to the
 /// node with the fewest replicas so far among those in a domain the shard does not use yet
 /// (reusing the least-used domain only when all are taken). Ties are broken by a fresh
@@ -503,6 +583,32 @@ mod tests {
     use super::*;
     use crate::testing::{node_view, ClusterBuilder};
     use meridian_model::NodeState;
+
+    #[test]
+    fn a_split_shard_lands_inside_a_copyset_led_away_from_the_source_leader() {
+        let view = ClusterBuilder::new()
+            .zones(3)
+            .nodes(12)
+            .shards(16)
+            .copyset(4)
+            .build();
+        let family = view.copysets().unwrap().clone();
+        let source = view.shards()[0].shard.clone();
+        let avoid = source.leader();
+        for seed in 0..8 {
+            let new = place_new_shard(&view, ShardId(100), avoid, seed).unwrap();
+            let nodes: Vec<NodeId> = new.replicas.iter().map(|r| r.node).collect();
+            assert!(view.inside_copyset(&nodes), "{nodes:?} in {family:?}");
+            assert_eq!(new.version, INITIAL_VERSION);
+            assert_ne!(new.leader(), avoid);
+            assert_eq!(new.replicas.len(), 3);
+        }
+        // Spread mode keeps the source leader's node out when others can take the shard.
+        let view = ClusterBuilder::new().zones(3).nodes(6).shards(6).build();
+        let avoid = view.shards()[0].shard.leader();
+        let new = place_new_shard(&view, ShardId(100), avoid, 1).unwrap();
+        assert!(new.replicas.iter().all(|r| Some(r.node) != avoid));
+    }
 
     fn counts(shards: &[Shard]) -> (u32, u32) {
         let mut reps = std::collections::BTreeMap::<NodeId, (u32, u32)>::new();

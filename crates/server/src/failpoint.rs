@@ -10,7 +10,8 @@
 //!
 //! Points: `create_table.before_commit`, `drop_table.after_commit`,
 //! `rename_table.before_commit`, `split.after_open`, `split.after_commit`,
-//! `merge.after_open`, `merge.after_commit`.
+//! `merge.after_open`, `merge.after_commit`, `move.after_step` (a multi-step operator's
+//! step persisted with its record, before its instructions go out).
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -9,7 +9,7 @@
 
 mod switches;
 
-use crate::meta::{Cluster, InstructionOutcome, Meta};
+use crate::meta::{Cluster, InstructionOutcome, Meta, RecordChange};
 use crate::server::ServingTerm;
 use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
 use meridian_scheduler::{
@@ -19,7 +19,7 @@ use meridian_scheduler::{
 };
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -43,6 +43,9 @@ pub struct ClusterScheduling {
     /// Shards whose leader is down and that wait for an in-sync follower, as of the last
     /// full pass (logged when a shard starts or stops waiting).
     waiting: BTreeMap<ShardId, WaitingShard>,
+    /// Shards whose running operator has a record in the store (`meta::MoveRecord`): to
+    /// delete if the operator ends before its last step.
+    recorded: HashSet<ShardId>,
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -130,6 +133,7 @@ impl Scheduling {
                     domain_violations: 0,
                     next_full_ms: 0,
                     waiting: BTreeMap::new(),
+                    recorded: HashSet::new(),
                 }))
             })
             .clone()
@@ -404,11 +408,32 @@ impl Scheduling {
             match event {
                 ControllerEvent::StepStarted(step) => {
                     if step.shard_after != step.shard_before {
+                        // A multi-step operator is recorded with its steps, so a restart
+                        // resumes it (see `meta::MoveRecord`).
+                        let record = RecordChange::for_step(
+                            &step.operator,
+                            step.step_index,
+                            &step.shard_before,
+                        );
+                        let recording = matches!(record, RecordChange::Put(_));
+                        let ended = matches!(record, RecordChange::Delete);
                         match cluster
-                            .swap_shard(step.shard_before.version, step.shard_after.clone())
+                            .swap_shard_for_step(
+                                step.shard_before.version,
+                                step.shard_after.clone(),
+                                record,
+                            )
                             .await
                         {
-                            Ok(true) => {}
+                            Ok(true) => {
+                                let shard = step.shard_after.id;
+                                if recording {
+                                    state.lock().recorded.insert(shard);
+                                    cluster.failpoints().hit("move.after_step").await;
+                                } else if ended {
+                                    state.lock().recorded.remove(&shard);
+                                }
+                            }
                             Ok(false) => {
                                 state.lock().controller.fail(
                                     step.op,
@@ -439,6 +464,13 @@ impl Scheduling {
                     kind,
                     state: end,
                 } => {
+                    // Ended before its last step: the schedulers take it from here, and a
+                    // restart must not resume it.
+                    if state.lock().recorded.remove(&shard) {
+                        if let Err(e) = cluster.forget_move(shard).await {
+                            tracing::warn!(cluster = %cluster.id, %op, %shard, "deleting an ended operator's record (the next start deletes it): {e}");
+                        }
+                    }
                     tracing::info!(cluster = %cluster.id, %op, %shard, kind = kind.name(), state = ?end, "operator finished");
                     metrics::counter!("meridian_operators_finished_total", "kind" => kind.name())
                         .increment(1);
@@ -610,6 +642,48 @@ impl Scheduling {
         tracing::warn!(cluster = %cluster.id, op = %id, %shard, node = %to, by, "forced promotion: {reason}");
         metrics::counter!("meridian_forced_promotions_total").increment(1);
         Ok(id)
+    }
+
+    /// Resumes the operators a previous server (or term) left between two steps (see
+    /// `meta::MoveRecord`): each goes on from the step it started, if its shard is still
+    /// as that step left it; otherwise its record is deleted and the schedulers repair
+    /// whatever state is left. Returns how many were resumed.
+    pub async fn resume_moves(&self) -> crate::error::Result<usize> {
+        let mut resumed = 0;
+        for cluster in self.meta.clusters() {
+            for record in cluster.move_records().await? {
+                let mut op = record.operator;
+                op.reason = format!("{} (resumed after a restart)", op.reason);
+                let shard = op.shard;
+                let state = self.cluster_state(cluster.id);
+                let outcome = match cluster.shard(shard) {
+                    None => Err(format!("{shard} no longer exists")),
+                    Some(current) => {
+                        let now = self.meta.now_ms();
+                        let mut s = state.lock();
+                        let outcome = s
+                            .controller
+                            .resume(op.clone(), &record.shard_before, &current, now)
+                            .map_err(|e| e.to_string());
+                        if outcome.is_ok() {
+                            s.recorded.insert(shard);
+                        }
+                        outcome
+                    }
+                };
+                match outcome {
+                    Ok(id) => {
+                        resumed += 1;
+                        tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = op.kind.name(), step = op.current, reason = %op.reason, "resumed an operator interrupted by a restart");
+                    }
+                    Err(why) => {
+                        tracing::info!(cluster = %cluster.id, %shard, kind = op.kind.name(), "not resuming an operator interrupted by a restart: {why}");
+                        cluster.forget_move(shard).await?;
+                    }
+                }
+            }
+        }
+        Ok(resumed)
     }
 
     /// Liveness state of a node per the tracker.

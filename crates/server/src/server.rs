@@ -195,6 +195,8 @@ impl Server {
         );
         // Maintenance mode and paused schedulers survive restarts and takeovers.
         scheduling.restore_switches().await?;
+        // Operators that a crash or a change of leader left between two steps go on.
+        scheduling.resume_moves().await?;
 
         let (grpc_listener, http_listener) = listeners.handles()?;
         let grpc_addr = listeners.grpc_addr()?;

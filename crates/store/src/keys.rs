@@ -34,6 +34,7 @@
 //! | `/meridian/v1/clusters/{c}/procedures/rename_table/{table:020}` | rename record JSON | DDL: before the rename commits | in the rename's commit, or at the next start (rolled back) |
 //! | `/meridian/v1/clusters/{c}/procedures/split/{new shard:020}` | reshard record JSON | a split, before nodes open the new shard | once the source's nodes dropped the moved partitions, or the rollback closed the new shard |
 //! | `/meridian/v1/clusters/{c}/procedures/merge/{source shard:020}` | reshard record JSON | a merge, before nodes open the moved partitions | once the source's nodes closed it, or the rollback dropped the partitions from the target |
+//! | `/meridian/v1/clusters/{c}/procedures/move/{shard:020}` | move record JSON (the operator and the shard before its started step) | scheduling: in the transaction of each step of a multi-step operator (replica moves, transfers) that leaves a step to come | in the transaction of its last step, or when it fails or is cancelled (else: resumed at the next start) |
 //!
 //! Compare-and-swap transactions on shards and tables compare their revision keys, never
 //! the encoded record: a record written by a binary that knows more fields still swaps.
@@ -223,7 +224,7 @@ pub fn table_revision(cluster: ClusterId, table: TableId) -> Vec<u8> {
     )
 }
 
-/// A procedure of `kind` (`drop_table`, `rename_table`, `split`, `merge`) in flight, by the
+/// A procedure of `kind` (`drop_table`, `rename_table`, `split`, `merge`, `move`) in flight, by the
 /// id of what it works on.
 pub fn procedure(cluster: ClusterId, kind: &str, id: u64) -> Vec<u8> {
     in_cluster(cluster, format_args!("procedures/{kind}/{id:020}"))

@@ -304,6 +304,54 @@ async fn start_cluster(
     }
 }
 
+/// How long a cluster must stay quiet before `bench failover` kills beside it.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// Waits until cluster `name` is quiet: every node Online and no operator running, for
+/// [`QUIET`] in a row (within two minutes). A cluster of thousands of nodes just placed can
+/// still be failing over nodes whose first heartbeats were late while the others
+/// registered; the failover bench measures beside a cluster in its steady state, not
+/// beside its start-up. Returns how long it waited.
+async fn await_quiet(
+    http: &str,
+    name: &str,
+) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
+    let client = reqwest::Client::new();
+    let base = format!("{http}/api/v1/clusters/{name}");
+    let started = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let nodes: Value = client
+            .get(format!("{base}/nodes"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let ops: Value = client
+            .get(format!("{base}/operators"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let all_online = nodes["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| n["state"] == "online"));
+        let idle = ops["operators"].as_array().is_some_and(|o| o.is_empty());
+        if all_online && idle {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= QUIET {
+                return Ok(started.elapsed());
+            }
+        } else {
+            quiet_since = None;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(format!("cluster {name} did not settle within 120 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -673,6 +721,12 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
         eprintln!(
             "neighbour: all replicas open after {:.1}s",
             settled.as_secs_f64()
+        );
+        let quiet = await_quiet(&http, &name).await?;
+        eprintln!(
+            "neighbour: every node online and no operator running for {} s, {:.1}s later",
+            QUIET.as_secs(),
+            quiet.as_secs_f64()
         );
         sims
     } else {

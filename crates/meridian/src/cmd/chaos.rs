@@ -39,7 +39,7 @@ mod check;
 mod proxy;
 
 use super::CmdResult;
-use crate::procs::{free_addr, leading_server, spawn, BoxError, Proc};
+use crate::procs::{free_addr, leading_server, log_tail, spawn, BoxError, Proc};
 use check::{Ack, CheckInput};
 use clap::Args;
 use meridian_client::{monotonic_ns, MetaClient};
@@ -209,7 +209,7 @@ impl Cluster {
         leading_server(&self.web, &http).await
     }
 
-    async fn wait_server(&self, within: Duration) -> Result<usize, BoxError> {
+    async fn wait_server(&mut self, within: Duration) -> Result<usize, BoxError> {
         let deadline = tokio::time::Instant::now() + within;
         while tokio::time::Instant::now() < deadline {
             if let Some(i) = self.leader().await {
@@ -217,7 +217,19 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("no meridian server led within {within:?}").into())
+        // Say why: a server that exited (a port taken meanwhile, a bad flag) left its
+        // reason at the end of its log.
+        let mut why = Vec::new();
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if let Some(status) = s.proc.as_mut().and_then(Proc::exited) {
+                let log = self.dir.join(format!("server-{i}.log"));
+                why.push(format!(
+                    "server {i} exited ({status}); its log ends:\n{}",
+                    log_tail(&log, 5)
+                ));
+            }
+        }
+        Err(format!("no meridian server led within {within:?}; {}", why.join("; ")).into())
     }
 
     /// The leader's HTTP address (any server's while none leads: followers redirect).

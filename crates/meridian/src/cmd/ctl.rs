@@ -74,6 +74,9 @@ enum CtlCommand {
         /// Only this schema.
         #[arg(long)]
         schema: Option<String>,
+        /// Only tables whose names start with this.
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Show where a table's partitions live.
     Route {
@@ -368,13 +371,26 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             http.call(M::GET, &format!("/api/v1/clusters/{c}/shards"), None)
                 .await
         }
-        CtlCommand::Tables { schema } => {
-            let q = schema
-                .as_ref()
-                .map(|s| format!("?schema={s}"))
-                .unwrap_or_default();
-            http.call(M::GET, &format!("/api/v1/clusters/{c}/tables{q}"), None)
-                .await
+        CtlCommand::Tables { schema, prefix } => {
+            // Every page, as one list.
+            let mut tables = Vec::new();
+            let mut token = String::new();
+            loop {
+                let q = format!(
+                    "?schema={}&prefix={}&page_token={token}",
+                    schema.as_deref().unwrap_or(""),
+                    prefix.as_deref().unwrap_or("")
+                );
+                let page = http
+                    .call(M::GET, &format!("/api/v1/clusters/{c}/tables{q}"), None)
+                    .await?;
+                tables.extend(page["tables"].as_array().cloned().unwrap_or_default());
+                match page["next_page_token"].as_str() {
+                    Some(t) if !t.is_empty() => token = t.to_string(),
+                    _ => break,
+                }
+            }
+            Ok(json!({ "tables": tables }))
         }
         CtlCommand::Route { table } => {
             let (cat, sch, t) = split_table(table);

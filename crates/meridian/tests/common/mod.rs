@@ -251,8 +251,14 @@ pub async fn balanced_cluster(prefix: &str) -> (RunningServer, Vec<SimNode>) {
 /// Pauses leader and shard balancing in the default cluster (they would fight a test's
 /// manual moves).
 pub async fn pause_balancing(server: &RunningServer) {
-    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
-    for name in ["balance-leader", "balance-shard"] {
+    pause_balancing_at(server.http_addr).await
+}
+
+/// [`pause_balancing`] for a server (or server process) serving HTTP at `http_addr`; also
+/// pauses the hot-shard scheduler.
+pub async fn pause_balancing_at(http_addr: std::net::SocketAddr) {
+    let base = format!("http://{http_addr}/api/v1/clusters/default");
+    for name in ["balance-leader", "balance-shard", "hot-shard"] {
         let (s, v) = http(
             reqwest::Method::POST,
             format!("{base}/schedulers/{name}/pause"),

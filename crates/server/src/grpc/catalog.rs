@@ -1,6 +1,7 @@
 //! Catalog and DDL over gRPC.
 
 use super::table_name;
+use crate::meta::paging::PageRequest;
 use crate::meta::{detached, Meta};
 use meridian_proto as pb;
 use meridian_proto::convert::rule_from_wire;
@@ -42,8 +43,11 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
     ) -> Result<Response<pb::ListSchemasResponse>, Status> {
         let r = request.into_inner();
         let cluster = self.meta.cluster(&r.cluster)?;
+        let req = PageRequest::new(r.page_size.into(), &r.page_token, &r.name_prefix)?;
+        let page = cluster.list_schemas_page(&r.catalog, &req)?;
         Ok(Response::new(pb::ListSchemasResponse {
-            schemas: cluster.list_schemas(&r.catalog),
+            schemas: page.items,
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -108,11 +112,11 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
     ) -> Result<Response<pb::ListTablesResponse>, Status> {
         let r = request.into_inner();
         let cluster = self.meta.cluster(&r.cluster)?;
-        let tables = cluster
-            .list_tables(&r.catalog, &r.schema)
-            .iter()
-            .map(Into::into)
-            .collect();
-        Ok(Response::new(pb::ListTablesResponse { tables }))
+        let req = PageRequest::new(r.page_size.into(), &r.page_token, &r.name_prefix)?;
+        let page = cluster.list_tables_page(&r.catalog, &r.schema, &req)?;
+        Ok(Response::new(pb::ListTablesResponse {
+            tables: page.items.iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

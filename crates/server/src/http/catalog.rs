@@ -2,6 +2,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
+use crate::meta::paging::PageRequest;
 use crate::meta::{detached, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -83,12 +84,22 @@ async fn list_shards(
     Ok(Json(json!({ "shards": shards })))
 }
 
+/// Query of `GET .../tables`: filters and a page (see `meta::paging`).
 #[derive(Deserialize)]
 struct TableFilter {
     #[serde(default)]
     catalog: String,
     #[serde(default)]
     schema: String,
+    /// Only names starting with this.
+    #[serde(default)]
+    prefix: String,
+    /// Page size (0 or absent: 1,000; at most 10,000).
+    #[serde(default)]
+    limit: u64,
+    /// The previous page's `next_page_token`.
+    #[serde(default)]
+    page_token: String,
 }
 
 async fn list_tables(
@@ -97,8 +108,10 @@ async fn list_tables(
     Query(f): Query<TableFilter>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
+    let req = PageRequest::new(f.limit, &f.page_token, &f.prefix)?;
+    let page = c.list_tables_page(&f.catalog, &f.schema, &req)?;
     Ok(Json(
-        json!({ "tables": c.list_tables(&f.catalog, &f.schema) }),
+        json!({ "tables": page.items, "next_page_token": page.next_page_token }),
     ))
 }
 

@@ -4,11 +4,13 @@
 //! module holds the reads and the schema writes, which touch no node.
 
 use super::cluster::{encode, Cluster, ClusterState};
+use super::paging::{encode_token, Page, PageRequest};
 use crate::error::{Result, ServerError};
 use meridian_model::{ClusterId, NodeId, NodeState, ShardId, Table, TableName};
 use meridian_proto as pb;
 use meridian_store::{keys, Txn, WriteOp};
 use std::collections::HashSet;
+use std::ops::Bound;
 
 /// Default catalog and schema, created with every cluster.
 pub const DEFAULT_CATALOG: &str = "default";
@@ -107,6 +109,103 @@ impl Cluster {
             .collect();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         tables
+    }
+
+    /// One page of the tables of `catalog`.`schema` (empty: every catalog / schema) whose
+    /// names start with `req.prefix`, in name order (see `meta::paging`).
+    pub fn list_tables_page(
+        &self,
+        catalog: &str,
+        schema: &str,
+        req: &PageRequest,
+    ) -> Result<Page<Table>> {
+        let start = match req.after.as_deref() {
+            Some([c, s, t]) => Bound::Excluded(TableName {
+                catalog: c.clone(),
+                schema: s.clone(),
+                table: t.clone(),
+            }),
+            Some(_) => return Err(ServerError::InvalidArgument(
+                "invalid page token: not a token of a table list (pass the next_page_token of the previous page unchanged)".into(),
+            )),
+            None => Bound::Included(TableName {
+                catalog: catalog.to_string(),
+                schema: if catalog.is_empty() { String::new() } else { schema.to_string() },
+                table: if catalog.is_empty() || schema.is_empty() {
+                    String::new()
+                } else {
+                    req.prefix.clone()
+                },
+            }),
+        };
+        let state = self.state.read();
+        let mut items = Vec::with_capacity(req.size.min(state.table_by_name.len()));
+        let mut next_page_token = String::new();
+        for (name, id) in state.table_by_name.range((start, Bound::Unbounded)) {
+            // Names are ordered by catalog, schema, table: past the asked catalog (or schema,
+            // or prefix within it) nothing more can match.
+            if !catalog.is_empty() && name.catalog != catalog {
+                break;
+            }
+            if !catalog.is_empty() && !schema.is_empty() {
+                if name.schema != schema {
+                    break;
+                }
+                if !name.table.starts_with(&req.prefix) && name.table.as_str() > req.prefix.as_str()
+                {
+                    break;
+                }
+            }
+            if (!schema.is_empty() && name.schema != schema) || !name.table.starts_with(&req.prefix)
+            {
+                continue;
+            }
+            if items.len() == req.size {
+                // There is at least one more: the next page starts after the last one here.
+                if let Some(last) = items.last().map(|t: &Table| &t.name) {
+                    next_page_token = encode_token(&[&last.catalog, &last.schema, &last.table]);
+                }
+                break;
+            }
+            if let Some(t) = state.tables.get(id) {
+                items.push(t.clone());
+            }
+        }
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// One page of the schemas of `catalog` whose names start with `req.prefix`, in name
+    /// order (see `meta::paging`).
+    pub fn list_schemas_page(&self, catalog: &str, req: &PageRequest) -> Result<Page<String>> {
+        let start = match req.after.as_deref() {
+            Some([c, s]) => Bound::Excluded((c.clone(), s.clone())),
+            Some(_) => return Err(ServerError::InvalidArgument(
+                "invalid page token: not a token of a schema list (pass the next_page_token of the previous page unchanged)".into(),
+            )),
+            None => Bound::Included((catalog.to_string(), req.prefix.clone())),
+        };
+        let state = self.state.read();
+        let mut items: Vec<String> = Vec::new();
+        let mut next_page_token = String::new();
+        for (c, s) in state.schemas.range((start, Bound::Unbounded)) {
+            if c != catalog || !s.starts_with(&req.prefix) {
+                break;
+            }
+            if items.len() == req.size {
+                if let Some(last) = items.last() {
+                    next_page_token = encode_token(&[catalog, last]);
+                }
+                break;
+            }
+            items.push(s.clone());
+        }
+        Ok(Page {
+            items,
+            next_page_token,
+        })
     }
 
     /// Number of tables.

@@ -63,7 +63,8 @@ pub(super) struct ClusterState {
     pub(super) node_by_name: HashMap<String, NodeId>,
     pub(super) shards: BTreeMap<ShardId, ShardEntry>,
     pub(super) tables: HashMap<TableId, Table>,
-    pub(super) table_by_name: HashMap<TableName, TableId>,
+    /// Ordered, so lists page by name (`meta::paging`).
+    pub(super) table_by_name: BTreeMap<TableName, TableId>,
     pub(super) schemas: BTreeSet<(String, String)>,
     /// Names of tables whose create is in flight.
     pub(super) creating: HashSet<TableName>,
@@ -874,6 +875,16 @@ impl Cluster {
         expected: meridian_model::ShardVersion,
         next: Shard,
     ) -> Result<bool> {
+        self.swap_shard_with(expected, next, Vec::new()).await
+    }
+
+    /// [`Cluster::swap_shard`] with `extra` writes in the same transaction.
+    pub(super) async fn swap_shard_with(
+        &self,
+        expected: meridian_model::ShardVersion,
+        next: Shard,
+        extra: Vec<WriteOp>,
+    ) -> Result<bool> {
         next.check().map_err(ServerError::InvalidArgument)?;
         let current = {
             let state = self.state.read();
@@ -887,7 +898,8 @@ impl Cluster {
         }
         let txn = Txn::new()
             .shard_at(self.id, next.id, current.version)
-            .then_all(super::revision::put_shard(self.id, &next)?);
+            .then_all(super::revision::put_shard(self.id, &next)?)
+            .then_all(extra);
         if !self.store.txn(txn).await?.succeeded {
             return Ok(false);
         }

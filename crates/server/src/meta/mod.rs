@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod copysets;
 pub mod lease;
+pub mod paging;
 mod procedure;
 mod reconcile;
 mod revision;
@@ -13,7 +14,7 @@ pub mod session;
 pub use catalog::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 pub use cluster::{Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo};
 use meridian_scheduler::LeaseBook;
-pub use procedure::ReshardOutcome;
+pub use procedure::{MoveRecord, RecordChange, ReshardOutcome};
 pub use session::{InstructionOutcome, Sessions};
 
 use crate::error::{Result, ServerError};

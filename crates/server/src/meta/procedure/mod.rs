@@ -10,7 +10,7 @@
 //!
 //! One module per kind, each with its states documented where they are defined:
 //! [`create_table`], [`drop_table`], [`rename_table`], [`split`], [`merge`] (the last two
-//! share [`reshard`]).
+//! share [`reshard`]), and [`move_replicas`] for the scheduler's multi-step operators.
 //!
 //! Catalog commits and the memory updates that follow them run under one lock per cluster
 //! ([`Procedures::commit`]), so memory applies conflicting commits in store order; node
@@ -22,10 +22,12 @@
 mod create_table;
 mod drop_table;
 mod merge;
+mod move_replicas;
 mod rename_table;
 mod reshard;
 mod split;
 
+pub use move_replicas::{MoveRecord, RecordChange};
 pub use reshard::ReshardOutcome;
 
 use super::cluster::{decode, Cluster};

@@ -1,5 +1,6 @@
 //! Split a shard: the upper half of its partitions move to a new shard placed away from
-//! the source's leader where the topology allows.
+//! the source's leader where the topology allows (and inside a copyset of the family in
+//! copyset mode: `meridian_scheduler::place_new_shard`).
 //!
 //! States (record: `keys::procedure(.., "split", new shard)`, a `ReshardRecord`):
 //!
@@ -37,7 +38,7 @@ impl Cluster {
             Some(v) => keys::decode_id(v)?,
             None => 0,
         };
-        let (entry, tables, new_id, mut nodes) = self.with_state(|state| {
+        let (entry, tables, new_id, nodes) = self.with_state(|state| {
             let entry = state
                 .shards
                 .get(&source)
@@ -74,28 +75,17 @@ impl Cluster {
                 entry.partitions.len()
             )));
         }
-        // "Elsewhere": keep the new leader off the source leader's node when others can take it.
-        if let Some(leader) = entry.shard.leader() {
-            let others = nodes
-                .iter()
-                .filter(|n| n.can_receive() && n.id != leader)
-                .count();
-            if others >= config.replication_factor as usize {
-                for n in nodes.iter_mut().filter(|n| n.id == leader) {
-                    n.cordoned = true;
-                }
-            }
-        }
-        let placement =
-            meridian_scheduler::place_shards(&nodes, &[new_id], &config, u64::from(new_id.0))
-                .map_err(|e| {
-                    ServerError::FailedPrecondition(format!("cannot place the new shard: {e}"))
-                })?;
-        let Some(target) = placement.shards.into_iter().next() else {
-            return Err(ServerError::FailedPrecondition(
-                "placement returned no shard".into(),
-            ));
-        };
+        // "Elsewhere": the new leader off the source leader's node when another can lead;
+        // in copyset mode, inside a copyset of the family.
+        let view = meridian_scheduler::ClusterView::new(config.clone(), nodes, self.shard_views())
+            .with_copysets(self.copysets());
+        let target = meridian_scheduler::place_new_shard(
+            &view,
+            new_id,
+            entry.shard.leader(),
+            u64::from(new_id.0),
+        )
+        .map_err(|e| ServerError::FailedPrecondition(format!("cannot place the new shard: {e}")))?;
         let all: Vec<(TableId, u32)> = entry.partitions.iter().copied().collect();
         let moved = all[all.len() / 2..].to_vec();
         let mut source_after = entry.shard.clone();

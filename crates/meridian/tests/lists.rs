@@ -1,0 +1,151 @@
+//! Lists page: a size, an opaque token, a name prefix; every entry exactly once, in name
+//! order, however many there are.
+
+mod common;
+
+use common::*;
+use meridian_model::{PartitionRule, TableName};
+use meridian_proto as pb;
+use std::collections::BTreeSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_schemas_page_in_name_order_with_a_prefix() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "l", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    let cluster = server.meta.cluster("default").unwrap();
+    // 1,050 tables in public, 5 in another schema: a page boundary falls inside each.
+    client
+        .create_schema("default", "other", false)
+        .await
+        .unwrap();
+    for i in 0..1050 {
+        let name = TableName::new("default", "public", &format!("t{i:04}")).unwrap();
+        cluster
+            .create_table(name, PartitionRule::None, false)
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        let name = TableName::new("default", "other", &format!("o{i}")).unwrap();
+        cluster
+            .create_table(name, PartitionRule::None, false)
+            .await
+            .unwrap();
+    }
+
+    // Pages of 400: 400, 400, 250, each name once, in order.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_tables_page("default", "public", "", 400, &token)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.tables.len() <= 400);
+        seen.extend(page.tables.into_iter().map(|t| t.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..1050).map(|i| format!("t{i:04}")).collect();
+    assert_eq!(seen, expected);
+
+    // The default page is 1,000; the client's list_tables follows the pages.
+    let first = client
+        .list_tables_page("default", "public", "", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(first.tables.len(), 1000);
+    assert!(!first.next_page_token.is_empty());
+    let all = client.list_tables("", "").await.unwrap();
+    assert_eq!(all.len(), 1055);
+    let distinct: BTreeSet<(String, String)> = all
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    assert_eq!(distinct.len(), 1055);
+
+    // A prefix narrows the list, across pages too.
+    let page = client
+        .list_tables_page("default", "public", "t10", 30, "")
+        .await
+        .unwrap();
+    assert_eq!(page.tables.len(), 30);
+    let rest = client
+        .list_tables_page("default", "public", "t10", 30, &page.next_page_token)
+        .await
+        .unwrap();
+    assert_eq!(rest.tables.len(), 20);
+    assert!(rest.next_page_token.is_empty());
+    assert!(page
+        .tables
+        .iter()
+        .chain(&rest.tables)
+        .all(|t| t.name.starts_with("t10")));
+
+    // A token that is not ours is refused with a clear message.
+    let err = client
+        .list_tables_page("default", "public", "", 10, "not-a-token")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid page token"), "{err}");
+
+    // Schemas page the same way.
+    let mut catalog = pb::catalog_service_client::CatalogServiceClient::connect(format!(
+        "http://{}",
+        server.grpc_addr
+    ))
+    .await
+    .unwrap();
+    let r = catalog
+        .list_schemas(pb::ListSchemasRequest {
+            catalog: "default".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.schemas, vec!["other".to_string()]);
+    let r = catalog
+        .list_schemas(pb::ListSchemasRequest {
+            catalog: "default".into(),
+            page_size: 1,
+            page_token: r.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.schemas, vec!["public".to_string()]);
+    assert!(r.next_page_token.is_empty());
+
+    // Over HTTP too: the default page, then the rest.
+    let base = format!("http://{}/api/v1/clusters/default/tables", server.http_addr);
+    let (s, v) = http(reqwest::Method::GET, format!("{base}?schema=public"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tables"].as_array().unwrap().len(), 1000);
+    let token = v["next_page_token"].as_str().unwrap().to_string();
+    let (s, v) = http(
+        reqwest::Method::GET,
+        format!("{base}?schema=public&limit=100&page_token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tables"].as_array().unwrap().len(), 50);
+    assert_eq!(v["next_page_token"], "");
+    let (s, v) = http(reqwest::Method::GET, format!("{base}?page_token=zz"), None).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid page token"));
+    server.shutdown().await;
+}
