@@ -12,6 +12,8 @@
 //!                       then send s.instructions
 //!     Send{..}       -> send the instructions (next phase, or a resend)
 //!     Finished{..}   -> record / log
+//!                   (unacknowledged ones are resent with backoff: resend_first_ms, doubling
+//!                   up to resend_interval_ms, until acked or the step times out)
 //! on an instruction ack from a node:   controller.on_instruction_acked(op, node, version)
 //! on a heartbeat's shard report:       controller.on_shard_report(node, &report)
 //! on a node going Offline:             controller.on_node_down(node, now)
@@ -62,8 +64,16 @@ pub struct ControllerConfig {
     pub leader_step_timeout_ms: u64,
     /// Timeout of a step that copies data (add follower, reopen). Default 10 min.
     pub replica_step_timeout_ms: u64,
-    /// Unacknowledged required instructions are sent again after this long (a node may
-    /// have reconnected and lost them; instructions are idempotent). Default 5 s.
+    /// First wait before a step's unacknowledged required instructions are sent again (a
+    /// message may have been lost, or a node may have reconnected and lost them;
+    /// instructions are idempotent). Each further resend of the same instructions waits
+    /// twice as long, up to `resend_interval_ms` ([`ControllerConfig::resend_wait_ms`]).
+    /// Short, because a lost promotion keeps its shard unwritable until the resend lands:
+    /// with a flat 5 s, one lost message cost 5 s and two cost the whole step timeout.
+    /// Default 500 ms.
+    pub resend_first_ms: u64,
+    /// Longest wait between two sends of a step's unacknowledged instructions (the cap of
+    /// the backoff). Default 5 s.
     pub resend_interval_ms: u64,
     /// Finished operators kept for `history()`. Default 1000.
     pub history_len: usize,
@@ -75,9 +85,22 @@ impl Default for ControllerConfig {
             limits: OperatorLimits::default(),
             leader_step_timeout_ms: 10_000,
             replica_step_timeout_ms: 600_000,
+            resend_first_ms: 500,
             resend_interval_ms: 5_000,
             history_len: 1000,
         }
+    }
+}
+
+impl ControllerConfig {
+    /// How long after the last send a step's unacknowledged instructions are sent again,
+    /// when they were already resent `resends` times: `resend_first_ms`, doubling with each
+    /// resend, at most `resend_interval_ms` (500, 1000, 2000, 4000, 5000, 5000... ms by
+    /// default).
+    pub fn resend_wait_ms(&self, resends: u32) -> u64 {
+        self.resend_first_ms
+            .saturating_mul(1u64 << resends.min(32))
+            .min(self.resend_interval_ms)
     }
 }
 
@@ -180,6 +203,8 @@ struct Running {
     held: Vec<NodeInstruction>,
     gate: Option<NodeId>,
     last_sent_ms: u64,
+    /// Times `pending` was resent since it was last sent afresh (the backoff's exponent).
+    resends: u32,
 }
 
 impl Running {
@@ -202,6 +227,7 @@ impl Running {
         self.pending = send.iter().filter(|i| i.required).copied().collect();
         self.held = held;
         self.last_sent_ms = now;
+        self.resends = 0;
         self.op.step_started_ms = Some(now);
         self.op.shard_version = after.version;
         send
@@ -302,6 +328,7 @@ impl OperatorController {
                 held: Vec::new(),
                 gate: None,
                 last_sent_ms: 0,
+                resends: 0,
             },
         );
         Ok(id)
@@ -351,6 +378,7 @@ impl OperatorController {
             held: Vec::new(),
             gate: None,
             last_sent_ms: 0,
+            resends: 0,
         };
         let send = r.start_step(id, step, before, &after, now);
         self.by_shard.insert(current.id, id);
@@ -472,6 +500,7 @@ impl OperatorController {
                     r.pending
                         .extend(held.iter().filter(|i| i.required).copied());
                     r.last_sent_ms = now;
+                    r.resends = 0;
                     if !held.is_empty() {
                         events.push(ControllerEvent::Send {
                             op: id,
@@ -495,10 +524,11 @@ impl OperatorController {
             if now.saturating_sub(started) >= timeout {
                 return Some(OperatorState::TimedOut);
             }
-            if now.saturating_sub(r.last_sent_ms) >= config.resend_interval_ms
+            if now.saturating_sub(r.last_sent_ms) >= config.resend_wait_ms(r.resends)
                 && !r.pending.is_empty()
             {
                 r.last_sent_ms = now;
+                r.resends = r.resends.saturating_add(1);
                 events.push(ControllerEvent::Send {
                     op: id,
                     instructions: r.pending.clone(),
@@ -858,6 +888,44 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn a_lost_instruction_is_resent_soon_then_with_growing_backoff() {
+        let view = ClusterBuilder::new().zones(3).nodes(4).shards(1).build();
+        let r = routes(&view);
+        let s = view.shards()[0].shard.clone();
+        let to = s.followers().next().unwrap();
+        let config = ControllerConfig::default();
+        let mut c = OperatorController::new(config);
+        c.try_add(Operator::new(
+            OperatorKind::Failover,
+            &s,
+            vec![Step::PromoteFollower { to }],
+            0,
+            "t",
+        ))
+        .unwrap();
+        c.tick(0, &mut |i| r.get(&i).cloned());
+        // The promotion is lost: every 100 ms tick, note when it goes out again.
+        let mut resent_at = Vec::new();
+        for now in (100..=9_900).step_by(100) {
+            let ev = c.tick(now, &mut |i| r.get(&i).cloned());
+            for e in &ev {
+                let ControllerEvent::Send { instructions, .. } = e else {
+                    panic!("{ev:?}")
+                };
+                assert!(instructions
+                    .iter()
+                    .any(|i| i.node == to && i.kind == InstructionKind::Promote));
+                resent_at.push(now);
+            }
+        }
+        // 500 ms after the first send, then 1 s, 2 s, 4 s later: four tries before the
+        // step's 10 s timeout instead of one at 5 s.
+        assert_eq!(resent_at, vec![500, 1_500, 3_500, 7_500]);
+        assert_eq!(config.resend_wait_ms(4), config.resend_interval_ms);
+        assert_eq!(config.resend_wait_ms(40), config.resend_interval_ms);
     }
 
     #[test]

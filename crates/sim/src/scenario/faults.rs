@@ -11,12 +11,14 @@
 //! node holds an unexpired lease while leading it) never fires, and after each fault
 //! clears every shard is writable again (a running node holds its lease) within
 //! `leader_lease_ms + offline_after_ms` (lease + detection). In `lossy` a lost instruction
-//! waits for the operator controller's resend (`resend_interval_ms`), so the bound there
-//! allows two resends on top.
+//! waits for the operator controller's resend, so the bound there allows the waits of
+//! three resends of one instruction on top ([`resend_allowance_ms`]: 500 + 1,000 + 2,000 ms
+//! with the controller's default backoff).
 
 use super::net::{Fault, FaultKind, Loss, NetParams};
 use super::world::{Sim, SimParams};
 use super::{base_report, sizes, ScenarioOptions, ScenarioReport, SimError};
+use meridian_scheduler::ControllerConfig;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -48,6 +50,21 @@ struct FaultRecord {
     leading: usize,
     /// From the fault's end until every shard was writable; `None`: not within the wait.
     writable_after_clear_ms: Option<u64>,
+}
+
+/// What the recovery bound of `lossy` allows for lost instructions: the waits before the
+/// first three resends of one instruction (`resend_wait_ms(0..3)`, 3,500 ms by default).
+///
+/// Why three. After a fault clears, some 50-100 required instructions (the failover's
+/// promotions, then leader balance's transfers back) are in flight, each lost with
+/// probability p = 5%. That some instruction is lost three times in a row is likely over
+/// a run (about N p^3 = 1% per fault, 20 faults), four times is not (N p^4 < 0.1% per
+/// fault). The bound used to be `2 * resend_interval_ms` (10 s: two resends at a flat 5 s,
+/// when the first resend came 5 s after a loss and a second loss ran into the 10 s step
+/// timeout); with the backoff three resends take 3.5 s, so the bound went from 14,850 to
+/// 8,350 ms.
+fn resend_allowance_ms(controller: &ControllerConfig) -> u64 {
+    (0..3).map(|i| controller.resend_wait_ms(i)).sum()
 }
 
 /// `partition`: nodes cut off from Meridian for 1-10 s each.
@@ -85,7 +102,7 @@ fn run(
     let lease = sim.params.liveness.leader_lease_ms();
     let detection = sim.params.liveness.offline_after_ms;
     let resends = if loss > 0.0 {
-        2 * sim.params.controller.resend_interval_ms
+        resend_allowance_ms(&sim.params.controller)
     } else {
         0
     };
@@ -142,7 +159,7 @@ fn run(
         "{n} nodes (3 zones), {s} shards RF 3, {count} faults ({}) of 1-10 s on random nodes, \
          one at a time, {:.0}% random loss of every message kind, clocks drifting up to \
          {:.0}%: never two writers for a shard (audited after every event), and every shard \
-         writable again within lease + detection (+ two instruction resends if messages are \
+         writable again within lease + detection (+ three instruction resends if messages are \
          lost) = {lease} + {detection} + {resends} = {bound} ms after each fault clears",
         match mix {
             Mix::Only(FaultKind::Partition) => "partitions",
