@@ -84,8 +84,9 @@ pub struct ServerConfig {
     pub instruction_timeout_ms: u64,
     /// Period of the liveness and scheduling loop, in ms. Default 100.
     pub schedule_interval_ms: u64,
-    /// A full scheduling pass (view of every shard, every scheduler) runs on each tick while
-    /// nodes change state or operators run, and otherwise at this period, in ms. Default 1000.
+    /// A full scheduling pass (view of every shard, every scheduler) runs on the tick where
+    /// a node changes state; while operators run, as often as a tenth of a core allows
+    /// (every tick in a small cluster); and otherwise at this period, in ms. Default 1000.
     pub full_schedule_interval_ms: u64,
     /// Largest gRPC message accepted, in bytes. Default 4 MiB.
     pub max_message_bytes: usize,

@@ -40,6 +40,9 @@ pub struct ClusterScheduling {
     domain_violations: u32,
     /// When the next full scheduling pass is due even if nothing happened.
     next_full_ms: u64,
+    /// While operators run, the next full pass is not due before this (ten times the last
+    /// pass's duration after it).
+    next_busy_full_ms: u64,
     /// Shards whose leader is down and that wait for an in-sync follower, as of the last
     /// full pass (logged when a shard starts or stops waiting).
     waiting: BTreeMap<ShardId, WaitingShard>,
@@ -132,6 +135,7 @@ impl Scheduling {
                     controller: OperatorController::new(self.operators),
                     domain_violations: 0,
                     next_full_ms: 0,
+                    next_busy_full_ms: 0,
                     waiting: BTreeMap::new(),
                     recorded: HashSet::new(),
                 }))
@@ -231,18 +235,22 @@ impl Scheduling {
                         s.controller.on_shard_report(node, &report);
                     }
                 }
-                // The full pass (view + schedulers) costs O(shards): run it when something
-                // happened (a node changed state, operators are in flight, a shard waits for
-                // a follower to catch up) and otherwise once per `full_schedule_interval_ms`,
-                // not on every tick.
-                let urgent = !changes.is_empty()
-                    || s.controller.running_count() > 0
-                    || !s.waiting.is_empty();
+                // The full pass (view + schedulers) costs O(shards): run it at once when a
+                // node changed state or a shard waits for a follower to catch up; while
+                // operators are in flight, as often as a tenth of a core allows (every tick in
+                // a small cluster; a large one always balances something, and its passes must
+                // not crowd out everything else on the server); otherwise once per
+                // `full_schedule_interval_ms`.
+                let urgent = !changes.is_empty() || !s.waiting.is_empty();
+                let busy = s.controller.running_count() > 0 && now >= s.next_busy_full_ms;
                 let mut fixes = Vec::new();
-                if urgent || now >= s.next_full_ms {
+                if urgent || busy || now >= s.next_full_ms {
+                    let pass = std::time::Instant::now();
                     s.next_full_ms = now + self.full_interval_ms;
                     self.full_pass(cluster, s, now);
                     fixes = cluster.reconcile_sweep(now, None);
+                    let took = pass.elapsed().as_millis() as u64;
+                    s.next_busy_full_ms = now + (took * 10).min(self.full_interval_ms);
                 }
                 let events = s.controller.tick(now, &mut |id| cluster.shard(id));
                 cluster.set_busy_shards(s.controller.running().map(|o| o.shard));
