@@ -409,6 +409,26 @@ async fn transfer_away(server: &meridian_server::RunningServer, from: NodeId) ->
     .await
 }
 
+/// Shard 1's new leader (not `old`, whose agent is `agent`) becomes writable, and the two
+/// are never writable at once.
+async fn new_leader_takes_over(
+    server: &meridian_server::RunningServer,
+    others: &[SimNode],
+    agent: &meridian_client::NodeAgent,
+    old: NodeId,
+) {
+    let new_leader = leader_of(server, ShardId(1)).unwrap();
+    assert_ne!(new_leader, old);
+    let n = &others[node_index(others, new_leader)];
+    eventually(Duration::from_secs(10), || {
+        let was = agent.leases().writable(ShardId(1)).is_ok();
+        let new = n.agent.leases().writable(ShardId(1)).is_ok();
+        assert!(!(was && new), "both leaders are writable");
+        async move { (new && !was).then_some(()) }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_refuses_to_step_down_fails_the_transfer_at_once_and_loses_its_lease() {
     let (server, others, agent, id) = cluster_with_stubborn_leader(u32::MAX, None).await;
@@ -420,16 +440,7 @@ async fn a_leader_that_refuses_to_step_down_fails_the_transfer_at_once_and_loses
     );
     // The stubborn node still believes it leads, but the metadata moved on: it gets no more
     // lease, and once its last one ran out the new leader takes over. Never both.
-    let new_leader = leader_of(&server, ShardId(1)).unwrap();
-    assert_ne!(new_leader, id);
-    let n = &others[node_index(&others, new_leader)];
-    eventually(Duration::from_secs(10), || {
-        let old = agent.leases().writable(ShardId(1)).is_ok();
-        let new = n.agent.leases().writable(ShardId(1)).is_ok();
-        assert!(!(old && new), "both leaders are writable");
-        async move { (new && !old).then_some(()) }
-    })
-    .await;
+    new_leader_takes_over(&server, &others, &agent, id).await;
     server.shutdown().await;
 }
 
@@ -464,15 +475,6 @@ async fn a_transfer_whose_leader_never_answers_times_out_and_the_new_leader_take
     // The metadata named the new leader when the step started; the silent old one got no
     // lease since, so once its last one ran out the new leader was promoted (by reconcile)
     // and holds the lease. Never both.
-    let new_leader = leader_of(&server, ShardId(1)).unwrap();
-    assert_ne!(new_leader, id);
-    let n = &others[node_index(&others, new_leader)];
-    eventually(Duration::from_secs(10), || {
-        let old = agent.leases().writable(ShardId(1)).is_ok();
-        let new = n.agent.leases().writable(ShardId(1)).is_ok();
-        assert!(!(old && new), "both leaders are writable");
-        async move { (new && !old).then_some(()) }
-    })
-    .await;
+    new_leader_takes_over(&server, &others, &agent, id).await;
     server.shutdown().await;
 }
