@@ -206,3 +206,49 @@ async fn bad_definitions_are_refused_with_what_is_wrong_and_create_nothing() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_creates_a_schema_and_a_defined_table_and_describes_it() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "c", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let http_addr = server.http_addr.to_string();
+    let (ok, out) = ctl(&http_addr, &["create-schema", "metrics"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(
+        &http_addr,
+        &[
+            "create-table",
+            "metrics.cpu",
+            "--partitions",
+            "2",
+            "--column",
+            "host:string:not_null",
+            "--column",
+            "ts:timestamp_ms:not_null",
+            "--column",
+            "usage:float64",
+            "--primary-key",
+            "host",
+            "--time-index",
+            "ts",
+            "--option",
+            "ttl=7d",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&http_addr, &["--json", "describe", "metrics.cpu"]).await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(v["definition"]["version"], 1, "{v}");
+    assert_eq!(v["definition"]["columns"][1]["type"], "timestamp_ms");
+    assert_eq!(v["definition"]["options"]["ttl"], "7d");
+    assert_eq!(v["partitions"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["partitions"][0]["leader"]["node"].is_u64(), "{v}");
+    // A bad column flag is refused before anything is sent.
+    let (ok, out) = ctl(&http_addr, &["create-table", "x", "--column", "nope"]).await;
+    assert!(!ok);
+    assert!(out.contains("--column wants name:type"), "{out}");
+    server.shutdown().await;
+}

@@ -6,11 +6,12 @@
 
 mod common;
 
-use common::{eventually, fast_liveness, http, memory_config, shards_ready, start, start_nodes};
+use common::{
+    ctl, eventually, fast_liveness, http, memory_config, shards_ready, start, start_nodes,
+};
 use meridian_model::{NodeId, ReplicaRole, ShardId};
 use reqwest::Method;
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 /// One shard of the listing.
@@ -33,20 +34,6 @@ fn applied(s: &Value, node: NodeId) -> u64 {
         .find(|p| p["node"].as_u64() == Some(node.0))
         .and_then(|p| p["applied"].as_u64())
         .unwrap_or(0)
-}
-
-/// Runs `meridian ctl ARGS` against the server (off the runtime's threads).
-async fn ctl(http_addr: &str, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
-    cmd.args(["ctl", "--addr", &format!("http://{http_addr}")])
-        .args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("ctl runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

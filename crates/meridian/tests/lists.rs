@@ -126,7 +126,19 @@ async fn tables_and_schemas_page_in_name_order_with_a_prefix() {
     assert_eq!(r.schemas, vec!["public".to_string()]);
     assert!(r.next_page_token.is_empty());
 
-    // Over HTTP too: the default page, then the rest.
+    // Over HTTP too: schemas, then tables (the default page, then the rest).
+    let (s, v) = http(
+        reqwest::Method::GET,
+        format!(
+            "http://{}/api/v1/clusters/default/schemas?limit=1&prefix=o",
+            server.http_addr
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["schemas"], serde_json::json!(["other"]));
+    assert_eq!(v["next_page_token"], "");
     let base = format!("http://{}/api/v1/clusters/default/tables", server.http_addr);
     let (s, v) = http(reqwest::Method::GET, format!("{base}?schema=public"), None).await;
     assert_eq!(s, 200, "{v}");

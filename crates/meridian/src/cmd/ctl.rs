@@ -83,6 +83,19 @@ enum CtlCommand {
         /// Table as `name`, `schema.name` or `catalog.schema.name`.
         table: String,
     },
+    /// Create a schema.
+    CreateSchema {
+        /// Schema as `name` or `catalog.name`.
+        schema: String,
+        /// Succeed if it exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// Show a table: its definition, and where each partition lives.
+    Describe {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+    },
     /// Create a table.
     CreateTable {
         /// Table as `name`, `schema.name` or `catalog.schema.name`.
@@ -93,6 +106,19 @@ enum CtlCommand {
         /// Range partitions: `column:bound1,bound2,...`.
         #[arg(long, conflicts_with = "partitions")]
         range: Option<String>,
+        /// A column as `name:type`, or `name:type:not_null` for one that must hold a value;
+        /// repeat for each (types: see docs/http-api.md).
+        #[arg(long = "column")]
+        columns: Vec<String>,
+        /// Primary key columns, comma-separated.
+        #[arg(long)]
+        primary_key: Option<String>,
+        /// The time index column.
+        #[arg(long)]
+        time_index: Option<String>,
+        /// A table option as `key=value`; repeat for each.
+        #[arg(long = "option")]
+        options: Vec<String>,
         /// Succeed if it exists.
         #[arg(long)]
         if_not_exists: bool,
@@ -273,6 +299,44 @@ impl Http {
     }
 }
 
+/// A table definition from `create-table`'s flags (the server validates it).
+fn definition_from_flags(
+    columns: &[String],
+    primary_key: Option<&str>,
+    time_index: Option<&str>,
+    options: &[String],
+) -> Result<Value, String> {
+    let columns = columns
+        .iter()
+        .map(|c| {
+            let parts: Vec<&str> = c.split(':').collect();
+            match parts.as_slice() {
+                [name, ty] => Ok(json!({"name": name, "type": ty})),
+                [name, ty, "not_null"] => Ok(json!({"name": name, "type": ty, "nullable": false})),
+                _ => Err(format!(
+                    "--column wants name:type or name:type:not_null, got {c:?}"
+                )),
+            }
+        })
+        .collect::<Result<Vec<Value>, String>>()?;
+    let options = options
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .ok_or_else(|| format!("--option wants key=value, got {o:?}"))
+        })
+        .collect::<Result<serde_json::Map<String, Value>, String>>()?;
+    let primary_key: Vec<&str> = primary_key
+        .map(|k| k.split(',').filter(|k| !k.is_empty()).collect())
+        .unwrap_or_default();
+    let mut def = json!({"columns": columns, "primary_key": primary_key, "options": options});
+    if let Some(t) = time_index {
+        def["time_index"] = json!(t);
+    }
+    Ok(def)
+}
+
 fn split_table(t: &str) -> (String, String, String) {
     let parts: Vec<&str> = t.split('.').collect();
     match parts.as_slice() {
@@ -401,12 +465,63 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             )
             .await
         }
+        CtlCommand::CreateSchema {
+            schema,
+            if_not_exists,
+        } => {
+            let (catalog, name) = schema
+                .split_once('.')
+                .map(|(c, n)| (c.to_string(), n.to_string()))
+                .unwrap_or_else(|| ("default".into(), schema.clone()));
+            let body = json!({"catalog": catalog, "name": name, "if_not_exists": if_not_exists});
+            http.call(
+                M::POST,
+                &format!("/api/v1/clusters/{c}/schemas"),
+                Some(body),
+            )
+            .await
+        }
+        CtlCommand::Describe { table } => {
+            let (cat, sch, t) = split_table(table);
+            let found = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
+                    None,
+                )
+                .await?;
+            let route = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/clusters/{c}/routes/{cat}/{sch}/{t}"),
+                    None,
+                )
+                .await?;
+            let table = &found["table"];
+            Ok(json!({
+                "table": format!("{cat}.{sch}.{t}"),
+                "id": table["id"],
+                "rule": table["rule"],
+                "definition": table["definition"],
+                "partitions": route["partitions"],
+            }))
+        }
         CtlCommand::CreateTable {
             table,
             partitions,
             range,
+            columns,
+            primary_key,
+            time_index,
+            options,
             if_not_exists,
         } => {
+            let definition = definition_from_flags(
+                columns,
+                primary_key.as_deref(),
+                time_index.as_deref(),
+                options,
+            )?;
             let (cat, sch, t) = split_table(table);
             let partition = match (partitions, range) {
                 (Some(n), _) => json!({"kind": "hash", "count": n, "columns": []}),
@@ -418,7 +533,7 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 }
                 _ => json!({"kind": "none"}),
             };
-            let body = json!({"catalog": cat, "schema": sch, "name": t, "partition": partition, "if_not_exists": if_not_exists});
+            let body = json!({"catalog": cat, "schema": sch, "name": t, "partition": partition, "definition": definition, "if_not_exists": if_not_exists});
             http.call(M::POST, &format!("/api/v1/clusters/{c}/tables"), Some(body))
                 .await
         }
@@ -743,6 +858,68 @@ async fn servers(http: &Http) -> Value {
 
 fn render(command: &CtlCommand, v: &Value) {
     match command {
+        CtlCommand::Describe { .. } => {
+            println!("{} (id {})", cell(&v["table"]), cell(&v["id"]));
+            let def = &v["definition"];
+            let keys: Vec<&str> = def["primary_key"]
+                .as_array()
+                .map(|k| k.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let columns = def["columns"].as_array().cloned().unwrap_or_default();
+            if columns.is_empty() {
+                println!("no definition");
+            } else {
+                print_table(
+                    &["column", "type", "nullable", "default", "key"],
+                    columns
+                        .iter()
+                        .map(|c| {
+                            let name = c["name"].as_str().unwrap_or_default();
+                            let key = keys
+                                .iter()
+                                .position(|k| *k == name)
+                                .map_or("-".to_string(), |i| format!("pk{}", i + 1));
+                            vec![
+                                name.to_string(),
+                                cell(&c["type"]),
+                                cell(&c["nullable"]),
+                                cell(&c["default"]),
+                                key,
+                            ]
+                        })
+                        .collect(),
+                );
+                println!(
+                    "time index: {}; options: {}; definition version {}",
+                    cell(&def["time_index"]),
+                    def["options"],
+                    cell(&def["version"])
+                );
+            }
+            print_table(
+                &["partition", "shard", "version", "leader", "followers"],
+                v["partitions"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|p| {
+                                let node = |r: &Value| cell(&r["node"]);
+                                vec![
+                                    cell(&p["partition"]),
+                                    cell(&p["shard"]),
+                                    cell(&p["version"]),
+                                    node(&p["leader"]),
+                                    p["followers"]
+                                        .as_array()
+                                        .map(|f| f.iter().map(node).collect::<Vec<_>>().join(","))
+                                        .unwrap_or_default(),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            );
+        }
         CtlCommand::Servers => print_table(
             &["addr", "server", "role", "term", "leader", "leader gRPC"],
             v["servers"]

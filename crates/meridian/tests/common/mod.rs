@@ -292,3 +292,17 @@ pub fn spawn_server_process(
         .spawn()
         .expect("server process starts")
 }
+
+/// Runs `meridian ctl ARGS` against the server (off the runtime's threads).
+pub async fn ctl(http_addr: &str, args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"));
+    cmd.args(["ctl", "--addr", &format!("http://{http_addr}")])
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("ctl runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}

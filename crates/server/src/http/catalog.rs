@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use meridian_model::{ClusterConfig, PartitionRule, TableDefinition, TableName};
 use serde::Deserialize;
@@ -31,7 +31,10 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/clusters/{cluster}/routes/{catalog}/{schema}/{table}",
             get(route_table),
         )
-        .route("/api/v1/clusters/{cluster}/schemas", post(create_schema))
+        .route(
+            "/api/v1/clusters/{cluster}/schemas",
+            get(list_schemas).post(create_schema),
+        )
 }
 
 fn cluster_json(c: &crate::meta::Cluster) -> serde_json::Value {
@@ -173,6 +176,32 @@ struct CreateSchemaBody {
     name: String,
     #[serde(default)]
     if_not_exists: bool,
+}
+
+/// Query of `GET .../schemas`: a catalog and a page (see `meta::paging`).
+#[derive(Deserialize)]
+struct SchemaFilter {
+    #[serde(default = "default_catalog")]
+    catalog: String,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    limit: u64,
+    #[serde(default)]
+    page_token: String,
+}
+
+async fn list_schemas(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+    Query(f): Query<SchemaFilter>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let req = PageRequest::new(f.limit, &f.page_token, &f.prefix)?;
+    let page = c.list_schemas_page(&f.catalog, &req)?;
+    Ok(Json(
+        json!({ "schemas": page.items, "next_page_token": page.next_page_token }),
+    ))
 }
 
 async fn create_schema(
