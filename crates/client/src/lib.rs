@@ -14,6 +14,7 @@ mod error;
 mod leader;
 mod lease;
 mod meta_client;
+mod router;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
 pub use error::ClientError;
@@ -23,6 +24,7 @@ pub use lease::{
     ShardLeases,
 };
 pub use meta_client::{MetaClient, RouteCache};
+pub use router::{locate_in, read_targets_in, split_writes_in, Location, ReadPreference};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).
 pub async fn connect_channel(addrs: &[String]) -> Result<tonic::transport::Channel, ClientError> {

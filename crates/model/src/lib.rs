@@ -20,7 +20,7 @@ pub mod names;
 pub mod node;
 pub mod shard;
 
-pub use catalog::{Partition, PartitionRule, Table, TableName, MAX_PARTITIONS};
+pub use catalog::{hash_key, Partition, PartitionRule, Table, TableName, MAX_PARTITIONS};
 pub use cluster::{ClusterConfig, IsolationLevel, PlacementMode};
 pub use definition::{Column, ColumnType, TableDefinition};
 pub use error::ModelError;

@@ -100,6 +100,7 @@ fn route_of(state: &ClusterState, table: &Table) -> pb::TableRoute {
         schema: table.name.schema.clone(),
         table: table.name.table.clone(),
         definition_version: table.definition.version,
+        partition_rule: meridian_proto::convert::rule_to_wire(&table.rule),
         partitions: table
             .partitions
             .iter()
