@@ -24,7 +24,7 @@ pub use lease::{
     ShardLeases,
 };
 pub use meta_client::{MetaClient, RouteCache};
-pub use router::{locate_in, read_targets_in, split_writes_in, Location, ReadPreference};
+pub use router::{Location, ReadPreference, TableLocator};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).
 pub async fn connect_channel(addrs: &[String]) -> Result<tonic::transport::Channel, ClientError> {

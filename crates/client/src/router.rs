@@ -5,7 +5,7 @@
 //! documented function, so a client in another language computes the same partition.
 
 use crate::{ClientError, MetaClient};
-use meridian_model::TableName;
+use meridian_model::{PartitionRule, TableName};
 use meridian_proto as pb;
 use meridian_proto::convert::rule_from_wire;
 use std::collections::BTreeMap;
@@ -36,88 +36,113 @@ pub enum ReadPreference {
     PreferLeader,
 }
 
-/// Locates `key` (the values of the table's partition columns, in order) in `route`.
-pub fn locate_in(route: &pb::TableRoute, key: &[&str]) -> Result<Location, ClientError> {
-    let rule = rule_from_wire(route.partition_rule.clone());
-    let partition = rule.partition_of(key);
-    let p = route
-        .partitions
-        .iter()
-        .find(|p| p.index == partition)
-        .ok_or_else(|| {
-            ClientError::Malformed(format!(
-                "route of {}.{}.{} has no partition {partition}",
-                route.catalog, route.schema, route.table
-            ))
-        })?;
-    let shard = p.shard.clone().unwrap_or_default();
-    Ok(Location {
-        partition,
-        shard: shard.shard_id,
-        version: shard.version,
-        leader: shard.leader.map(|l| l.endpoint),
-        followers: shard.followers.into_iter().map(|f| f.endpoint).collect(),
-    })
+/// A table's route compiled for locating keys: the rule decoded once and the partitions
+/// indexed, so that locating a key allocates nothing (the cache keeps routes as received).
+#[derive(Debug, Clone)]
+pub struct TableLocator {
+    name: String,
+    rule: PartitionRule,
+    /// By partition index; `None` for an index the route lacks.
+    partitions: Vec<Option<Location>>,
 }
 
-/// Groups `rows` (each with its key) into one batch per leader endpoint. A row whose
-/// partition has no leader right now fails the whole split with `Unavailable`, naming the
-/// partition: retry after the failover (the route watch brings the new leader).
-pub fn split_writes_in<R>(
-    route: &pb::TableRoute,
-    rows: impl IntoIterator<Item = (Vec<String>, R)>,
-) -> Result<BTreeMap<String, Vec<R>>, ClientError> {
-    let mut batches: BTreeMap<String, Vec<R>> = BTreeMap::new();
-    for (key, row) in rows {
-        let parts: Vec<&str> = key.iter().map(String::as_str).collect();
-        let at = locate_in(route, &parts)?;
-        let leader = at.leader.ok_or_else(|| {
-            ClientError::Status(tonic::Status::unavailable(format!(
-                "partition {} of {}.{}.{} has no leader (failover in progress); retry",
-                at.partition, route.catalog, route.schema, route.table
-            )))
-        })?;
-        batches.entry(leader).or_default().push(row);
+impl TableLocator {
+    /// Compiles `route`.
+    pub fn new(route: &pb::TableRoute) -> Self {
+        let rule = rule_from_wire(route.partition_rule.clone());
+        let count = rule.partition_count() as usize;
+        let mut partitions = vec![None; count];
+        for p in &route.partitions {
+            let shard = p.shard.clone().unwrap_or_default();
+            if let Some(slot) = partitions.get_mut(p.index as usize) {
+                *slot = Some(Location {
+                    partition: p.index,
+                    shard: shard.shard_id,
+                    version: shard.version,
+                    leader: shard.leader.map(|l| l.endpoint),
+                    followers: shard.followers.into_iter().map(|f| f.endpoint).collect(),
+                });
+            }
+        }
+        Self {
+            name: format!("{}.{}.{}", route.catalog, route.schema, route.table),
+            rule,
+            partitions,
+        }
     }
-    Ok(batches)
-}
 
-/// The endpoints a read of `partition` may go to, in the order to try them.
-pub fn read_targets_in(
-    route: &pb::TableRoute,
-    partition: u32,
-    preference: ReadPreference,
-) -> Vec<String> {
-    let Some(shard) = route
-        .partitions
-        .iter()
-        .find(|p| p.index == partition)
-        .and_then(|p| p.shard.clone())
-    else {
-        return Vec::new();
-    };
-    let leader = shard.leader.map(|l| l.endpoint);
-    let followers = shard.followers.into_iter().map(|f| f.endpoint);
-    match preference {
-        ReadPreference::Leader => leader.into_iter().collect(),
-        ReadPreference::PreferLeader => leader.into_iter().chain(followers).collect(),
-        ReadPreference::PreferFollower => followers.chain(leader).collect(),
+    /// Where `key` (the values of the table's partition columns, in order) lives.
+    pub fn locate(&self, key: &[&str]) -> Result<&Location, ClientError> {
+        let partition = self.rule.partition_of(key);
+        self.partition(partition).ok_or_else(|| {
+            ClientError::Malformed(format!(
+                "route of {} has no partition {partition}",
+                self.name
+            ))
+        })
+    }
+
+    /// Partition `index`, if the route has it.
+    pub fn partition(&self, index: u32) -> Option<&Location> {
+        self.partitions.get(index as usize).and_then(Option::as_ref)
+    }
+
+    /// Groups `rows` (each with its key) into one batch per leader endpoint. A row whose
+    /// partition has no leader right now fails the whole split with `Unavailable`, naming
+    /// the partition: retry after the failover (the route watch brings the new leader).
+    pub fn split_writes<R>(
+        &self,
+        rows: impl IntoIterator<Item = (Vec<String>, R)>,
+    ) -> Result<BTreeMap<String, Vec<R>>, ClientError> {
+        let mut batches: BTreeMap<String, Vec<R>> = BTreeMap::new();
+        for (key, row) in rows {
+            let parts: Vec<&str> = key.iter().map(String::as_str).collect();
+            let at = self.locate(&parts)?;
+            let leader = at.leader.as_ref().ok_or_else(|| {
+                ClientError::Status(tonic::Status::unavailable(format!(
+                    "partition {} of {} has no leader (failover in progress); retry",
+                    at.partition, self.name
+                )))
+            })?;
+            batches.entry(leader.clone()).or_default().push(row);
+        }
+        Ok(batches)
+    }
+
+    /// The endpoints a read of `partition` may go to, in the order to try them.
+    pub fn read_targets(&self, partition: u32, preference: ReadPreference) -> Vec<String> {
+        let Some(at) = self.partition(partition) else {
+            return Vec::new();
+        };
+        let leader = at.leader.iter().cloned();
+        let followers = at.followers.iter().cloned();
+        match preference {
+            ReadPreference::Leader => leader.collect(),
+            ReadPreference::PreferLeader => leader.chain(followers).collect(),
+            ReadPreference::PreferFollower => followers.chain(leader).collect(),
+        }
     }
 }
 
 impl MetaClient {
-    /// Where `key` of `table` lives, from the cached route (fetched if not cached).
-    pub async fn locate(&self, table: &TableName, key: &[&str]) -> Result<Location, ClientError> {
-        locate_in(&self.route(table).await?, key)
+    /// The route of `table` compiled for locating keys (from the cache, else fetched).
+    pub async fn locator(&self, table: &TableName) -> Result<TableLocator, ClientError> {
+        Ok(TableLocator::new(&self.route(table).await?))
     }
 
-    /// Groups rows of `table` into one batch per leader endpoint (see [`split_writes_in`]).
+    /// Where `key` of `table` lives (see [`TableLocator::locate`]).
+    pub async fn locate(&self, table: &TableName, key: &[&str]) -> Result<Location, ClientError> {
+        self.locator(table).await?.locate(key).cloned()
+    }
+
+    /// Groups rows of `table` into one batch per leader endpoint (see
+    /// [`TableLocator::split_writes`]).
     pub async fn split_writes<R>(
         &self,
         table: &TableName,
         rows: impl IntoIterator<Item = (Vec<String>, R)>,
     ) -> Result<BTreeMap<String, Vec<R>>, ClientError> {
-        split_writes_in(&self.route(table).await?, rows)
+        self.locator(table).await?.split_writes(rows)
     }
 
     /// The endpoints a read of `partition` of `table` may go to, in order.
@@ -127,18 +152,16 @@ impl MetaClient {
         partition: u32,
         preference: ReadPreference,
     ) -> Result<Vec<String>, ClientError> {
-        Ok(read_targets_in(
-            &self.route(table).await?,
-            partition,
-            preference,
-        ))
+        Ok(self
+            .locator(table)
+            .await?
+            .read_targets(partition, preference))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meridian_model::PartitionRule;
     use meridian_proto::convert::rule_to_wire;
 
     fn addr(n: u64) -> pb::NodeAddress {
@@ -176,8 +199,8 @@ mod tests {
 
     #[test]
     fn keys_are_located_by_the_documented_hash_and_grouped_by_leader() {
-        let r = route();
-        let at = locate_in(&r, &["host-1"]).unwrap();
+        let r = TableLocator::new(&route());
+        let at = r.locate(&["host-1"]).unwrap();
         // hash_key(["host-1"]) = 0x4db34c706759b043; % 4 = 3.
         assert_eq!(at.partition, 3);
         assert_eq!(at.shard, 13);
@@ -186,42 +209,42 @@ mod tests {
 
         let rows: Vec<(Vec<String>, usize)> = (0..200)
             .map(|i| (vec![format!("h{i}")], i))
-            .filter(|(k, _)| locate_in(&r, &[k[0].as_str()]).unwrap().partition != 2)
+            .filter(|(k, _)| r.locate(&[k[0].as_str()]).unwrap().partition != 2)
             .collect();
         let n = rows.len();
-        let batches = split_writes_in(&r, rows).unwrap();
+        let batches = r.split_writes(rows).unwrap();
         assert_eq!(batches.values().map(Vec::len).sum::<usize>(), n);
         for (leader, rows) in &batches {
             for i in rows {
-                let at = locate_in(&r, &[format!("h{i}").as_str()]).unwrap();
+                let at = r.locate(&[format!("h{i}").as_str()]).unwrap();
                 assert_eq!(at.leader.as_ref(), Some(leader));
             }
         }
         // A row of the leaderless partition fails the split, naming it.
         let key = (0..)
             .map(|i| format!("x{i}"))
-            .find(|k| locate_in(&r, &[k.as_str()]).unwrap().partition == 2)
+            .find(|k| r.locate(&[k.as_str()]).unwrap().partition == 2)
             .unwrap();
-        let err = split_writes_in(&r, [(vec![key], 0)]).unwrap_err();
+        let err = r.split_writes([(vec![key], 0)]).unwrap_err();
         assert!(err.to_string().contains("partition 2"), "{err}");
     }
 
     #[test]
     fn reads_go_where_the_preference_says() {
-        let r = route();
+        let r = TableLocator::new(&route());
         assert_eq!(
-            read_targets_in(&r, 0, ReadPreference::Leader),
+            r.read_targets(0, ReadPreference::Leader),
             vec!["10.0.0.1:4000"]
         );
         assert_eq!(
-            read_targets_in(&r, 0, ReadPreference::PreferFollower),
+            r.read_targets(0, ReadPreference::PreferFollower),
             vec!["10.0.0.7:4000", "10.0.0.8:4000", "10.0.0.1:4000"]
         );
         assert_eq!(
-            read_targets_in(&r, 0, ReadPreference::PreferLeader)[0],
+            r.read_targets(0, ReadPreference::PreferLeader)[0],
             "10.0.0.1:4000"
         );
-        assert!(read_targets_in(&r, 2, ReadPreference::Leader).is_empty());
-        assert!(read_targets_in(&r, 9, ReadPreference::PreferLeader).is_empty());
+        assert!(r.read_targets(2, ReadPreference::Leader).is_empty());
+        assert!(r.read_targets(9, ReadPreference::PreferLeader).is_empty());
     }
 }

@@ -62,3 +62,23 @@ async fn rows_are_located_and_grouped_by_their_leader() {
     assert_eq!(targets0.last(), at.leader.as_ref());
     server.shutdown().await;
 }
+
+/// `meridian bench route --locate --json` keeps its contract: one JSON line at the end with
+/// `ops_per_sec`.
+#[test]
+fn the_locate_bench_reports_keys_per_second() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["bench", "route", "--locate", "--duration", "1", "--json"])
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(last).expect(last);
+    assert_eq!(v["bench"], "route_locate");
+    assert!(v["ops_per_sec"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+}

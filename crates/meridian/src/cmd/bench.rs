@@ -55,6 +55,10 @@ enum BenchKind {
         /// Seconds per phase.
         #[arg(long, default_value_t = 5)]
         duration: u64,
+        /// Instead: keys located per second by the client router from its cache, on one
+        /// core (`ops_per_sec`), for a table of 64 hash partitions.
+        #[arg(long)]
+        locate: bool,
     },
     /// Table creates (durable) with concurrent clients.
     Ddl {
@@ -472,9 +476,16 @@ pub async fn run(args: BenchArgs) -> CmdResult {
         BenchKind::Takeover(args) => super::takeover::run(args).await,
         BenchKind::Route {
             common,
+            duration,
+            locate: true,
+            ..
+        } => route_locate(common, duration).await,
+        BenchKind::Route {
+            common,
             tables,
             batch,
             duration,
+            locate: false,
         } => route(common, tables, batch, duration).await,
         BenchKind::Ddl {
             common,
@@ -505,6 +516,63 @@ pub async fn run(args: BenchArgs) -> CmdResult {
             failover(common, nodes, rounds, neighbour).await
         }
     }
+}
+
+/// Keys located per second by the client router, from a cached route, on one core.
+async fn route_locate(common: Common, duration: u64) -> CmdResult {
+    let t = target(&common).await?;
+    let _nodes = start_nodes(&t.grpc, "default", "bench-locate", 3, 1).await?;
+    let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
+    let name = TableName::new(
+        "default",
+        "public",
+        &format!("locate_{}", std::process::id()),
+    )?;
+    let rule = PartitionRule::Hash {
+        count: 64,
+        columns: vec!["host".into()],
+    };
+    let mut created = false;
+    for _ in 0..100 {
+        if client.create_table(&name, &rule, true).await.is_ok() {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !created {
+        return Err("could not create the table (no shards yet?)".into());
+    }
+    let locator = client.locator(&name).await?;
+    let keys: Vec<String> = (0..100_000).map(|i| format!("host-{i}")).collect();
+    eprintln!("locating keys of a 64-partition table for {duration}s on one core...");
+    let run = Duration::from_secs(duration.max(1));
+    let (ops, elapsed) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut ops: u64 = 0;
+        let mut sum: u64 = 0;
+        while started.elapsed() < run {
+            for k in &keys {
+                if let Ok(at) = locator.locate(&[k.as_str()]) {
+                    sum = sum.wrapping_add(u64::from(at.shard));
+                }
+            }
+            ops += keys.len() as u64;
+        }
+        std::hint::black_box(sum);
+        (ops, started.elapsed())
+    })
+    .await?;
+    let rate = ops as f64 / elapsed.as_secs_f64();
+    let summary = format!(
+        "route locate: {rate:.0} keys/s on one core (64 hash partitions, 100,000 distinct keys, from the cached route); {} cores",
+        cores()
+    );
+    let value = json!({
+        "bench": "route_locate", "cores": cores(), "partitions": 64, "keys": 100_000,
+        "ops": ops, "seconds": elapsed.as_secs_f64(), "ops_per_sec": rate,
+    });
+    finish(common.json, summary, value)
 }
 
 async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> CmdResult {
