@@ -94,6 +94,19 @@ pub trait ShardHandler: Send + Sync + 'static {
         version: ShardVersion,
         table: TableRef,
     ) -> Result<(), String>;
+
+    /// The table's definition changed (ALTER TABLE): `table.definition` is the new one, at
+    /// a higher version. Applied before Meridian tells any client. The default accepts it
+    /// and does nothing, for a database that keeps no definitions.
+    async fn alter_table(
+        &self,
+        shard: ShardId,
+        version: ShardVersion,
+        table: TableRef,
+    ) -> Result<(), String> {
+        let _ = (shard, version, table);
+        Ok(())
+    }
     /// Current load and one report per shard held.
     fn report(&self) -> (NodeStats, Vec<ShardReport>);
 }
@@ -721,6 +734,11 @@ async fn execute(
         pb::instruction::Kind::DropTable(drop) => {
             let table = drop.table.as_ref().ok_or("drop without table")?;
             handler.drop_table(shard, version, table.into()).await?;
+            return Ok(Applied::Other);
+        }
+        pb::instruction::Kind::AlterTable(alter) => {
+            let table = alter.table.as_ref().ok_or("alter without table")?;
+            handler.alter_table(shard, version, table.into()).await?;
             return Ok(Applied::Other);
         }
     };

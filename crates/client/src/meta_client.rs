@@ -1,7 +1,7 @@
 //! `MetaClient`: DDL and routing with a route cache.
 
 use crate::{following_channel, ClientError};
-use meridian_model::{PartitionRule, TableDefinition, TableName};
+use meridian_model::{DefinitionChange, PartitionRule, TableDefinition, TableName};
 use meridian_proto as pb;
 use meridian_proto::convert::{definition_to_wire, rule_to_wire};
 use parking_lot::RwLock;
@@ -167,6 +167,50 @@ impl MetaClient {
             .table
             .ok_or_else(|| ClientError::Malformed("create answer without table".into()))?;
         Ok((table, r.created))
+    }
+
+    /// Changes a table's definition; the shard leaders have the new one when this returns.
+    pub async fn alter_table(
+        &self,
+        name: &TableName,
+        change: &DefinitionChange,
+    ) -> Result<pb::TableInfo, ClientError> {
+        use pb::alter_table_request::Change;
+        let change = match change {
+            DefinitionChange::AddColumn(c) => Change::AddColumn(pb::ColumnDef {
+                name: c.name.clone(),
+                r#type: c.data_type.name().to_string(),
+                not_null: !c.nullable,
+                default_value: c.default.clone(),
+            }),
+            DefinitionChange::DropColumn(c) => Change::DropColumn(c.clone()),
+            DefinitionChange::SetOptions(o) => Change::SetOptions(pb::OptionsChange {
+                set: o
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                    .collect(),
+                unset: o
+                    .iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            }),
+        };
+        let r = self
+            .catalog
+            .clone()
+            .alter_table(pb::AlterTableRequest {
+                cluster: self.cluster.clone(),
+                catalog: name.catalog.clone(),
+                schema: name.schema.clone(),
+                table: name.table.clone(),
+                change: Some(change),
+            })
+            .await?
+            .into_inner();
+        self.invalidate(name);
+        r.table
+            .ok_or_else(|| ClientError::Malformed("alter answer without table".into()))
     }
 
     /// Drops a table; returns whether it existed.

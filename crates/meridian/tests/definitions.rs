@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use meridian_model::{Column, ColumnType, PartitionRule, TableDefinition, TableName};
+use meridian_model::{
+    Column, ColumnType, DefinitionChange, PartitionRule, TableDefinition, TableName,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -246,9 +248,120 @@ async fn ctl_creates_a_schema_and_a_defined_table_and_describes_it() {
     assert_eq!(v["definition"]["options"]["ttl"], "7d");
     assert_eq!(v["partitions"].as_array().unwrap().len(), 2, "{v}");
     assert!(v["partitions"][0]["leader"]["node"].is_u64(), "{v}");
+    let (ok, out) = ctl(
+        &http_addr,
+        &["alter-table", "metrics.cpu", "--add-column", "mem:float64"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(
+        &http_addr,
+        &["alter-table", "metrics.cpu", "--unset-option", "ttl"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (_, out) = ctl(&http_addr, &["--json", "describe", "metrics.cpu"]).await;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(v["definition"]["version"], 3, "{v}");
+    assert_eq!(v["definition"]["columns"][3]["name"], "mem");
+    assert_eq!(v["definition"]["options"], serde_json::json!({}));
     // A bad column flag is refused before anything is sent.
     let (ok, out) = ctl(&http_addr, &["create-table", "x", "--column", "nope"]).await;
     assert!(!ok);
     assert!(out.contains("--column wants name:type"), "{out}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alter_reaches_every_leader_before_the_client_hears_ok() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "a", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    let name = TableName::new("default", "public", "cpu").unwrap();
+    let rule = PartitionRule::Hash {
+        count: 4,
+        columns: vec!["host".into()],
+    };
+    client
+        .create_table_with(&name, &rule, &metrics_definition(), false)
+        .await
+        .unwrap();
+    assert_eq!(client.route(&name).await.unwrap().definition_version, 1);
+    let cluster = server.meta.cluster("default").unwrap();
+    // What every partition's leader holds for the table, right now.
+    let leader_versions = || {
+        let table = cluster.get_table(&name).unwrap();
+        table
+            .partitions
+            .iter()
+            .map(|p| {
+                let leader = cluster.shard(p.shard).unwrap().leader().unwrap();
+                let node = nodes
+                    .iter()
+                    .find(|n| n.agent.status().node_id == Some(leader.0))
+                    .unwrap();
+                node.shards.definition(table.id.0).map_or(0, |d| d.version)
+            })
+            .collect::<Vec<u64>>()
+    };
+
+    let added = client
+        .alter_table(
+            &name,
+            &DefinitionChange::AddColumn(Column {
+                name: "mem".into(),
+                data_type: ColumnType::Float64,
+                nullable: true,
+                default: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let def = added.definition.unwrap();
+    assert_eq!(def.version, 2);
+    assert_eq!(def.columns.last().unwrap().name, "mem");
+    assert_eq!(
+        leader_versions(),
+        vec![2; 4],
+        "every leader had it before the answer"
+    );
+    assert_eq!(client.route(&name).await.unwrap().definition_version, 2);
+
+    // A refused change changes nothing.
+    let err = client
+        .alter_table(&name, &DefinitionChange::DropColumn("host".into()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("primary key"), "{err}");
+    assert_eq!(cluster.get_table(&name).unwrap().definition.version, 2);
+
+    // Over HTTP: options, then a column dropped.
+    let base = format!(
+        "http://{}/api/v1/clusters/default/tables/default/public/cpu",
+        server.http_addr
+    );
+    let (s, v) = http(
+        reqwest::Method::PATCH,
+        base.clone(),
+        Some(serde_json::json!({"set_options": {"ttl": null, "compaction": "twcs"}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["table"]["definition"]["version"], 3);
+    assert_eq!(
+        v["table"]["definition"]["options"],
+        serde_json::json!({"compaction": "twcs"})
+    );
+    let (s, v) = http(
+        reqwest::Method::PATCH,
+        base,
+        Some(serde_json::json!({"drop_column": "cpu"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["table"]["definition"]["version"], 4);
+    assert_eq!(leader_versions(), vec![4; 4]);
     server.shutdown().await;
 }

@@ -686,3 +686,42 @@ async fn a_move_killed_between_its_steps_is_finished_at_the_next_start() {
     .await;
     server.shutdown().await;
 }
+
+/// An alter is a procedure: a server killed after the leaders took the new definition but
+/// before the commit leaves a record, and the next start gives the leaders the committed
+/// definition back; the table never changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alter_killed_before_its_commit_is_rolled_back_on_the_leaders() {
+    let (_dir, config, nodes) = crash_at("alter_table.before_commit", |base| {
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .patch(format!("{base}/tables/default/public/t5"))
+                .json(&serde_json::json!({"add_column": {"name": "extra", "type": "int64"}}))
+                .send()
+                .await;
+        })
+    })
+    .await;
+    let leader_version = |cluster: &Cluster, id: TableId| {
+        let t = cluster
+            .list_tables("", "")
+            .into_iter()
+            .find(|t| t.id == id)?;
+        let leader = cluster.shard(t.partitions[0].shard)?.leader()?;
+        let node = nodes
+            .iter()
+            .find(|n| n.agent.status().node_id == Some(leader.0))?;
+        Some(node.shards.definition(id.0).map_or(0, |d| d.version))
+    };
+    let server = start(config).await;
+    let cluster = server.meta.cluster("default").unwrap();
+    let table = cluster.get_table(&name("t5")).unwrap();
+    assert_eq!(table.definition.version, 0, "the alter never committed");
+    eventually(Duration::from_secs(20), || {
+        let cluster = cluster.clone();
+        let back = leader_version(&cluster, table.id) == Some(0);
+        async move { (back && records(&cluster, "alter_table").await == 0).then_some(()) }
+    })
+    .await;
+    server.shutdown().await;
+}

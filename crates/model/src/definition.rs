@@ -288,6 +288,76 @@ impl TableDefinition {
     }
 }
 
+/// One change of a table's definition (ALTER TABLE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DefinitionChange {
+    /// Add a column at the end.
+    AddColumn(Column),
+    /// Drop a column (not one of the key, the time index or the partition rule).
+    DropColumn(String),
+    /// Set options (`Some`) or remove them (`None`).
+    SetOptions(BTreeMap<String, Option<String>>),
+}
+
+impl DefinitionChange {
+    /// The definition after this change, validated, at the next version. `rule` is the
+    /// table's partition rule (its columns cannot be dropped).
+    pub fn apply(
+        &self,
+        def: &TableDefinition,
+        rule: &crate::PartitionRule,
+    ) -> Result<TableDefinition, ModelError> {
+        let bad = |m: String| Err(ModelError::InvalidDefinition(m));
+        let mut next = def.clone();
+        match self {
+            DefinitionChange::AddColumn(c) => {
+                if def.column(&c.name).is_some() {
+                    return bad(format!("column {:?} already exists", c.name));
+                }
+                if !c.nullable && c.default.is_none() && !def.columns.is_empty() {
+                    return bad(format!(
+                        "a column added to existing rows must be nullable or have a default: {:?} is neither",
+                        c.name
+                    ));
+                }
+                next.columns.push(c.clone());
+            }
+            DefinitionChange::DropColumn(name) => {
+                if def.column(name).is_none() {
+                    return bad(format!("column {name:?} does not exist"));
+                }
+                if def.primary_key.contains(name) {
+                    return bad(format!("column {name:?} is part of the primary key"));
+                }
+                if def.time_index.as_ref() == Some(name) {
+                    return bad(format!("column {name:?} is the time index"));
+                }
+                let in_rule = match rule {
+                    crate::PartitionRule::None => false,
+                    crate::PartitionRule::Hash { columns, .. } => columns.contains(name),
+                    crate::PartitionRule::Range { column, .. } => column == name,
+                };
+                if in_rule {
+                    return bad(format!("column {name:?} partitions the table"));
+                }
+                next.columns.retain(|c| &c.name != name);
+            }
+            DefinitionChange::SetOptions(options) => {
+                for (k, v) in options {
+                    match v {
+                        Some(v) => next.options.insert(k.clone(), v.clone()),
+                        None => next.options.remove(k),
+                    };
+                }
+            }
+        }
+        next.validate()?;
+        next.version = def.version + 1;
+        Ok(next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +438,60 @@ mod tests {
             let err = d.validate().unwrap_err().to_string();
             assert!(err.contains(expected), "{err} (expected {expected:?})");
         }
+    }
+
+    #[test]
+    fn changes_apply_at_the_next_version_or_say_why_not() {
+        let def = good();
+        let rule = crate::PartitionRule::None;
+        let added = DefinitionChange::AddColumn(col("mem", ColumnType::Float64, true))
+            .apply(&def, &rule)
+            .unwrap();
+        assert_eq!(added.version, 2);
+        assert_eq!(added.columns.len(), 4);
+        let dropped = DefinitionChange::DropColumn("cpu".into())
+            .apply(&added, &rule)
+            .unwrap();
+        assert_eq!(dropped.version, 3);
+        assert!(dropped.column("cpu").is_none());
+        let opts = DefinitionChange::SetOptions(BTreeMap::from([
+            ("ttl".to_string(), None),
+            ("compaction".to_string(), Some("twcs".to_string())),
+        ]))
+        .apply(&def, &rule)
+        .unwrap();
+        assert_eq!(
+            opts.options,
+            BTreeMap::from([("compaction".to_string(), "twcs".to_string())])
+        );
+        for (change, why) in [
+            (
+                DefinitionChange::AddColumn(col("cpu", ColumnType::Int8, true)),
+                "already exists",
+            ),
+            (
+                DefinitionChange::AddColumn(col("x", ColumnType::Int8, false)),
+                "nullable or have a default",
+            ),
+            (DefinitionChange::DropColumn("host".into()), "primary key"),
+            (DefinitionChange::DropColumn("ts".into()), "time index"),
+            (
+                DefinitionChange::DropColumn("nope".into()),
+                "does not exist",
+            ),
+        ] {
+            let err = change.apply(&def, &rule).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+        let hashed = crate::PartitionRule::Hash {
+            count: 2,
+            columns: vec!["cpu".into()],
+        };
+        let err = DefinitionChange::DropColumn("cpu".into())
+            .apply(&def, &hashed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("partitions the table"), "{err}");
     }
 
     #[test]

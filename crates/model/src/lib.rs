@@ -22,7 +22,7 @@ pub mod shard;
 
 pub use catalog::{hash_key, Partition, PartitionRule, Table, TableName, MAX_PARTITIONS};
 pub use cluster::{ClusterConfig, IsolationLevel, PlacementMode};
-pub use definition::{Column, ColumnType, TableDefinition};
+pub use definition::{Column, ColumnType, DefinitionChange, TableDefinition};
 pub use error::ModelError;
 pub use ids::{ClusterId, InstructionId, NodeId, OperatorId, ShardId, ShardVersion, TableId};
 pub use names::validate_name;

@@ -231,6 +231,21 @@ pub fn definition_to_wire(d: &m::TableDefinition) -> Option<pb::TableDefinition>
     })
 }
 
+/// A column from the wire; an unknown type is refused with the list of known ones.
+pub fn column_from_wire(c: pb::ColumnDef) -> Result<m::Column, m::ModelError> {
+    Ok(m::Column {
+        data_type: m::ColumnType::parse(&c.r#type).map_err(|e| match e {
+            m::ModelError::InvalidDefinition(msg) => {
+                m::ModelError::InvalidDefinition(format!("column {:?}: {msg}", c.name))
+            }
+            other => other,
+        })?,
+        name: c.name,
+        nullable: !c.not_null,
+        default: c.default_value,
+    })
+}
+
 /// A definition from the wire (absent: empty); unknown column types are refused with the
 /// list of known ones. Not validated further: see `TableDefinition::validate`.
 pub fn definition_from_wire(
@@ -242,19 +257,7 @@ pub fn definition_from_wire(
     let columns = d
         .columns
         .into_iter()
-        .map(|c| {
-            Ok(m::Column {
-                data_type: m::ColumnType::parse(&c.r#type).map_err(|e| match e {
-                    m::ModelError::InvalidDefinition(msg) => {
-                        m::ModelError::InvalidDefinition(format!("column {:?}: {msg}", c.name))
-                    }
-                    other => other,
-                })?,
-                name: c.name,
-                nullable: !c.not_null,
-                default: c.default_value,
-            })
-        })
+        .map(column_from_wire)
         .collect::<Result<Vec<_>, m::ModelError>>()?;
     Ok(m::TableDefinition {
         columns,

@@ -187,6 +187,27 @@ impl ShardHandler for SimShards {
         Ok(())
     }
 
+    async fn alter_table(
+        &self,
+        shard: ShardId,
+        _version: ShardVersion,
+        table: TableRef,
+    ) -> Result<(), String> {
+        let leads = self
+            .shards
+            .lock()
+            .get(&shard)
+            .map(|s| s.role == ReplicaRole::Leader);
+        match leads {
+            None => Err(format!("{shard} is not open here")),
+            Some(false) => Err(format!("not the leader of {shard}")),
+            Some(true) => {
+                self.keep_definitions([&table]);
+                Ok(())
+            }
+        }
+    }
+
     async fn drop_table(
         &self,
         shard: ShardId,

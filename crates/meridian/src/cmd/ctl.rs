@@ -91,6 +91,24 @@ enum CtlCommand {
         #[arg(long)]
         if_not_exists: bool,
     },
+    /// Change a table's definition: one of --add-column, --drop-column, --set-option /
+    /// --unset-option.
+    AlterTable {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+        /// A column to add, as `name:type` (new columns must be nullable or have a default).
+        #[arg(long, conflicts_with_all = ["drop_column", "set_option", "unset_option"])]
+        add_column: Option<String>,
+        /// A column to drop.
+        #[arg(long, conflicts_with_all = ["set_option", "unset_option"])]
+        drop_column: Option<String>,
+        /// An option to set, as `key=value`; repeat for each.
+        #[arg(long)]
+        set_option: Vec<String>,
+        /// An option to remove; repeat for each.
+        #[arg(long)]
+        unset_option: Vec<String>,
+    },
     /// Show a table: its definition, and where each partition lives.
     Describe {
         /// Table as `name`, `schema.name` or `catalog.schema.name`.
@@ -478,6 +496,44 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 M::POST,
                 &format!("/api/v1/clusters/{c}/schemas"),
                 Some(body),
+            )
+            .await
+        }
+        CtlCommand::AlterTable {
+            table,
+            add_column,
+            drop_column,
+            set_option,
+            unset_option,
+        } => {
+            let (cat, sch, t) = split_table(table);
+            let change = if let Some(c) = add_column {
+                let def = definition_from_flags(std::slice::from_ref(c), None, None, &[])?;
+                json!({"add_column": def["columns"][0]})
+            } else if let Some(c) = drop_column {
+                json!({"drop_column": c})
+            } else if !set_option.is_empty() || !unset_option.is_empty() {
+                let mut options = serde_json::Map::new();
+                for o in set_option {
+                    let (k, v) = o
+                        .split_once('=')
+                        .ok_or_else(|| format!("--set-option wants key=value, got {o:?}"))?;
+                    options.insert(k.to_string(), json!(v));
+                }
+                for k in unset_option {
+                    options.insert(k.clone(), Value::Null);
+                }
+                json!({"set_options": options})
+            } else {
+                return Err(
+                    "alter-table needs --add-column, --drop-column, --set-option or --unset-option"
+                        .into(),
+                );
+            };
+            http.call(
+                M::PATCH,
+                &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
+                Some(change),
             )
             .await
         }

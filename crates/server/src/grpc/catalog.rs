@@ -1,10 +1,12 @@
 //! Catalog and DDL over gRPC.
 
 use super::table_name;
+use crate::error::ServerError;
 use crate::meta::paging::PageRequest;
 use crate::meta::{detached, Meta};
+use meridian_model::DefinitionChange;
 use meridian_proto as pb;
-use meridian_proto::convert::{definition_from_wire, rule_from_wire};
+use meridian_proto::convert::{column_from_wire, definition_from_wire, rule_from_wire};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -58,8 +60,7 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
         let r = request.into_inner();
         let name = table_name(&r.catalog, &r.schema, &r.table)?;
         let cluster = self.meta.cluster(&r.cluster)?;
-        let definition =
-            definition_from_wire(r.definition).map_err(crate::error::ServerError::from)?;
+        let definition = definition_from_wire(r.definition).map_err(ServerError::from)?;
         let (table, created) = cluster
             .create_table_with(
                 name,
@@ -109,6 +110,38 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
             .get_table(&name)
             .ok_or_else(|| Status::not_found(format!("table {name} not found")))?;
         Ok(Response::new(pb::GetTableResponse {
+            table: Some((&table).into()),
+        }))
+    }
+
+    async fn alter_table(
+        &self,
+        request: Request<pb::AlterTableRequest>,
+    ) -> Result<Response<pb::AlterTableResponse>, Status> {
+        use pb::alter_table_request::Change;
+        let r = request.into_inner();
+        let name = table_name(&r.catalog, &r.schema, &r.table)?;
+        let change = match r.change {
+            Some(Change::AddColumn(c)) => {
+                DefinitionChange::AddColumn(column_from_wire(c).map_err(ServerError::from)?)
+            }
+            Some(Change::DropColumn(c)) => DefinitionChange::DropColumn(c),
+            Some(Change::SetOptions(o)) => DefinitionChange::SetOptions(
+                o.set
+                    .into_iter()
+                    .map(|(k, v)| (k, Some(v)))
+                    .chain(o.unset.into_iter().map(|k| (k, None)))
+                    .collect(),
+            ),
+            None => {
+                return Err(Status::invalid_argument(
+                    "an alter needs a change: add_column, drop_column or set_options",
+                ))
+            }
+        };
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let table = detached(async move { cluster.alter_table(&name, change).await }).await?;
+        Ok(Response::new(pb::AlterTableResponse {
             table: Some((&table).into()),
         }))
     }

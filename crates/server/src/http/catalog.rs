@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use meridian_model::{ClusterConfig, PartitionRule, TableDefinition, TableName};
+use meridian_model::{ClusterConfig, DefinitionChange, PartitionRule, TableDefinition, TableName};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,7 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route(
             "/api/v1/clusters/{cluster}/tables/{catalog}/{schema}/{table}",
-            get(get_table).delete(drop_table),
+            get(get_table).delete(drop_table).patch(alter_table),
         )
         .route(
             "/api/v1/clusters/{cluster}/routes/{catalog}/{schema}/{table}",
@@ -245,6 +245,23 @@ async fn drop_table(
     let c = s.meta.cluster(&cluster)?;
     let dropped = detached(async move { c.drop_table(&name, q.if_exists).await }).await?;
     Ok(Json(json!({ "dropped": dropped })))
+}
+
+/// `PATCH .../tables/{catalog}/{schema}/{table}` with one change:
+/// `{"add_column": Column}`, `{"drop_column": "name"}` or `{"set_options": {"k": "v" | null}}`.
+async fn alter_table(
+    State(s): State<AppState>,
+    Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
+    req: Result<Json<DefinitionChange>, JsonRejection>,
+) -> Result<Response, Response> {
+    let change = body(req)?;
+    let run = async {
+        let name = TableName::new(&catalog, &schema, &table)?;
+        let c = s.meta.cluster(&cluster)?;
+        detached(async move { c.alter_table(&name, change).await }).await
+    };
+    let table = run.await.map_err(IntoResponse::into_response)?;
+    Ok(Json(json!({ "table": table })).into_response())
 }
 
 async fn route_table(

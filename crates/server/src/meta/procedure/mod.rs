@@ -9,7 +9,7 @@
 //! the nodes confirm it, so no partition is left orphaned on a node.
 //!
 //! One module per kind, each with its states documented where they are defined:
-//! [`create_table`], [`drop_table`], [`rename_table`], [`split`], [`merge`] (the last two
+//! [`create_table`], [`alter_table`], [`drop_table`], [`rename_table`], [`split`], [`merge`] (the last two
 //! share [`reshard`]), and [`move_replicas`] for the scheduler's multi-step operators.
 //!
 //! Catalog commits and the memory updates that follow them run under one lock per cluster
@@ -19,6 +19,7 @@
 //! and redb's group commit then shares one fsync among them. Drops, renames, splits and
 //! merges hold it alone.
 
+mod alter_table;
 mod create_table;
 mod drop_table;
 mod merge;
@@ -162,6 +163,7 @@ impl Cluster {
         resumed += self.resume_drops().await?;
         resumed += self.resume_renames().await?;
         resumed += self.resume_reshards().await?;
+        resumed += self.resume_alters().await?;
         Ok(resumed)
     }
 
