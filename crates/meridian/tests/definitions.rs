@@ -365,3 +365,55 @@ async fn an_alter_reaches_every_leader_before_the_client_hears_ok() {
     assert_eq!(leader_versions(), vec![4; 4]);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_with_tables_is_dropped_only_with_cascade() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "s", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    client
+        .create_schema("default", "logs", false)
+        .await
+        .unwrap();
+    let name = TableName::new("default", "logs", "access").unwrap();
+    client
+        .create_table(&name, &PartitionRule::None, false)
+        .await
+        .unwrap();
+    let url = |q: &str| {
+        format!(
+            "http://{}/api/v1/clusters/default/schemas/default/logs{q}",
+            server.http_addr
+        )
+    };
+    let (s, v) = http(reqwest::Method::DELETE, url(""), None).await;
+    assert_eq!(s, 412, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("cascade"),
+        "{v}"
+    );
+    assert!(client.get_table(&name).await.is_ok(), "nothing was dropped");
+    let (s, v) = http(reqwest::Method::DELETE, url("?cascade=true"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["dropped"], true);
+    assert!(
+        client.get_table(&name).await.is_err(),
+        "its table went first"
+    );
+    // Gone: no table can be created in it, and dropping it again is a 404 unless if_exists.
+    let err = client
+        .create_table(&name, &PartitionRule::None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("schema default.logs not found"),
+        "{err}"
+    );
+    let (s, _) = http(reqwest::Method::DELETE, url(""), None).await;
+    assert_eq!(s, 404);
+    let (s, v) = http(reqwest::Method::DELETE, url("?if_exists=true"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["dropped"], false);
+    server.shutdown().await;
+}

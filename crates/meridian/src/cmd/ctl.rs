@@ -109,6 +109,17 @@ enum CtlCommand {
         #[arg(long)]
         unset_option: Vec<String>,
     },
+    /// Drop a schema (refused while it holds tables, unless --cascade).
+    DropSchema {
+        /// Schema as `name` or `catalog.name`.
+        schema: String,
+        /// Drop its tables first.
+        #[arg(long)]
+        cascade: bool,
+        /// Succeed if it does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
     /// Show a table: its definition, and where each partition lives.
     Describe {
         /// Table as `name`, `schema.name` or `catalog.schema.name`.
@@ -534,6 +545,22 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 M::PATCH,
                 &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
                 Some(change),
+            )
+            .await
+        }
+        CtlCommand::DropSchema {
+            schema,
+            cascade,
+            if_exists,
+        } => {
+            let (catalog, name) = schema
+                .split_once('.')
+                .map(|(c, n)| (c.to_string(), n.to_string()))
+                .unwrap_or_else(|| ("default".into(), schema.clone()));
+            http.call(
+                M::DELETE,
+                &format!("/api/v1/clusters/{c}/schemas/{catalog}/{name}?cascade={cascade}&if_exists={if_exists}"),
+                None,
             )
             .await
         }

@@ -114,6 +114,21 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
         }))
     }
 
+    async fn drop_schema(
+        &self,
+        request: Request<pb::DropSchemaRequest>,
+    ) -> Result<Response<pb::DropSchemaResponse>, Status> {
+        let r = request.into_inner();
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let dropped = detached(async move {
+            cluster
+                .drop_schema(&r.catalog, &r.schema, r.cascade, r.if_exists)
+                .await
+        })
+        .await?;
+        Ok(Response::new(pb::DropSchemaResponse { dropped }))
+    }
+
     async fn alter_table(
         &self,
         request: Request<pb::AlterTableRequest>,

@@ -35,6 +35,10 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/clusters/{cluster}/schemas",
             get(list_schemas).post(create_schema),
         )
+        .route(
+            "/api/v1/clusters/{cluster}/schemas/{catalog}/{schema}",
+            axum::routing::delete(drop_schema),
+        )
 }
 
 fn cluster_json(c: &crate::meta::Cluster) -> serde_json::Value {
@@ -202,6 +206,29 @@ async fn list_schemas(
     Ok(Json(
         json!({ "schemas": page.items, "next_page_token": page.next_page_token }),
     ))
+}
+
+/// Query of `DELETE .../schemas/{catalog}/{schema}`.
+#[derive(Deserialize)]
+struct DropSchemaQuery {
+    #[serde(default)]
+    cascade: bool,
+    #[serde(default)]
+    if_exists: bool,
+}
+
+async fn drop_schema(
+    State(s): State<AppState>,
+    Path((cluster, catalog, schema)): Path<(String, String, String)>,
+    Query(q): Query<DropSchemaQuery>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let dropped = detached(async move {
+        c.drop_schema(&catalog, &schema, q.cascade, q.if_exists)
+            .await
+    })
+    .await?;
+    Ok(Json(json!({ "dropped": dropped })))
 }
 
 async fn create_schema(

@@ -69,6 +69,55 @@ impl Cluster {
             .collect()
     }
 
+    /// Drops schema `catalog`.`schema`. Refused while it holds tables unless `cascade`,
+    /// which drops them first (each a drop procedure). Returns whether it existed.
+    pub async fn drop_schema(
+        self: &std::sync::Arc<Self>,
+        catalog: &str,
+        schema: &str,
+        cascade: bool,
+        if_exists: bool,
+    ) -> Result<bool> {
+        let pair = (catalog.to_string(), schema.to_string());
+        if !self.state.read().schemas.contains(&pair) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(ServerError::NotFound(format!(
+                    "schema {catalog}.{schema} not found"
+                )))
+            };
+        }
+        if cascade {
+            for t in self.list_tables(catalog, schema) {
+                self.drop_table(&t.name, true).await?;
+            }
+        }
+        // Out of the catalog first, under the lock creates take their names under: no create
+        // can begin in it from here, and none is in flight.
+        {
+            let mut state = self.state.write();
+            let in_use = state
+                .table_by_name
+                .keys()
+                .chain(state.creating.iter())
+                .filter(|n| n.catalog == catalog && n.schema == schema)
+                .count();
+            if in_use > 0 {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "schema {catalog}.{schema} holds {in_use} table(s): drop them first, or drop it with cascade"
+                )));
+            }
+            state.schemas.remove(&pair);
+        }
+        let key = keys::schema(self.id, catalog, schema);
+        if let Err(e) = self.store.batch(vec![WriteOp::delete(key)]).await {
+            self.state.write().schemas.insert(pair);
+            return Err(e.into());
+        }
+        Ok(true)
+    }
+
     pub(super) fn check_schema(&self, name: &TableName) -> Result<()> {
         if self
             .state

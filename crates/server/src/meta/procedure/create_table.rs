@@ -106,6 +106,16 @@ impl Cluster {
         // Reserve the name and the shards under one lock, so concurrent creates spread.
         let shards = {
             let mut state = self.state.write();
+            // Again under the lock a drop of the schema takes: it may have begun meanwhile.
+            if !state
+                .schemas
+                .contains(&(name.catalog.clone(), name.schema.clone()))
+            {
+                return Err(ServerError::NotFound(format!(
+                    "schema {}.{} not found",
+                    name.catalog, name.schema
+                )));
+            }
             if let Some(id) = state.table_by_name.get(&name) {
                 let table = state.tables.get(id).cloned();
                 return match (table, if_not_exists) {
