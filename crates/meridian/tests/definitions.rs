@@ -11,6 +11,21 @@ use meridian_model::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A server with three nodes whose shards are ready, and a client.
+async fn ready(
+    prefix: &str,
+) -> (
+    meridian_server::RunningServer,
+    Vec<meridian_sim::node::SimNode>,
+    meridian_client::MetaClient,
+) {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, prefix, 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let client = client(&server).await;
+    (server, nodes, client)
+}
+
 fn metrics_definition() -> TableDefinition {
     let col = |name: &str, data_type, nullable| Column {
         name: name.into(),
@@ -108,10 +123,7 @@ async fn a_definition_is_stored_returned_routed_and_sent_to_the_leaders() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_definitions_are_refused_with_what_is_wrong_and_create_nothing() {
-    let server = start(memory_config()).await;
-    let nodes = start_nodes(&server, "b", 3, 3).await;
-    shards_ready(&server, &nodes).await;
-    let client = client(&server).await;
+    let (server, _nodes, client) = ready("b").await;
     let name = TableName::new("default", "public", "bad").unwrap();
     type Change = Box<dyn Fn(&mut TableDefinition, &mut PartitionRule)>;
     let cases: Vec<(Change, &str)> = vec![
@@ -274,10 +286,7 @@ async fn ctl_creates_a_schema_and_a_defined_table_and_describes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alter_reaches_every_leader_before_the_client_hears_ok() {
-    let server = start(memory_config()).await;
-    let nodes = start_nodes(&server, "a", 3, 3).await;
-    shards_ready(&server, &nodes).await;
-    let client = client(&server).await;
+    let (server, nodes, client) = ready("a").await;
     let name = TableName::new("default", "public", "cpu").unwrap();
     let rule = PartitionRule::Hash {
         count: 4,
@@ -368,10 +377,7 @@ async fn an_alter_reaches_every_leader_before_the_client_hears_ok() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_with_tables_is_dropped_only_with_cascade() {
-    let server = start(memory_config()).await;
-    let nodes = start_nodes(&server, "s", 3, 3).await;
-    shards_ready(&server, &nodes).await;
-    let client = client(&server).await;
+    let (server, _nodes, client) = ready("s").await;
     client
         .create_schema("default", "logs", false)
         .await

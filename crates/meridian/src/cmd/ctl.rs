@@ -366,6 +366,13 @@ fn definition_from_flags(
     Ok(def)
 }
 
+/// `catalog.schema` or `schema` (in the default catalog).
+fn split_schema(s: &str) -> (String, String) {
+    s.split_once('.')
+        .map(|(c, n)| (c.to_string(), n.to_string()))
+        .unwrap_or_else(|| ("default".into(), s.to_string()))
+}
+
 fn split_table(t: &str) -> (String, String, String) {
     let parts: Vec<&str> = t.split('.').collect();
     match parts.as_slice() {
@@ -498,10 +505,7 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             schema,
             if_not_exists,
         } => {
-            let (catalog, name) = schema
-                .split_once('.')
-                .map(|(c, n)| (c.to_string(), n.to_string()))
-                .unwrap_or_else(|| ("default".into(), schema.clone()));
+            let (catalog, name) = split_schema(schema);
             let body = json!({"catalog": catalog, "name": name, "if_not_exists": if_not_exists});
             http.call(
                 M::POST,
@@ -553,10 +557,7 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             cascade,
             if_exists,
         } => {
-            let (catalog, name) = schema
-                .split_once('.')
-                .map(|(c, n)| (c.to_string(), n.to_string()))
-                .unwrap_or_else(|| ("default".into(), schema.clone()));
+            let (catalog, name) = split_schema(schema);
             http.call(
                 M::DELETE,
                 &format!("/api/v1/clusters/{c}/schemas/{catalog}/{name}?cascade={cascade}&if_exists={if_exists}"),
