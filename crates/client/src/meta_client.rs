@@ -3,7 +3,7 @@
 use crate::{following_channel, ClientError};
 use meridian_model::{DefinitionChange, PartitionRule, TableDefinition, TableName};
 use meridian_proto as pb;
-use meridian_proto::convert::{definition_to_wire, rule_to_wire};
+use meridian_proto::convert::{column_to_wire, definition_to_wire, rule_to_wire};
 use parking_lot::RwLock;
 use pb::catalog_service_client::CatalogServiceClient;
 use pb::route_service_client::RouteServiceClient;
@@ -177,12 +177,7 @@ impl MetaClient {
     ) -> Result<pb::TableInfo, ClientError> {
         use pb::alter_table_request::Change;
         let change = match change {
-            DefinitionChange::AddColumn(c) => Change::AddColumn(pb::ColumnDef {
-                name: c.name.clone(),
-                r#type: c.data_type.name().to_string(),
-                not_null: !c.nullable,
-                default_value: c.default.clone(),
-            }),
+            DefinitionChange::AddColumn(c) => Change::AddColumn(column_to_wire(c)),
             DefinitionChange::DropColumn(c) => Change::DropColumn(c.clone()),
             DefinitionChange::SetOptions(o) => Change::SetOptions(pb::OptionsChange {
                 set: o

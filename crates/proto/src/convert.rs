@@ -214,21 +214,22 @@ pub fn definition_to_wire(d: &m::TableDefinition) -> Option<pb::TableDefinition>
         return None;
     }
     Some(pb::TableDefinition {
-        columns: d
-            .columns
-            .iter()
-            .map(|c| pb::ColumnDef {
-                name: c.name.clone(),
-                r#type: c.data_type.name().to_string(),
-                not_null: !c.nullable,
-                default_value: c.default.clone(),
-            })
-            .collect(),
+        columns: d.columns.iter().map(column_to_wire).collect(),
         primary_key: d.primary_key.clone(),
         time_index: d.time_index.clone().unwrap_or_default(),
         options: d.options.clone().into_iter().collect(),
         version: d.version,
     })
+}
+
+/// A column on the wire.
+pub fn column_to_wire(c: &m::Column) -> pb::ColumnDef {
+    pb::ColumnDef {
+        name: c.name.clone(),
+        r#type: c.data_type.name().to_string(),
+        not_null: !c.nullable,
+        default_value: c.default.clone(),
+    }
 }
 
 /// A column from the wire; an unknown type is refused with the list of known ones.
