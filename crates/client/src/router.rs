@@ -71,6 +71,11 @@ impl TableLocator {
         }
     }
 
+    /// The table's partition rule.
+    pub fn rule(&self) -> &PartitionRule {
+        &self.rule
+    }
+
     /// Where `key` (the values of the table's partition columns, in order) lives.
     pub fn locate(&self, key: &[&str]) -> Result<&Location, ClientError> {
         let partition = self.rule.partition_of(key);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chaos;
 pub mod ctl;
 pub mod demo;
+pub mod example_node;
 pub mod node;
 pub mod server;
 pub mod sim;
