@@ -71,6 +71,8 @@ impl ExampleError {
 pub struct ExampleClient {
     meta: MetaClient,
     http: reqwest::Client,
+    /// The reader's zone: its followers are tried first.
+    zone: String,
 }
 
 impl ExampleClient {
@@ -80,7 +82,14 @@ impl ExampleClient {
         Self {
             meta,
             http: reqwest::Client::new(),
+            zone: String::new(),
         }
+    }
+
+    /// Reads try replicas in `zone` before the others (within the preference's order).
+    pub fn in_zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = zone.into();
+        self
     }
 
     /// The Meridian client underneath.
@@ -260,7 +269,7 @@ impl ExampleClient {
                 shard: at.shard,
                 key: key.clone(),
             };
-            for endpoint in locator.read_targets(partition, preference) {
+            for endpoint in locator.read_targets_near(partition, preference, &self.zone) {
                 match self.post(&endpoint, "/v1/read", &req).await {
                     Ok(reply) => return Ok(reply),
                     Err(e) => last = Some(e),

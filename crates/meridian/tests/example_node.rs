@@ -210,7 +210,12 @@ async fn the_example_database_keeps_acknowledged_rows_through_an_alter_and_a_fai
 
     let traffic = Arc::new(Traffic::default());
     let writing = tokio::spawn(writer(client.clone(), table.clone(), traffic.clone()));
-    let reading = tokio::spawn(reader(client.clone(), table.clone(), 8, traffic.clone()));
+    let reading = tokio::spawn(reader(
+        client.clone().in_zone("zone-1"),
+        table.clone(),
+        8,
+        traffic.clone(),
+    ));
     let wait_acked = |n: usize| {
         let traffic = traffic.clone();
         eventually(Duration::from_secs(60), move || {

@@ -120,6 +120,15 @@ enum CtlCommand {
         #[arg(long)]
         if_exists: bool,
     },
+    /// Where a row lives: its partition (by the documented function), shard, leader and
+    /// followers.
+    Locate {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+        /// The row's partition-column values, in column order.
+        #[arg(required = true)]
+        key: Vec<String>,
+    },
     /// Show a table: its definition, and where each partition lives.
     Describe {
         /// Table as `name`, `schema.name` or `catalog.schema.name`.
@@ -565,6 +574,43 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             )
             .await
         }
+        CtlCommand::Locate { table, key } => {
+            let (cat, sch, t) = split_table(table);
+            let found = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
+                    None,
+                )
+                .await?;
+            let rule: meridian_model::PartitionRule =
+                serde_json::from_value(found["table"]["rule"].clone()).map_err(|e| {
+                    format!("the server sent a partition rule this ctl cannot read: {e}")
+                })?;
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            let partition = rule.partition_of(&key);
+            let route = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/clusters/{c}/routes/{cat}/{sch}/{t}"),
+                    None,
+                )
+                .await?;
+            let at = route["partitions"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["partition"] == partition))
+                .cloned()
+                .unwrap_or(Value::Null);
+            Ok(json!({
+                "table": format!("{cat}.{sch}.{t}"),
+                "key": key,
+                "partition": partition,
+                "shard": at["shard"],
+                "version": at["version"],
+                "leader": at["leader"],
+                "followers": at["followers"],
+            }))
+        }
         CtlCommand::Describe { table } => {
             let (cat, sch, t) = split_table(table);
             let found = http
@@ -942,6 +988,30 @@ async fn servers(http: &Http) -> Value {
 
 fn render(command: &CtlCommand, v: &Value) {
     match command {
+        CtlCommand::Locate { .. } => {
+            let endpoint = |n: &Value| format!("{} ({})", cell(&n["endpoint"]), cell(&n["zone"]));
+            let followers: Vec<String> = v["followers"]
+                .as_array()
+                .map(|f| f.iter().map(endpoint).collect())
+                .unwrap_or_default();
+            println!(
+                "{} key {}: partition {}, shard-{} v{}",
+                cell(&v["table"]),
+                v["key"],
+                cell(&v["partition"]),
+                cell(&v["shard"]),
+                cell(&v["version"])
+            );
+            println!(
+                "  leader:    {}",
+                if v["leader"].is_null() {
+                    "none (failover in progress)".to_string()
+                } else {
+                    endpoint(&v["leader"])
+                }
+            );
+            println!("  followers: {}", followers.join(", "));
+        }
         CtlCommand::Describe { .. } => {
             println!("{} (id {})", cell(&v["table"]), cell(&v["id"]));
             let def = &v["definition"];

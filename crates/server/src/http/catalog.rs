@@ -314,8 +314,8 @@ async fn route_table(
                 "partition": p.index,
                 "shard": shard.shard_id,
                 "version": shard.version,
-                "leader": shard.leader.map(|l| json!({"node": l.node_id, "endpoint": l.endpoint})),
-                "followers": shard.followers.iter().map(|f| json!({"node": f.node_id, "endpoint": f.endpoint})).collect::<Vec<_>>(),
+                "leader": shard.leader.map(|l| json!({"node": l.node_id, "endpoint": l.endpoint, "zone": l.zone})),
+                "followers": shard.followers.iter().map(|f| json!({"node": f.node_id, "endpoint": f.endpoint, "zone": f.zone})).collect::<Vec<_>>(),
             })
         })
         .collect();
