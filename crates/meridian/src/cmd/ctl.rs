@@ -120,6 +120,17 @@ enum CtlCommand {
         #[arg(long)]
         if_exists: bool,
     },
+    /// Drop a catalog (every schema in it).
+    DropCatalog {
+        /// Catalog name.
+        catalog: String,
+        /// Drop its tables first.
+        #[arg(long)]
+        cascade: bool,
+        /// Succeed if it does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
     /// Where a row lives: its partition (by the documented function), shard, leader and
     /// followers.
     Locate {
@@ -558,6 +569,18 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 M::PATCH,
                 &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
                 Some(change),
+            )
+            .await
+        }
+        CtlCommand::DropCatalog {
+            catalog,
+            cascade,
+            if_exists,
+        } => {
+            http.call(
+                M::DELETE,
+                &format!("/api/v1/clusters/{c}/catalogs/{catalog}?cascade={cascade}&if_exists={if_exists}"),
+                None,
             )
             .await
         }

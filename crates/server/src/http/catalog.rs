@@ -39,6 +39,10 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/clusters/{cluster}/schemas/{catalog}/{schema}",
             axum::routing::delete(drop_schema),
         )
+        .route(
+            "/api/v1/clusters/{cluster}/catalogs/{catalog}",
+            axum::routing::delete(drop_catalog),
+        )
 }
 
 fn cluster_json(c: &crate::meta::Cluster) -> serde_json::Value {
@@ -208,7 +212,7 @@ async fn list_schemas(
     ))
 }
 
-/// Query of `DELETE .../schemas/{catalog}/{schema}`.
+/// Query of `DELETE .../schemas/{catalog}/{schema}` and `DELETE .../catalogs/{catalog}`.
 #[derive(Deserialize)]
 struct DropSchemaQuery {
     #[serde(default)]
@@ -228,6 +232,17 @@ async fn drop_schema(
             .await
     })
     .await?;
+    Ok(Json(json!({ "dropped": dropped })))
+}
+
+async fn drop_catalog(
+    State(s): State<AppState>,
+    Path((cluster, catalog)): Path<(String, String)>,
+    Query(q): Query<DropSchemaQuery>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let dropped =
+        detached(async move { c.drop_catalog(&catalog, q.cascade, q.if_exists).await }).await?;
     Ok(Json(json!({ "dropped": dropped })))
 }
 
