@@ -161,3 +161,89 @@ async fn tables_and_schemas_page_in_name_order_with_a_prefix() {
         .contains("invalid page token"));
     server.shutdown().await;
 }
+
+/// Every page of `GET path` with `limit`, as the id lists of each page.
+async fn id_pages(base: &str, path: &str, key: &str, limit: u32) -> Vec<Vec<u64>> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (status, v) = http(
+            reqwest::Method::GET,
+            format!("{base}{path}{sep}limit={limit}&page_token={token}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        pages.push(
+            v[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_u64().unwrap())
+                .collect(),
+        );
+        token = v["next_page_token"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            return pages;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_shards_and_operators_page_in_id_order() {
+    let server = start(memory_config()).await;
+    let nodes = start_nodes(&server, "pg", 3, 3).await;
+    shards_ready(&server, &nodes).await;
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    // 8 shards, 3 a page: 3 + 3 + 2, ascending, each once.
+    let pages = id_pages(&base, "/shards", "shards", 3).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+    let ids: Vec<u64> = pages.concat();
+    assert_eq!(ids, (1..=8).collect::<Vec<u64>>());
+    // Nodes: 2 a page, and a name prefix.
+    let pages = id_pages(&base, "/nodes", "nodes", 2).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    let (_, v) = http(
+        reqwest::Method::GET,
+        format!("{base}/nodes?prefix=pg-1"),
+        None,
+    )
+    .await;
+    let names: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pg-1"]);
+    // Without a limit: everything (under the default page size), no token.
+    let (_, v) = http(reqwest::Method::GET, format!("{base}/shards"), None).await;
+    assert_eq!(v["shards"].as_array().unwrap().len(), 8);
+    assert_eq!(v["next_page_token"], "");
+    let (_, v) = http(
+        reqwest::Method::GET,
+        format!("{base}/operators?history=true&limit=5"),
+        None,
+    )
+    .await;
+    assert!(v["operators"].is_array() && v["history"].is_array(), "{v}");
+    // A token of another list, or none of ours, is a 400 with a JSON error.
+    for bad in ["nonsense", "p1.zz", "p1.61.62"] {
+        let (status, v) = http(
+            reqwest::Method::GET,
+            format!("{base}/shards?page_token={bad}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("page token"),
+            "{v}"
+        );
+    }
+    server.shutdown().await;
+}

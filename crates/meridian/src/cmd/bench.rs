@@ -329,30 +329,16 @@ async fn await_quiet(
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let nodes: Value = client
-            .get(format!("{base}/nodes"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let ops: Value = client
-            .get(format!("{base}/operators"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let all_online = nodes["nodes"]
-            .as_array()
-            .is_some_and(|n| n.iter().all(|n| n["state"] == "online"));
+        let nodes = super::get_all(&client, &format!("{base}/nodes"), "nodes").await?;
+        let ops = super::get_all(&client, &format!("{base}/operators"), "operators").await?;
+        let all_online = nodes.iter().all(|n| n["state"] == "online");
         // Balancing never stops in a large cluster (hot shards come and go): it is part of
         // the steady state. Failovers and repairs are not.
-        let idle = ops["operators"].as_array().is_some_and(|o| {
-            o.iter().all(|op| {
-                matches!(
-                    op["kind"].as_str(),
-                    Some("balance_leader" | "balance_shard" | "hot_shard" | "expansion")
-                )
-            })
+        let idle = ops.iter().all(|op| {
+            matches!(
+                op["kind"].as_str(),
+                Some("balance_leader" | "balance_shard" | "hot_shard" | "expansion")
+            )
         });
         if all_online && idle {
             let since = *quiet_since.get_or_insert_with(Instant::now);
@@ -802,14 +788,14 @@ async fn shard_leaders(
     http_client: &reqwest::Client,
     http: &str,
 ) -> Result<HashMap<u32, u64>, Box<dyn std::error::Error + Send + Sync>> {
-    let shards: Value = http_client
-        .get(format!("{http}/api/v1/clusters/default/shards"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let shards = super::get_all(
+        http_client,
+        &format!("{http}/api/v1/clusters/default/shards"),
+        "shards",
+    )
+    .await?;
     let mut leaders = HashMap::new();
-    for s in shards["shards"].as_array().cloned().unwrap_or_default() {
+    for s in shards {
         if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
             leaders.insert(id as u32, l);
         }

@@ -299,6 +299,36 @@ struct Http {
 }
 
 impl Http {
+    /// `GET path` with every page of the list under `key` followed and joined: the first
+    /// page's answer, with `key` holding every entry.
+    async fn get_all(&self, path: &str, key: &str) -> Result<Value, String> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut first: Option<Value> = None;
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{path}{sep}limit=10000&page_token={token}"),
+                    None,
+                )
+                .await?;
+            all.extend(page[key].as_array().cloned().unwrap_or_default());
+            token = page["next_page_token"].as_str().unwrap_or("").to_string();
+            first.get_or_insert(page);
+            if token.is_empty() {
+                break;
+            }
+        }
+        let mut v = first.unwrap_or_else(|| json!({}));
+        v[key] = Value::Array(all);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("next_page_token");
+        }
+        Ok(v)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -484,33 +514,21 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             http.call(M::POST, "/api/v1/clusters", Some(body)).await
         }
         CtlCommand::Nodes => {
-            http.call(M::GET, &format!("/api/v1/clusters/{c}/nodes"), None)
+            http.get_all(&format!("/api/v1/clusters/{c}/nodes"), "nodes")
                 .await
         }
         CtlCommand::Shards => {
-            http.call(M::GET, &format!("/api/v1/clusters/{c}/shards"), None)
+            http.get_all(&format!("/api/v1/clusters/{c}/shards"), "shards")
                 .await
         }
         CtlCommand::Tables { schema, prefix } => {
-            // Every page, as one list.
-            let mut tables = Vec::new();
-            let mut token = String::new();
-            loop {
-                let q = format!(
-                    "?schema={}&prefix={}&page_token={token}",
-                    schema.as_deref().unwrap_or(""),
-                    prefix.as_deref().unwrap_or("")
-                );
-                let page = http
-                    .call(M::GET, &format!("/api/v1/clusters/{c}/tables{q}"), None)
-                    .await?;
-                tables.extend(page["tables"].as_array().cloned().unwrap_or_default());
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = t.to_string(),
-                    _ => break,
-                }
-            }
-            Ok(json!({ "tables": tables }))
+            let q = format!(
+                "?schema={}&prefix={}",
+                schema.as_deref().unwrap_or(""),
+                prefix.as_deref().unwrap_or("")
+            );
+            http.get_all(&format!("/api/v1/clusters/{c}/tables{q}"), "tables")
+                .await
         }
         CtlCommand::Route { table } => {
             let (cat, sch, t) = split_table(table);
@@ -700,10 +718,9 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             .await
         }
         CtlCommand::Operators { history } => {
-            http.call(
-                M::GET,
+            http.get_all(
                 &format!("/api/v1/clusters/{c}/operators?history={history}"),
-                None,
+                "operators",
             )
             .await
         }

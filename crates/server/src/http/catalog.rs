@@ -2,7 +2,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
-use crate::meta::paging::PageRequest;
+use crate::meta::paging::{page_by_id, PageRequest};
 use crate::meta::{detached, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -74,25 +74,62 @@ async fn create_cluster(
     Ok((StatusCode::CREATED, Json(cluster_json(&c))).into_response())
 }
 
+/// Query of the lists ordered by id (`GET .../nodes`, `.../shards`, `.../operators`): a
+/// page (see `meta::paging`) and, for nodes, a name prefix.
+#[derive(Deserialize)]
+pub(super) struct IdPageQuery {
+    /// Only names starting with this (nodes).
+    #[serde(default)]
+    prefix: String,
+    /// Page size (0 or absent: 1,000; at most 10,000).
+    #[serde(default)]
+    limit: u64,
+    /// `next_page_token` of the previous page.
+    #[serde(default)]
+    page_token: String,
+    /// Operators: also the finished ones (not paged: a bounded recent history).
+    #[serde(default)]
+    pub(super) history: bool,
+}
+
+impl IdPageQuery {
+    pub(super) fn page(&self) -> Result<PageRequest, ServerError> {
+        PageRequest::new(self.limit, &self.page_token, &self.prefix)
+    }
+}
+
 async fn list_nodes(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
+    Query(q): Query<IdPageQuery>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
-    Ok(Json(json!({ "nodes": c.node_infos() })))
+    let nodes = c
+        .node_infos()
+        .into_iter()
+        .filter(|n| n.name.starts_with(&q.prefix))
+        .map(|n| (n.id.0, n));
+    let page = page_by_id(nodes, &q.page()?)?;
+    Ok(Json(
+        json!({ "nodes": page.items, "next_page_token": page.next_page_token }),
+    ))
 }
 
 async fn list_shards(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
+    Query(q): Query<IdPageQuery>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let waiting = s.scheduling.waiting(c.id);
-    let mut shards = c.shard_infos();
-    for info in &mut shards {
+    let shards = c.shard_infos().into_iter().map(|mut info| {
         info.waiting_for_in_sync_follower = waiting.contains_key(&info.id);
-    }
-    Ok(Json(json!({ "shards": shards })))
+        (u64::from(info.id.0), info)
+    });
+    let page = page_by_id(shards, &q.page()?)?;
+    Ok(Json(
+        json!({ "shards": page.items, "next_page_token": page.next_page_token }),
+    ))
 }
 
 /// Query of `GET .../tables`: filters and a page (see `meta::paging`).
