@@ -247,3 +247,100 @@ async fn nodes_shards_and_operators_page_in_id_order() {
     }
     server.shutdown().await;
 }
+
+/// A million tables, written straight into a redb store (creating them one by one would
+/// take the whole CI budget), then listed over gRPC by a client with default message limits
+/// (4 MiB): every table exactly once, in name order, in pages of the maximum size, and a
+/// prefix that selects a few among the million answers without scanning the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_tables_page_through_grpc_within_default_message_limits() {
+    use meridian_model::{Partition, ShardId, Table, TableId};
+    use meridian_store::{keys, KvBackend, RedbBackend, WriteOp};
+    const TABLES: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = redb_config(dir.path());
+    // First start: the default cluster and its schema exist.
+    let server = start(config.clone()).await;
+    let cluster = server.meta.cluster("default").unwrap().id;
+    server.shutdown().await;
+    let path = dir.path().join("meridian.redb");
+    let t0 = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || {
+        let store = RedbBackend::open(path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for chunk in (1..=TABLES).collect::<Vec<u64>>().chunks(20_000) {
+            let mut ops = Vec::with_capacity(chunk.len() * 3);
+            for &id in chunk {
+                let name = TableName::new("default", "public", &format!("t{id:07}")).unwrap();
+                let table = Table {
+                    id: TableId(id),
+                    name: name.clone(),
+                    rule: PartitionRule::None,
+                    partitions: vec![Partition {
+                        index: 0,
+                        shard: ShardId(1 + (id % 8) as u32),
+                    }],
+                    created_at_ms: 0,
+                    revision: 1,
+                    definition: Default::default(),
+                };
+                ops.push(WriteOp::put(
+                    keys::table(cluster, TableId(id)),
+                    serde_json::to_vec(&table).unwrap(),
+                ));
+                ops.push(WriteOp::put(
+                    keys::table_name(cluster, &name),
+                    keys::encode_id(id),
+                ));
+                // As DDL writes it (else the start would write a million of them).
+                ops.push(WriteOp::put(
+                    keys::table_revision(cluster, TableId(id)),
+                    keys::encode_id(1),
+                ));
+            }
+            rt.block_on(store.batch(ops)).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+
+    eprintln!("written in {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
+    let server = start(config).await;
+    eprintln!("loaded in {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
+    let client = client(&server).await;
+    let mut seen = 0u64;
+    let mut token = String::new();
+    let mut last = String::new();
+    loop {
+        let page = client
+            .list_tables_page("default", "public", "", 10_000, &token)
+            .await
+            .unwrap_or_else(|e| panic!("after {seen} tables: {e}"));
+        assert!(page.tables.len() <= 10_000);
+        for t in &page.tables {
+            assert!(t.name > last, "{} after {last}", t.name);
+            last = t.name.clone();
+        }
+        seen += page.tables.len() as u64;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, TABLES);
+    eprintln!("listed in {:?}", t0.elapsed());
+    // The default page size (1,000) with a prefix: the 10 tables t0999990..t0999999.
+    let page = client
+        .list_tables_page("default", "public", "t099999", 0, "")
+        .await
+        .unwrap();
+    let names: Vec<&str> = page.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names[0], "t0999990");
+    assert!(page.next_page_token.is_empty());
+    server.shutdown().await;
+}
