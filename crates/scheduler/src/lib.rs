@@ -30,6 +30,7 @@ pub mod controller;
 pub mod copyset;
 pub mod domain;
 pub mod error;
+pub mod health;
 pub mod lease;
 pub mod liveness;
 pub mod operator;
@@ -48,6 +49,7 @@ pub use copyset::{
 };
 pub use domain::{domain_key, IsolationDomains};
 pub use error::{SchedulerError, StepError};
+pub use health::{shard_problems, unhealthy_shards, ShardProblem};
 pub use lease::{LeaseBook, LeaseDenied, LeaseGrants};
 pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
 pub use operator::{

@@ -7,6 +7,7 @@
 //! on its version (so a stale step can never overwrite a newer placement), publish the new
 //! route, then send the step's instructions and report their acks back.
 
+mod health;
 mod switches;
 
 use crate::meta::{Cluster, InstructionOutcome, Meta, RecordChange};
@@ -366,6 +367,7 @@ impl Scheduling {
         metrics::gauge!("meridian_shards_domain_degraded", "cluster" => name.clone())
             .set(degraded as f64);
         self.note_waiting(cluster, s, &view, &name);
+        health::report_health(&view, &s.waiting, &name);
         for op in s.schedulers.schedule(&view, now) {
             let (kind, shard) = (op.kind, op.shard);
             match s.controller.try_add(op) {

@@ -66,9 +66,16 @@ enum CtlCommand {
     },
     /// List nodes with state, shard and leader counts.
     Nodes,
-    /// List shards with leader, followers, version, committed log position and state
-    /// (`waiting` when failover waits for an in-sync follower).
+    /// List shards with leader, followers, version, committed log position and health
+    /// (`ok`, or its problems: see `check`).
     Shards,
+    /// Shards with problems, by problem, with what to do (like `pd-ctl region check`):
+    /// leaderless, waiting_for_in_sync_follower, replica_down, under_replicated,
+    /// domain_violation.
+    Check {
+        /// Only this problem.
+        problem: Option<String>,
+    },
     /// List tables.
     Tables {
         /// Only this schema.
@@ -516,6 +523,33 @@ pub async fn run(args: CtlArgs) -> CmdResult {
         CtlCommand::Nodes => {
             http.get_all(&format!("/api/v1/clusters/{c}/nodes"), "nodes")
                 .await
+        }
+        CtlCommand::Check { problem } => {
+            let mut v = http
+                .call(M::GET, &format!("/api/v1/clusters/{c}/health"), None)
+                .await?;
+            if let Some(p) = problem {
+                let known = [
+                    "leaderless",
+                    "waiting_for_in_sync_follower",
+                    "replica_down",
+                    "under_replicated",
+                    "domain_violation",
+                ];
+                if !known.contains(&p.as_str()) {
+                    return Err(format!(
+                        "unknown problem {p:?}; one of: {}",
+                        known.join(", ")
+                    )
+                    .into());
+                }
+                let only = v["problems"].get(p.as_str()).cloned();
+                v["problems"] = match only {
+                    Some(found) => json!({ p.clone(): found }),
+                    None => json!({}),
+                };
+            }
+            Ok(v)
         }
         CtlCommand::Shards => {
             http.get_all(&format!("/api/v1/clusters/{c}/shards"), "shards")
@@ -1181,17 +1215,53 @@ fn render(command: &CtlCommand, v: &Value) {
                 ],
             ),
         ),
+        CtlCommand::Check { .. } => {
+            println!(
+                "{} shards: {} healthy, {} with problems",
+                cell(&v["shards"]),
+                cell(&v["healthy"]),
+                cell(&v["unhealthy"])
+            );
+            if let Some(problems) = v["problems"].as_object() {
+                for (name, p) in problems {
+                    let shards: Vec<String> = p["shards"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .take(20)
+                                .map(|s| format!("shard-{}", cell(s)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let more = p["count"].as_u64().unwrap_or(0).saturating_sub(20);
+                    let tail = if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "  {name} ({}): {}{tail}",
+                        cell(&p["count"]),
+                        shards.join(", ")
+                    );
+                    println!("    what to do: {}", cell(&p["advice"]));
+                }
+            }
+        }
         CtlCommand::Shards => {
             let list = v["shards"].as_array().cloned().unwrap_or_default();
             let rows = list
                 .iter()
                 .map(|sh| {
-                    let state = if sh["waiting_for_in_sync_follower"].as_bool() == Some(true) {
-                        "waiting"
-                    } else if sh["leader"].is_null() {
-                        "leaderless"
+                    // Its problems (worst first), as the server judges them.
+                    let problems: Vec<String> = sh["health"]
+                        .as_array()
+                        .map(|a| a.iter().map(cell).collect())
+                        .unwrap_or_default();
+                    let state = if problems.is_empty() {
+                        "ok".to_string()
                     } else {
-                        "ok"
+                        problems.join(",")
                     };
                     let applied: Vec<String> = sh["positions"]
                         .as_array()

@@ -19,6 +19,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/clusters", get(list_clusters).post(create_cluster))
         .route("/api/v1/clusters/{cluster}/nodes", get(list_nodes))
         .route("/api/v1/clusters/{cluster}/shards", get(list_shards))
+        .route("/api/v1/clusters/{cluster}/health", get(cluster_health))
         .route(
             "/api/v1/clusters/{cluster}/tables",
             get(list_tables).post(create_table),
@@ -115,6 +116,36 @@ async fn list_nodes(
     ))
 }
 
+/// `GET .../health`: the shards with problems, by problem (like `pd-ctl region check`).
+async fn cluster_health(
+    State(s): State<AppState>,
+    Path(cluster): Path<String>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let total = c.shard_entries().len();
+    let unhealthy = s.scheduling.unhealthy(&c);
+    let mut problems = serde_json::Map::new();
+    for p in meridian_scheduler::ShardProblem::ALL {
+        let shards: Vec<u32> = unhealthy
+            .iter()
+            .filter(|(_, ps)| ps.contains(&p))
+            .map(|(id, _)| id.0)
+            .collect();
+        if !shards.is_empty() {
+            problems.insert(
+                p.name().into(),
+                json!({ "count": shards.len(), "shards": shards, "advice": p.advice() }),
+            );
+        }
+    }
+    Ok(Json(json!({
+        "shards": total,
+        "healthy": total - unhealthy.len(),
+        "unhealthy": unhealthy.len(),
+        "problems": problems,
+    })))
+}
+
 async fn list_shards(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -122,8 +153,10 @@ async fn list_shards(
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let waiting = s.scheduling.waiting(c.id);
+    let mut unhealthy = s.scheduling.unhealthy(&c);
     let shards = c.shard_infos().into_iter().map(|mut info| {
         info.waiting_for_in_sync_follower = waiting.contains_key(&info.id);
+        info.health = unhealthy.remove(&info.id).unwrap_or_default();
         (u64::from(info.id.0), info)
     });
     let page = page_by_id(shards, &q.page()?)?;

@@ -168,6 +168,9 @@ pub struct ShardInfo {
     /// Its leader is down and no follower is caught up: failover waits for one (or for
     /// `ctl force-promote`). Filled in by the admin API from the scheduler's last pass.
     pub waiting_for_in_sync_follower: bool,
+    /// What is wrong with it, worst first (empty: healthy). Filled in by the admin API
+    /// (`meridian_scheduler::shard_problems`).
+    pub health: Vec<meridian_scheduler::ShardProblem>,
 }
 
 /// The last log position one replica reported, for the admin API.
@@ -720,6 +723,7 @@ impl Cluster {
                     committed: state.committed.get(&s.shard.id).map_or(0, |m| m.committed),
                     positions,
                     waiting_for_in_sync_follower: false,
+                    health: Vec::new(),
                 }
             })
             .collect()
