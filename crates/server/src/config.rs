@@ -59,7 +59,8 @@ impl Default for EtcdSettings {
 pub struct NodeServicesConfig {
     /// Longest KV key, in bytes. Default 1024 (at most 4096).
     pub max_key_bytes: usize,
-    /// Largest KV value and election value, in bytes. Default 65536 (at most 1 MiB).
+    /// Largest KV value and election value, in bytes. Default 65536 (at most 1 MiB; an
+    /// election value is also never more than 64 KiB).
     pub max_value_bytes: usize,
     /// Most keys in one KV namespace. Default 10,000.
     pub max_keys_per_namespace: u64,

@@ -47,6 +47,10 @@ fn view_to_wire(v: ElectionView) -> pb::ElectionLeaderResponse {
     }
 }
 
+/// What an observer has been told: the term and the leader's candidate and value (not the
+/// remaining lease, which changes all the time).
+type Told = (u64, Option<(String, Vec<u8>)>);
+
 type ObserveStream =
     Pin<Box<dyn futures::Stream<Item = Result<pb::ElectionLeaderResponse, Status>> + Send>>;
 
@@ -134,7 +138,7 @@ async fn observe(
     mut stop: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<pb::ElectionLeaderResponse, Status>>,
 ) {
-    let mut last: Option<(u64, Option<(String, Vec<u8>)>)> = None;
+    let mut last: Option<Told> = None;
     loop {
         changes.mark_unchanged();
         let view = match elections.view(cluster, &name).await {
@@ -144,7 +148,7 @@ async fn observe(
                 return;
             }
         };
-        let seen = (
+        let seen: Told = (
             view.term,
             view.leader
                 .as_ref()

@@ -28,6 +28,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// The largest election value, whatever `node_services.max_value_bytes` says: the record
+/// is JSON, whose byte arrays take up to four times their size, and must fit in one store
+/// value.
+pub const MAX_ELECTION_VALUE_BYTES: usize = 64 * 1024;
+
 /// The stored record of an election (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredElection {
@@ -201,11 +206,12 @@ impl Elections {
     ) -> Result<CampaignOutcome> {
         self.admit(cluster, name)?;
         validate_name("candidate", candidate)?;
-        if value.len() > self.limits.max_value_bytes {
+        let max_value = self.limits.max_value_bytes.min(MAX_ELECTION_VALUE_BYTES);
+        if value.len() > max_value {
             return Err(ServerError::InvalidArgument(format!(
-                "value is {} bytes, more than the limit of {} (node_services.max_value_bytes)",
+                "value is {} bytes, more than the limit of {max_value} for an election \
+                 (node_services.max_value_bytes, at most {MAX_ELECTION_VALUE_BYTES})",
                 value.len(),
-                self.limits.max_value_bytes
             )));
         }
         if ttl_ms < self.limits.min_ttl_ms || ttl_ms > self.limits.max_ttl_ms {
