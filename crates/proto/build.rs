@@ -8,6 +8,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["proto/meridian.proto", "proto/node_services.proto"],
         ["proto"],
     )?;
+    // The descriptors, for gRPC server reflection (grpcurl lists and calls the API).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("meridian_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

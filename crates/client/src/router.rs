@@ -23,6 +23,10 @@ pub struct Location {
     pub leader: Option<String>,
     /// The followers' endpoints.
     pub followers: Vec<String>,
+    /// The leader's zone label ("" if none or no leader).
+    pub leader_zone: String,
+    /// Each follower's zone label, in the order of `followers`.
+    pub follower_zones: Vec<String>,
 }
 
 /// Which replicas a read may go to.
@@ -59,7 +63,13 @@ impl TableLocator {
                     partition: p.index,
                     shard: shard.shard_id,
                     version: shard.version,
+                    leader_zone: shard
+                        .leader
+                        .as_ref()
+                        .map(|l| l.zone.clone())
+                        .unwrap_or_default(),
                     leader: shard.leader.map(|l| l.endpoint),
+                    follower_zones: shard.followers.iter().map(|f| f.zone.clone()).collect(),
                     followers: shard.followers.into_iter().map(|f| f.endpoint).collect(),
                 });
             }
@@ -69,6 +79,11 @@ impl TableLocator {
             rule,
             partitions,
         }
+    }
+
+    /// The table's partition rule.
+    pub fn rule(&self) -> &PartitionRule {
+        &self.rule
     }
 
     /// Where `key` (the values of the table's partition columns, in order) lives.
@@ -111,11 +126,29 @@ impl TableLocator {
 
     /// The endpoints a read of `partition` may go to, in the order to try them.
     pub fn read_targets(&self, partition: u32, preference: ReadPreference) -> Vec<String> {
+        self.read_targets_near(partition, preference, "")
+    }
+
+    /// Like [`TableLocator::read_targets`], with the followers in the reader's `zone` before
+    /// the others (a read that stays in its zone is faster and costs no cross-zone
+    /// traffic). An empty `zone` keeps the route's order.
+    pub fn read_targets_near(
+        &self,
+        partition: u32,
+        preference: ReadPreference,
+        zone: &str,
+    ) -> Vec<String> {
         let Some(at) = self.partition(partition) else {
             return Vec::new();
         };
         let leader = at.leader.iter().cloned();
-        let followers = at.followers.iter().cloned();
+        let mut followers: Vec<(&String, &String)> =
+            at.followers.iter().zip(&at.follower_zones).collect();
+        if !zone.is_empty() {
+            // Stable: the route's order within each group.
+            followers.sort_by_key(|(_, z)| z.as_str() != zone);
+        }
+        let followers = followers.into_iter().map(|(f, _)| f.clone());
         match preference {
             ReadPreference::Leader => leader.collect(),
             ReadPreference::PreferLeader => leader.chain(followers).collect(),
@@ -157,6 +190,21 @@ impl MetaClient {
             .await?
             .read_targets(partition, preference))
     }
+
+    /// Like [`MetaClient::read_targets`], replicas in `zone` first (see
+    /// [`TableLocator::read_targets_near`]).
+    pub async fn read_targets_near(
+        &self,
+        table: &TableName,
+        partition: u32,
+        preference: ReadPreference,
+        zone: &str,
+    ) -> Result<Vec<String>, ClientError> {
+        Ok(self
+            .locator(table)
+            .await?
+            .read_targets_near(partition, preference, zone))
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +216,7 @@ mod tests {
         pb::NodeAddress {
             node_id: n,
             endpoint: format!("10.0.0.{n}:4000"),
+            zone: format!("zone-{}", n % 2),
         }
     }
 
@@ -245,6 +294,15 @@ mod tests {
             "10.0.0.1:4000"
         );
         assert!(r.read_targets(2, ReadPreference::Leader).is_empty());
+        // Followers 7 (zone-1) and 8 (zone-0): a reader in zone-0 tries 8 first.
+        assert_eq!(
+            r.read_targets_near(0, ReadPreference::PreferFollower, "zone-0"),
+            vec!["10.0.0.8:4000", "10.0.0.7:4000", "10.0.0.1:4000"]
+        );
+        assert_eq!(
+            r.read_targets_near(0, ReadPreference::PreferLeader, "zone-0"),
+            vec!["10.0.0.1:4000", "10.0.0.8:4000", "10.0.0.7:4000"]
+        );
         assert!(r.read_targets(9, ReadPreference::PreferLeader).is_empty());
     }
 }

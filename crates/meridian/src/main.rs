@@ -30,6 +30,8 @@ enum Command {
     Sim(cmd::sim::SimArgs),
     /// Run one simulated database node in this process (joins a running Meridian).
     SimNode(cmd::node::NodeArgs),
+    /// Run the worked example database node (rows in memory, replicated, leased writes).
+    ExampleNode(cmd::example_node::ExampleNodeArgs),
     /// Fault harness: a server and sim-node processes under kills, stalls and partitions,
     /// then a check that no two nodes ever accepted writes for one shard.
     Chaos(cmd::chaos::ChaosArgs),
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
             Command::Sim(a) => cmd::sim::run(a),
             Command::SimNode(a) => cmd::node::run(a).await,
             Command::Chaos(a) => cmd::chaos::run(a).await,
+            Command::ExampleNode(a) => cmd::example_node::run(a).await,
         }
     });
     match result {

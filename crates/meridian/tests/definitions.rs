@@ -423,3 +423,68 @@ async fn a_schema_with_tables_is_dropped_only_with_cascade() {
     assert_eq!(v["dropped"], false);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_is_dropped_with_its_schemas_only_when_empty_or_cascading() {
+    let (server, _nodes, client) = ready("c").await;
+    for schema in ["raw", "rollup"] {
+        client.create_schema("lake", schema, false).await.unwrap();
+    }
+    let name = TableName::new("lake", "raw", "events").unwrap();
+    client
+        .create_table(&name, &PartitionRule::None, false)
+        .await
+        .unwrap();
+    let http_addr = server.http_addr.to_string();
+    // Over gRPC: refused while a table is in it, and nothing changes.
+    let mut catalog = meridian_proto::catalog_service_client::CatalogServiceClient::new(
+        meridian_client::connect_channel(&[server.grpc_addr.to_string()])
+            .await
+            .unwrap(),
+    );
+    let drop = |cascade: bool, if_exists: bool| meridian_proto::DropCatalogRequest {
+        cluster: "default".into(),
+        catalog: "lake".into(),
+        cascade,
+        if_exists,
+    };
+    let err = catalog.drop_catalog(drop(false, false)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("catalog lake holds 1 table(s)"),
+        "{err}"
+    );
+    assert!(client.get_table(&name).await.is_ok());
+    let schemas_url = format!("http://{http_addr}/api/v1/clusters/default/schemas?catalog=lake");
+    let (_, v) = http(reqwest::Method::GET, schemas_url.clone(), None).await;
+    assert_eq!(v["schemas"], serde_json::json!(["raw", "rollup"]), "{v}");
+
+    // With cascade (from ctl): its table, then both schemas, go.
+    let (ok, out) = ctl(&http_addr, &["drop-catalog", "lake", "--cascade"]).await;
+    assert!(ok, "{out}");
+    assert!(client.get_table(&name).await.is_err());
+    let err = client
+        .create_table(&name, &PartitionRule::None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("schema lake.raw not found"),
+        "{err}"
+    );
+    let (_, v) = http(reqwest::Method::GET, schemas_url, None).await;
+    assert_eq!(v["schemas"], serde_json::json!([]), "{v}");
+    let err = catalog.drop_catalog(drop(false, false)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let gone = catalog.drop_catalog(drop(false, true)).await.unwrap();
+    assert!(!gone.into_inner().dropped);
+    // The default catalog is untouched.
+    assert!(client
+        .create_table(
+            &TableName::new("default", "public", "still").unwrap(),
+            &PartitionRule::None,
+            false
+        )
+        .await
+        .is_ok());
+    server.shutdown().await;
+}

@@ -60,6 +60,48 @@ async fn rows_are_located_and_grouped_by_their_leader() {
         .unwrap();
     assert_eq!(targets.len(), 3);
     assert_eq!(targets0.last(), at.leader.as_ref());
+    // Routes carry each replica's zone; a reader in one zone tries its zone's follower first.
+    let zone_of = |endpoint: &str| {
+        let i: usize = endpoint
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            - 30000;
+        format!("zone-{}", i % 3)
+    };
+    let follower = &at.followers[0];
+    let near = client
+        .read_targets_near(
+            &name,
+            at.partition,
+            ReadPreference::PreferFollower,
+            &zone_of(follower),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&near[0], follower);
+    assert_eq!(at.follower_zones[0], zone_of(follower));
+
+    // `ctl locate` names the same partition, shard and leader.
+    let (ok, out) = ctl(
+        &server.http_addr.to_string(),
+        &["--json", "locate", "events", "host-1"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let at = client.locate(&name, &["host-1"]).await.unwrap();
+    assert_eq!(
+        v["partition"], 3,
+        "host-1 is in partition 3 of 8 (docs test vector)"
+    );
+    assert_eq!(v["partition"], at.partition);
+    assert_eq!(v["shard"], at.shard);
+    assert_eq!(v["leader"]["endpoint"].as_str(), at.leader.as_deref());
+    let (ok, out) = ctl(&server.http_addr.to_string(), &["locate", "nosuch", "k"]).await;
+    assert!(!ok && out.contains("not found"), "{out}");
     server.shutdown().await;
 }
 

@@ -10,4 +10,8 @@ mod generated {
 
 pub mod convert;
 
+/// The encoded `FileDescriptorSet` of the API, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/meridian_descriptor.bin"));
+
 pub use generated::*;

@@ -252,6 +252,17 @@ impl Server {
         let membership_svc = pb::membership_service_server::MembershipServiceServer::new(
             crate::grpc::membership::LeaderMembership::new(term.clone()),
         );
+        // Server reflection: `grpcurl -plaintext HOST:PORT list` shows the API (v1, and
+        // v1alpha for older tools).
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        };
+        let bad_descriptors = |e: tonic_reflection::server::Error| {
+            ServerError::Corrupt(format!("gRPC reflection descriptors: {e}"))
+        };
+        let reflection_v1 = reflection().build_v1().map_err(bad_descriptors)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(bad_descriptors)?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -264,6 +275,8 @@ impl Server {
                 .add_service(membership_svc)
                 .add_service(election_svc)
                 .add_service(kv_svc)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })

@@ -22,7 +22,7 @@
 //! | `/meridian/v1/clusters/{c}/shards/{shard:010}`       | `Shard` JSON         | shard creation, operator steps     | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/copysets`                 | `CopysetFamily` JSON (copyset mode only) | first shard placement (with the shards); the scheduling loop when nodes join, drain, die past the repair delay, or leave | the cluster is dropped |
 //! | `/meridian/v1/clusters/{c}/scheduler_switches`       | `{"maintenance": bool, "paused": [name]}` JSON | `ctl maintenance`, `ctl scheduler pause/resume` | the cluster is dropped |
-//! | `/meridian/v1/clusters/{c}/catalogs/{catalog}`       | catalog JSON         | DDL: create catalog                | DDL: drop catalog            |
+//! | `/meridian/v1/clusters/{c}/catalogs/{catalog}`       | reserved (a catalog exists through its schemas; DropCatalog drops them) | nothing yet | - |
 //! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
 //! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
 //! | `/meridian/v1/clusters/{c}/table_names/{catalog}/{schema}/{table}` | table id | DDL: create table (CAS absent, with the table) | DDL: drop table |

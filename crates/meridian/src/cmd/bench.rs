@@ -67,9 +67,13 @@ enum BenchKind {
         /// Tables to create.
         #[arg(long, default_value_t = 5000)]
         count: usize,
-        /// Creates in flight.
+        /// Creates (or alters) in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Time ALTER TABLE (add a column to each of `count` tables created first) instead
+        /// of creates.
+        #[arg(long)]
+        alter: bool,
         /// Store of the server the bench starts: redb, or etcd (a one-member etcd started
         /// in the temp dir, and the server in highly available mode on it).
         #[arg(long, default_value = "redb", value_parser = ["redb", "etcd"])]
@@ -325,30 +329,16 @@ async fn await_quiet(
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let nodes: Value = client
-            .get(format!("{base}/nodes"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let ops: Value = client
-            .get(format!("{base}/operators"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let all_online = nodes["nodes"]
-            .as_array()
-            .is_some_and(|n| n.iter().all(|n| n["state"] == "online"));
+        let nodes = super::get_all(&client, &format!("{base}/nodes"), "nodes").await?;
+        let ops = super::get_all(&client, &format!("{base}/operators"), "operators").await?;
+        let all_online = nodes.iter().all(|n| n["state"] == "online");
         // Balancing never stops in a large cluster (hot shards come and go): it is part of
         // the steady state. Failovers and repairs are not.
-        let idle = ops["operators"].as_array().is_some_and(|o| {
-            o.iter().all(|op| {
-                matches!(
-                    op["kind"].as_str(),
-                    Some("balance_leader" | "balance_shard" | "hot_shard" | "expansion")
-                )
-            })
+        let idle = ops.iter().all(|op| {
+            matches!(
+                op["kind"].as_str(),
+                Some("balance_leader" | "balance_shard" | "hot_shard" | "expansion")
+            )
         });
         if all_online && idle {
             let since = *quiet_since.get_or_insert_with(Instant::now);
@@ -401,18 +391,57 @@ async fn scrape(http: &Option<String>) -> Option<String> {
         .ok()
 }
 
+/// Creates `names` (unpartitioned, if absent) with `concurrency` in flight: each create's
+/// latency. Creates refused because shards are not there yet are retried.
 async fn create_tables(
     client: &MetaClient,
     names: &[String],
     concurrency: usize,
 ) -> Result<Histogram<u64>, Box<dyn std::error::Error + Send + Sync>> {
+    timed_per_table(names, concurrency, client, |client, table| async move {
+        let mut tries = 0;
+        loop {
+            match client
+                .create_table(&table, &PartitionRule::None, true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Shards are created a moment after the third node registers.
+                Err(e) if tries < 100 && e.code() == Some(tonic::Code::FailedPrecondition) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(format!("create {table}: {e}")),
+            }
+        }
+    })
+    .await
+}
+
+/// Runs `op` once per table of `names` (schema `default.public`) with `concurrency` in
+/// flight: the histogram of their latencies in microseconds.
+async fn timed_per_table<F, Fut>(
+    names: &[String],
+    concurrency: usize,
+    client: &MetaClient,
+    op: F,
+) -> Result<Histogram<u64>, Box<dyn std::error::Error + Send + Sync>>
+where
+    F: Fn(MetaClient, TableName) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
     let hist = Arc::new(parking_lot_free::Mutex::new(Histogram::<u64>::new(3)?));
     let next = Arc::new(AtomicU64::new(0));
     let names = Arc::new(names.to_vec());
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (client, hist, next, names) =
-            (client.clone(), hist.clone(), next.clone(), names.clone());
+        let (client, hist, next, names, op) = (
+            client.clone(),
+            hist.clone(),
+            next.clone(),
+            names.clone(),
+            op.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -421,23 +450,7 @@ async fn create_tables(
                 };
                 let table = TableName::new("default", "public", name).map_err(|e| e.to_string())?;
                 let started = Instant::now();
-                let mut tries = 0;
-                loop {
-                    match client
-                        .create_table(&table, &PartitionRule::None, true)
-                        .await
-                    {
-                        Ok(_) => break,
-                        // Shards are created a moment after the third node registers.
-                        Err(e)
-                            if tries < 100 && e.code() == Some(tonic::Code::FailedPrecondition) =>
-                        {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(format!("create {name}: {e}")),
-                    }
-                }
+                op(client.clone(), table).await?;
                 let _ = hist.lock().record(started.elapsed().as_micros() as u64);
             }
         }));
@@ -492,7 +505,8 @@ pub async fn run(args: BenchArgs) -> CmdResult {
             count,
             concurrency,
             store,
-        } => ddl(common, count, concurrency, &store).await,
+            alter,
+        } => ddl(common, count, concurrency, &store, alter).await,
         BenchKind::Heartbeat {
             common,
             nodes,
@@ -653,7 +667,13 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
     finish(common.json, summary, value)
 }
 
-async fn ddl(common: Common, count: usize, concurrency: usize, store: &str) -> CmdResult {
+async fn ddl(
+    common: Common,
+    count: usize,
+    concurrency: usize,
+    store: &str,
+    alter: bool,
+) -> CmdResult {
     let t = target_on(&common, store).await?;
     let _nodes = start_nodes(&t.grpc, "default", "bench-ddl", 6, 2).await?;
     let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
@@ -661,16 +681,43 @@ async fn ddl(common: Common, count: usize, concurrency: usize, store: &str) -> C
     // Warm up: make sure shards exist before timing.
     create_tables(&client, &[format!("ddl_warmup_{run}")], 1).await?;
     let names: Vec<String> = (0..count).map(|i| format!("ddl_{run}_{i}")).collect();
-    eprintln!("creating {count} tables with {concurrency} in flight...");
-    let started = Instant::now();
-    let hist = create_tables(&client, &names, concurrency).await?;
+    let what = if alter { "alters" } else { "creates" };
+    let hist;
+    let started;
+    if alter {
+        eprintln!("creating {count} tables to alter...");
+        create_tables(&client, &names, concurrency).await?;
+        eprintln!(
+            "altering {count} tables (one added column each) with {concurrency} in flight..."
+        );
+        started = Instant::now();
+        hist = timed_per_table(&names, concurrency, &client, |client, table| async move {
+            let column = meridian_model::Column {
+                name: "added".into(),
+                data_type: meridian_model::ColumnType::Float64,
+                nullable: true,
+                default: None,
+            };
+            client
+                .alter_table(&table, &meridian_model::DefinitionChange::AddColumn(column))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("alter {table}: {e}"))
+        })
+        .await?;
+    } else {
+        eprintln!("creating {count} tables with {concurrency} in flight...");
+        started = Instant::now();
+        hist = create_tables(&client, &names, concurrency).await?;
+    }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     let value = json!({
         "bench": "ddl", "cores": cores(), "count": count, "concurrency": concurrency, "store": store,
+        "alter": alter,
         "ops_per_sec": rate.round(), "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99),
     });
     let summary = format!(
-        "ddl: {rate:.0} creates/s ({concurrency} in flight, durable on {store}, each acknowledged by the shard leader); p50 {:.2} ms, p99 {:.2} ms; {} cores",
+        "ddl: {rate:.0} {what}/s ({concurrency} in flight, durable on {store}, each acknowledged by the shard leader); p50 {:.2} ms, p99 {:.2} ms; {} cores",
         ms(&hist, 0.5), ms(&hist, 0.99), cores()
     );
     finish(common.json, summary, value)
@@ -741,14 +788,14 @@ async fn shard_leaders(
     http_client: &reqwest::Client,
     http: &str,
 ) -> Result<HashMap<u32, u64>, Box<dyn std::error::Error + Send + Sync>> {
-    let shards: Value = http_client
-        .get(format!("{http}/api/v1/clusters/default/shards"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let shards = super::get_all(
+        http_client,
+        &format!("{http}/api/v1/clusters/default/shards"),
+        "shards",
+    )
+    .await?;
     let mut leaders = HashMap::new();
-    for s in shards["shards"].as_array().cloned().unwrap_or_default() {
+    for s in shards {
         if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
             leaders.insert(id as u32, l);
         }

@@ -120,6 +120,26 @@ enum CtlCommand {
         #[arg(long)]
         if_exists: bool,
     },
+    /// Drop a catalog (every schema in it).
+    DropCatalog {
+        /// Catalog name.
+        catalog: String,
+        /// Drop its tables first.
+        #[arg(long)]
+        cascade: bool,
+        /// Succeed if it does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// Where a row lives: its partition (by the documented function), shard, leader and
+    /// followers.
+    Locate {
+        /// Table as `name`, `schema.name` or `catalog.schema.name`.
+        table: String,
+        /// The row's partition-column values, in column order.
+        #[arg(required = true)]
+        key: Vec<String>,
+    },
     /// Show a table: its definition, and where each partition lives.
     Describe {
         /// Table as `name`, `schema.name` or `catalog.schema.name`.
@@ -279,6 +299,36 @@ struct Http {
 }
 
 impl Http {
+    /// `GET path` with every page of the list under `key` followed and joined: the first
+    /// page's answer, with `key` holding every entry.
+    async fn get_all(&self, path: &str, key: &str) -> Result<Value, String> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut first: Option<Value> = None;
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{path}{sep}limit=10000&page_token={token}"),
+                    None,
+                )
+                .await?;
+            all.extend(page[key].as_array().cloned().unwrap_or_default());
+            token = page["next_page_token"].as_str().unwrap_or("").to_string();
+            first.get_or_insert(page);
+            if token.is_empty() {
+                break;
+            }
+        }
+        let mut v = first.unwrap_or_else(|| json!({}));
+        v[key] = Value::Array(all);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("next_page_token");
+        }
+        Ok(v)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -464,33 +514,21 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             http.call(M::POST, "/api/v1/clusters", Some(body)).await
         }
         CtlCommand::Nodes => {
-            http.call(M::GET, &format!("/api/v1/clusters/{c}/nodes"), None)
+            http.get_all(&format!("/api/v1/clusters/{c}/nodes"), "nodes")
                 .await
         }
         CtlCommand::Shards => {
-            http.call(M::GET, &format!("/api/v1/clusters/{c}/shards"), None)
+            http.get_all(&format!("/api/v1/clusters/{c}/shards"), "shards")
                 .await
         }
         CtlCommand::Tables { schema, prefix } => {
-            // Every page, as one list.
-            let mut tables = Vec::new();
-            let mut token = String::new();
-            loop {
-                let q = format!(
-                    "?schema={}&prefix={}&page_token={token}",
-                    schema.as_deref().unwrap_or(""),
-                    prefix.as_deref().unwrap_or("")
-                );
-                let page = http
-                    .call(M::GET, &format!("/api/v1/clusters/{c}/tables{q}"), None)
-                    .await?;
-                tables.extend(page["tables"].as_array().cloned().unwrap_or_default());
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = t.to_string(),
-                    _ => break,
-                }
-            }
-            Ok(json!({ "tables": tables }))
+            let q = format!(
+                "?schema={}&prefix={}",
+                schema.as_deref().unwrap_or(""),
+                prefix.as_deref().unwrap_or("")
+            );
+            http.get_all(&format!("/api/v1/clusters/{c}/tables{q}"), "tables")
+                .await
         }
         CtlCommand::Route { table } => {
             let (cat, sch, t) = split_table(table);
@@ -552,6 +590,18 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             )
             .await
         }
+        CtlCommand::DropCatalog {
+            catalog,
+            cascade,
+            if_exists,
+        } => {
+            http.call(
+                M::DELETE,
+                &format!("/api/v1/clusters/{c}/catalogs/{catalog}?cascade={cascade}&if_exists={if_exists}"),
+                None,
+            )
+            .await
+        }
         CtlCommand::DropSchema {
             schema,
             cascade,
@@ -564,6 +614,43 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 None,
             )
             .await
+        }
+        CtlCommand::Locate { table, key } => {
+            let (cat, sch, t) = split_table(table);
+            let found = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
+                    None,
+                )
+                .await?;
+            let rule: meridian_model::PartitionRule =
+                serde_json::from_value(found["table"]["rule"].clone()).map_err(|e| {
+                    format!("the server sent a partition rule this ctl cannot read: {e}")
+                })?;
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            let partition = rule.partition_of(&key);
+            let route = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/clusters/{c}/routes/{cat}/{sch}/{t}"),
+                    None,
+                )
+                .await?;
+            let at = route["partitions"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["partition"] == partition))
+                .cloned()
+                .unwrap_or(Value::Null);
+            Ok(json!({
+                "table": format!("{cat}.{sch}.{t}"),
+                "key": key,
+                "partition": partition,
+                "shard": at["shard"],
+                "version": at["version"],
+                "leader": at["leader"],
+                "followers": at["followers"],
+            }))
         }
         CtlCommand::Describe { table } => {
             let (cat, sch, t) = split_table(table);
@@ -631,10 +718,9 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             .await
         }
         CtlCommand::Operators { history } => {
-            http.call(
-                M::GET,
+            http.get_all(
                 &format!("/api/v1/clusters/{c}/operators?history={history}"),
-                None,
+                "operators",
             )
             .await
         }
@@ -942,6 +1028,30 @@ async fn servers(http: &Http) -> Value {
 
 fn render(command: &CtlCommand, v: &Value) {
     match command {
+        CtlCommand::Locate { .. } => {
+            let endpoint = |n: &Value| format!("{} ({})", cell(&n["endpoint"]), cell(&n["zone"]));
+            let followers: Vec<String> = v["followers"]
+                .as_array()
+                .map(|f| f.iter().map(endpoint).collect())
+                .unwrap_or_default();
+            println!(
+                "{} key {}: partition {}, shard-{} v{}",
+                cell(&v["table"]),
+                v["key"],
+                cell(&v["partition"]),
+                cell(&v["shard"]),
+                cell(&v["version"])
+            );
+            println!(
+                "  leader:    {}",
+                if v["leader"].is_null() {
+                    "none (failover in progress)".to_string()
+                } else {
+                    endpoint(&v["leader"])
+                }
+            );
+            println!("  followers: {}", followers.join(", "));
+        }
         CtlCommand::Describe { .. } => {
             println!("{} (id {})", cell(&v["table"]), cell(&v["id"]));
             let def = &v["definition"];

@@ -22,9 +22,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Flags of `meridian sim-node`.
+/// Who a node is and which Meridian it joins: the flags `sim-node` and `example-node`
+/// share.
 #[derive(Args, Debug)]
-pub struct NodeArgs {
+pub struct JoinArgs {
     /// Meridian gRPC addresses, comma-separated (several servers: the node finds the
     /// leader and follows it).
     #[arg(long, default_value = "127.0.0.1:7700", value_delimiter = ',')]
@@ -50,6 +51,29 @@ pub struct NodeArgs {
     /// Config fingerprint presented at registration.
     #[arg(long, default_value = "")]
     fingerprint: String,
+}
+
+impl JoinArgs {
+    /// The agent's configuration these flags describe.
+    pub fn agent_config(&self) -> NodeAgentConfig {
+        let mut config = NodeAgentConfig::new("", self.name.clone(), self.endpoint.clone());
+        config.meta_addrs = self.meta.clone();
+        config.cluster = self.cluster.clone();
+        config.labels = NodeLabels {
+            zone: self.zone.clone(),
+            rack: self.rack.clone(),
+            host: self.host.clone(),
+        };
+        config.config_fingerprint = self.fingerprint.clone();
+        config
+    }
+}
+
+/// Flags of `meridian sim-node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    join: JoinArgs,
     /// Append one JSON line per writable interval of a shard to this file (see
     /// `meridian_client::LeaseLog`).
     #[arg(long)]
@@ -62,15 +86,8 @@ const REFUSALS_BEFORE_EXIT: u32 = 5;
 /// Runs the node until Ctrl-C / SIGTERM (or SIGKILL, which is the point); exits with status
 /// 2 if Meridian keeps refusing its registration.
 pub async fn run(args: NodeArgs) -> CmdResult {
-    let mut config = NodeAgentConfig::new("", args.name.clone(), args.endpoint.clone());
-    config.meta_addrs = args.meta;
-    config.cluster = args.cluster;
-    config.labels = NodeLabels {
-        zone: args.zone,
-        rack: args.rack,
-        host: args.host,
-    };
-    config.config_fingerprint = args.fingerprint;
+    let config = args.join.agent_config();
+    let name = args.join.name.clone();
     let log = match &args.lease_log {
         Some(path) => Some(
             LeaseLog::open(path)
@@ -81,8 +98,8 @@ pub async fn run(args: NodeArgs) -> CmdResult {
     // Listen before joining: Meridian may route clients here as soon as it registers. A
     // node whose endpoint is taken still joins (as it did before it had a data plane),
     // and says so: its writes will fail at the client, never be accepted unleased.
-    let listener = bind_data_plane(&args.endpoint).await;
-    let leases = ShardLeases::new(args.name.clone(), log);
+    let listener = bind_data_plane(&args.join.endpoint).await;
+    let leases = ShardLeases::new(name.clone(), log);
     let node = Arc::new(SimNode::start_with_leases(config, None, leases));
     let data_plane = match listener {
         Ok(listener) => {
@@ -96,16 +113,37 @@ pub async fn run(args: NodeArgs) -> CmdResult {
             }))
         }
         Err(e) => {
-            eprintln!("sim-node {}: no data plane: {e}", args.name);
+            eprintln!("sim-node {name}: no data plane: {e}");
             None
         }
     };
-    // Registration: wait for it, but give up (exit 2) once Meridian has refused it
-    // REFUSALS_BEFORE_EXIT times in a row: a wrong fingerprint or a name alive elsewhere does
-    // not fix itself, and retrying forever in silence hides it.
+    let who = format!("sim-node {name}");
+    if let Err(code) = await_registration(&node.agent, &who).await {
+        return Ok(code);
+    }
+    wait_for_signal().await;
+    if let Some(data_plane) = data_plane {
+        data_plane.abort();
+        let _ = data_plane.await;
+    }
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.agent.stop().await,
+        Err(_) => eprintln!("sim-node {name}: a write still running at exit"),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Waits for `agent` to register, saying so on stderr as `who`; gives up (exit status 2)
+/// once Meridian has refused it [`REFUSALS_BEFORE_EXIT`] times in a row: a wrong
+/// fingerprint or a name alive elsewhere does not fix itself, and retrying forever in
+/// silence hides it. Not registered after 30 s: goes on retrying in the background.
+pub(crate) async fn await_registration(
+    agent: &meridian_client::NodeAgent,
+    who: &str,
+) -> Result<(), std::process::ExitCode> {
     let registering = async {
         loop {
-            let status = node.agent.status();
+            let status = agent.status();
             if status.node_id.is_some() {
                 return Ok(status.node_id);
             }
@@ -116,39 +154,24 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         }
     };
     match tokio::time::timeout(Duration::from_secs(30), registering).await {
-        Ok(Ok(id)) => eprintln!(
-            "sim-node {} registered as node-{}",
-            args.name,
-            id.unwrap_or_default()
-        ),
+        Ok(Ok(id)) => eprintln!("{who} registered as node-{}", id.unwrap_or_default()),
         Ok(Err(why)) => {
             eprintln!(
-                "sim-node {}: Meridian refused the registration {REFUSALS_BEFORE_EXIT} times: {why}",
-                args.name
+                "{who}: Meridian refused the registration {REFUSALS_BEFORE_EXIT} times: {why}"
             );
-            return Ok(std::process::ExitCode::from(2));
+            return Err(std::process::ExitCode::from(2));
         }
         Err(_) => eprintln!(
-            "sim-node {}: not registered yet ({:?}); retrying in the background",
-            args.name,
-            node.agent.status().last_error
+            "{who}: not registered yet ({:?}); retrying in the background",
+            agent.status().last_error
         ),
     }
-    wait_for_signal().await;
-    if let Some(data_plane) = data_plane {
-        data_plane.abort();
-        let _ = data_plane.await;
-    }
-    match Arc::try_unwrap(node) {
-        Ok(node) => node.agent.stop().await,
-        Err(_) => eprintln!("sim-node {}: a write still running at exit", args.name),
-    }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Binds the data plane's address, retrying for a few seconds: a node restarted at once
 /// after a crash may find its port still held by the dying process.
-async fn bind_data_plane(
+pub(crate) async fn bind_data_plane(
     endpoint: &str,
 ) -> Result<tokio::net::TcpListener, Box<dyn std::error::Error + Send + Sync>> {
     let mut last = None;

@@ -152,17 +152,10 @@ impl Harness {
     /// The shards' metadata leaders, through any server (followers redirect).
     async fn shard_leaders(&self) -> Result<Vec<(u64, bool)>, BoxError> {
         for s in &self.servers {
-            let r = self
-                .web
-                .get(format!("http://{}/api/v1/clusters/default/shards", s.http))
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await;
-            let Ok(r) = r else { continue };
-            let Ok(v) = r.json::<serde_json::Value>().await else {
+            let url = format!("http://{}/api/v1/clusters/default/shards", s.http);
+            let Ok(shards) = super::get_all(&self.web, &url, "shards").await else {
                 continue;
             };
-            let shards = v["shards"].as_array().cloned().unwrap_or_default();
             return Ok(shards
                 .iter()
                 .map(|s| (s["id"].as_u64().unwrap_or(0), !s["leader"].is_null()))

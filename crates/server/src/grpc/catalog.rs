@@ -129,6 +129,21 @@ impl pb::catalog_service_server::CatalogService for CatalogSvc {
         Ok(Response::new(pb::DropSchemaResponse { dropped }))
     }
 
+    async fn drop_catalog(
+        &self,
+        request: Request<pb::DropCatalogRequest>,
+    ) -> Result<Response<pb::DropCatalogResponse>, Status> {
+        let r = request.into_inner();
+        let cluster = self.meta.cluster(&r.cluster)?;
+        let dropped = detached(async move {
+            cluster
+                .drop_catalog(&r.catalog, r.cascade, r.if_exists)
+                .await
+        })
+        .await?;
+        Ok(Response::new(pb::DropCatalogResponse { dropped }))
+    }
+
     async fn alter_table(
         &self,
         request: Request<pb::AlterTableRequest>,

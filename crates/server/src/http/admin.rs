@@ -4,6 +4,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
+use crate::meta::paging::page_by_id;
 use crate::meta::{detached, Cluster};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -62,20 +63,15 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    #[serde(default)]
-    history: bool,
-}
-
 async fn list_operators(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    Query(q): Query<super::catalog::IdPageQuery>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let (running, history) = s.scheduling.operators(c.id, q.history);
-    let mut v = json!({ "operators": running });
+    let page = page_by_id(running.into_iter().map(|o| (o.id.0, o)), &q.page()?)?;
+    let mut v = json!({ "operators": page.items, "next_page_token": page.next_page_token });
     if q.history {
         v["history"] = json!(history);
     }

@@ -2,7 +2,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
-use crate::meta::paging::PageRequest;
+use crate::meta::paging::{page_by_id, PageRequest};
 use crate::meta::{detached, DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -39,6 +39,10 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/clusters/{cluster}/schemas/{catalog}/{schema}",
             axum::routing::delete(drop_schema),
         )
+        .route(
+            "/api/v1/clusters/{cluster}/catalogs/{catalog}",
+            axum::routing::delete(drop_catalog),
+        )
 }
 
 fn cluster_json(c: &crate::meta::Cluster) -> serde_json::Value {
@@ -70,25 +74,62 @@ async fn create_cluster(
     Ok((StatusCode::CREATED, Json(cluster_json(&c))).into_response())
 }
 
+/// Query of the lists ordered by id (`GET .../nodes`, `.../shards`, `.../operators`): a
+/// page (see `meta::paging`) and, for nodes, a name prefix.
+#[derive(Deserialize)]
+pub(super) struct IdPageQuery {
+    /// Only names starting with this (nodes).
+    #[serde(default)]
+    prefix: String,
+    /// Page size (0 or absent: 1,000; at most 10,000).
+    #[serde(default)]
+    limit: u64,
+    /// `next_page_token` of the previous page.
+    #[serde(default)]
+    page_token: String,
+    /// Operators: also the finished ones (not paged: a bounded recent history).
+    #[serde(default)]
+    pub(super) history: bool,
+}
+
+impl IdPageQuery {
+    pub(super) fn page(&self) -> Result<PageRequest, ServerError> {
+        PageRequest::new(self.limit, &self.page_token, &self.prefix)
+    }
+}
+
 async fn list_nodes(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
+    Query(q): Query<IdPageQuery>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
-    Ok(Json(json!({ "nodes": c.node_infos() })))
+    let nodes = c
+        .node_infos()
+        .into_iter()
+        .filter(|n| n.name.starts_with(&q.prefix))
+        .map(|n| (n.id.0, n));
+    let page = page_by_id(nodes, &q.page()?)?;
+    Ok(Json(
+        json!({ "nodes": page.items, "next_page_token": page.next_page_token }),
+    ))
 }
 
 async fn list_shards(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
+    Query(q): Query<IdPageQuery>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let waiting = s.scheduling.waiting(c.id);
-    let mut shards = c.shard_infos();
-    for info in &mut shards {
+    let shards = c.shard_infos().into_iter().map(|mut info| {
         info.waiting_for_in_sync_follower = waiting.contains_key(&info.id);
-    }
-    Ok(Json(json!({ "shards": shards })))
+        (u64::from(info.id.0), info)
+    });
+    let page = page_by_id(shards, &q.page()?)?;
+    Ok(Json(
+        json!({ "shards": page.items, "next_page_token": page.next_page_token }),
+    ))
 }
 
 /// Query of `GET .../tables`: filters and a page (see `meta::paging`).
@@ -208,7 +249,7 @@ async fn list_schemas(
     ))
 }
 
-/// Query of `DELETE .../schemas/{catalog}/{schema}`.
+/// Query of `DELETE .../schemas/{catalog}/{schema}` and `DELETE .../catalogs/{catalog}`.
 #[derive(Deserialize)]
 struct DropSchemaQuery {
     #[serde(default)]
@@ -228,6 +269,17 @@ async fn drop_schema(
             .await
     })
     .await?;
+    Ok(Json(json!({ "dropped": dropped })))
+}
+
+async fn drop_catalog(
+    State(s): State<AppState>,
+    Path((cluster, catalog)): Path<(String, String)>,
+    Query(q): Query<DropSchemaQuery>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let c = s.meta.cluster(&cluster)?;
+    let dropped =
+        detached(async move { c.drop_catalog(&catalog, q.cascade, q.if_exists).await }).await?;
     Ok(Json(json!({ "dropped": dropped })))
 }
 
@@ -314,8 +366,8 @@ async fn route_table(
                 "partition": p.index,
                 "shard": shard.shard_id,
                 "version": shard.version,
-                "leader": shard.leader.map(|l| json!({"node": l.node_id, "endpoint": l.endpoint})),
-                "followers": shard.followers.iter().map(|f| json!({"node": f.node_id, "endpoint": f.endpoint})).collect::<Vec<_>>(),
+                "leader": shard.leader.map(|l| json!({"node": l.node_id, "endpoint": l.endpoint, "zone": l.zone})),
+                "followers": shard.followers.iter().map(|f| json!({"node": f.node_id, "endpoint": f.endpoint, "zone": f.zone})).collect::<Vec<_>>(),
             })
         })
         .collect();

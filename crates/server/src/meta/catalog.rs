@@ -118,6 +118,45 @@ impl Cluster {
         Ok(true)
     }
 
+    /// Drops catalog `catalog`: every schema in it (a catalog exists through its schemas).
+    /// Refused, changing nothing, while any of them holds tables unless `cascade`, which
+    /// drops the tables first. Returns whether it existed.
+    pub async fn drop_catalog(
+        self: &std::sync::Arc<Self>,
+        catalog: &str,
+        cascade: bool,
+        if_exists: bool,
+    ) -> Result<bool> {
+        let schemas = self.list_schemas(catalog);
+        if schemas.is_empty() {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(ServerError::NotFound(format!(
+                    "catalog {catalog} not found"
+                )))
+            };
+        }
+        if !cascade {
+            let state = self.state.read();
+            let in_use = state
+                .table_by_name
+                .keys()
+                .chain(state.creating.iter())
+                .filter(|n| n.catalog == catalog)
+                .count();
+            if in_use > 0 {
+                return Err(ServerError::FailedPrecondition(format!(
+                    "catalog {catalog} holds {in_use} table(s): drop them first, or drop it with cascade"
+                )));
+            }
+        }
+        for schema in schemas {
+            self.drop_schema(catalog, &schema, cascade, true).await?;
+        }
+        Ok(true)
+    }
+
     pub(super) fn check_schema(&self, name: &TableName) -> Result<()> {
         if self
             .state

@@ -74,12 +74,12 @@ impl Cluster {
 }
 
 fn address(state: &ClusterState, node: NodeId) -> pb::NodeAddress {
+    let entry = state.nodes.get(&node);
     pb::NodeAddress {
         node_id: node.0,
-        endpoint: state
-            .nodes
-            .get(&node)
-            .map(|n| n.node.endpoint.clone())
+        endpoint: entry.map(|n| n.node.endpoint.clone()).unwrap_or_default(),
+        zone: entry
+            .map(|n| n.node.labels.zone.clone())
             .unwrap_or_default(),
     }
 }
