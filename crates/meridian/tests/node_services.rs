@@ -542,6 +542,26 @@ async fn election_and_kv_keep_their_data_and_terms_across_a_meridian_leader_fail
     .await;
     let a = campaign_until_elected(&client, "ha-election", "a", 6000).await;
     let term = leader_of(&a).term;
+    // A follower forwards both services to the leader, the Observe stream too.
+    let follower = addrs
+        .iter()
+        .find(|a| **a != leader.addr)
+        .expect("two servers");
+    let via_follower = MetaClient::connect(std::slice::from_ref(follower), "default")
+        .await
+        .unwrap();
+    assert_eq!(
+        via_follower.kv_get("ha", b"k").await.unwrap(),
+        Some(b"before".to_vec())
+    );
+    assert!(via_follower.kv_put("ha", b"forwarded", b"1").await.unwrap());
+    let mut observed = via_follower.observe_election("ha-election").await.unwrap();
+    let seen = observed.message().await.unwrap().expect("the state");
+    assert_eq!(
+        seen.leader.map(|l| (l.candidate, l.term)),
+        Some(("a".into(), term))
+    );
+    drop(observed);
 
     // Kill -9 the Meridian leader; a keeps renewing through the takeover.
     let killed = addrs
@@ -571,6 +591,91 @@ async fn election_and_kv_keep_their_data_and_terms_across_a_meridian_leader_fail
     let b = campaign_until_elected(&client, "ha-election", "b", 6000).await;
     assert_eq!(leader_of(&b).term, term + 1);
     let all = client.kv_range("ha", b"", b"", 0).await.unwrap();
-    assert_eq!(all.entries.len(), 2);
+    let keys: Vec<&[u8]> = all.entries.iter().map(|e| e.key.as_slice()).collect();
+    assert_eq!(keys, [&b"forwarded"[..], b"k", b"k2"]);
     drop(servers);
+}
+
+/// An election service that elects everyone, but answers a campaign only after
+/// [`SlowElections::DELAY`]: the answer arrives long after the request was sent.
+struct SlowElections;
+
+impl SlowElections {
+    const DELAY: Duration = Duration::from_millis(300);
+}
+
+#[tonic::async_trait]
+impl pb::election_service_server::ElectionService for SlowElections {
+    async fn campaign(
+        &self,
+        request: tonic::Request<pb::CampaignRequest>,
+    ) -> Result<tonic::Response<pb::CampaignResponse>, tonic::Status> {
+        let r = request.into_inner();
+        tokio::time::sleep(Self::DELAY).await;
+        Ok(tonic::Response::new(pb::CampaignResponse {
+            elected: true,
+            renewed: false,
+            leader: Some(pb::ElectionLeader {
+                candidate: r.candidate,
+                value: r.value,
+                term: 1,
+                ttl_ms: r.ttl_ms,
+                remaining_ms: r.ttl_ms,
+            }),
+        }))
+    }
+
+    async fn leader(
+        &self,
+        _: tonic::Request<pb::ElectionLeaderRequest>,
+    ) -> Result<tonic::Response<pb::ElectionLeaderResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stub"))
+    }
+
+    type ObserveStream = tokio_stream::Empty<Result<pb::ElectionLeaderResponse, tonic::Status>>;
+
+    async fn observe(
+        &self,
+        _: tonic::Request<pb::ElectionLeaderRequest>,
+    ) -> Result<tonic::Response<Self::ObserveStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stub"))
+    }
+
+    async fn resign(
+        &self,
+        _: tonic::Request<pb::ResignRequest>,
+    ) -> Result<tonic::Response<pb::ResignResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stub"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_election_helper_counts_its_lease_from_when_it_sent_the_campaign_not_from_the_answer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stub = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::election_service_server::ElectionServiceServer::new(
+                SlowElections,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let client = MetaClient::connect(&[addr.to_string()], "default")
+        .await
+        .unwrap();
+    let config = ElectionConfig::new(Duration::from_millis(2000));
+    let usable = config.ttl - config.drift_margin;
+    let election = Election::start(client, "e", "a", vec![], config);
+    let mut changes = election.changes();
+    changes.wait_for(|l| l.is_some()).await.unwrap();
+    let answered = Instant::now();
+    let lease = election.leadership().expect("elected");
+    // The campaign was sent at least DELAY before its answer arrived (and before now).
+    assert!(
+        lease.until + SlowElections::DELAY <= answered + usable,
+        "the lease runs {:?} past send time + ttl - drift margin",
+        (lease.until + SlowElections::DELAY) - (answered + usable)
+    );
+    election.stop().await;
+    stub.abort();
 }
