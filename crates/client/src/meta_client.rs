@@ -115,10 +115,12 @@ impl MetaClient {
         &self.cluster
     }
 
+    /// The election service's client, on the leader-following channel.
     pub(crate) fn election_client(&self) -> ElectionServiceClient<Channel> {
         self.election.clone()
     }
 
+    /// The KV service's client, on the leader-following channel.
     pub(crate) fn kv_client(&self) -> KvServiceClient<Channel> {
         self.kv.clone()
     }

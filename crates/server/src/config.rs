@@ -344,6 +344,53 @@ mod tests {
         assert_eq!(config.node_services.max_key_bytes, 1024, "defaults stay");
         assert!(config.node_services.validate().is_ok());
     }
+
+    #[test]
+    fn node_service_limits_the_store_cannot_honour_are_refused_with_their_key() {
+        let base = NodeServicesConfig::default();
+        assert!(base.validate().is_ok());
+        for (bad, key) in [
+            (
+                NodeServicesConfig {
+                    max_key_bytes: 4097,
+                    ..base.clone()
+                },
+                "max_key_bytes",
+            ),
+            (
+                NodeServicesConfig {
+                    max_value_bytes: meridian_store::MAX_VALUE_LEN + 1,
+                    ..base.clone()
+                },
+                "max_value_bytes",
+            ),
+            (
+                NodeServicesConfig {
+                    requests_per_second: 0.0,
+                    ..base.clone()
+                },
+                "requests_per_second",
+            ),
+            (
+                NodeServicesConfig {
+                    burst: 0,
+                    ..base.clone()
+                },
+                "burst",
+            ),
+            (
+                NodeServicesConfig {
+                    min_ttl_ms: 10_000,
+                    max_ttl_ms: 1_000,
+                    ..base.clone()
+                },
+                "min_ttl_ms",
+            ),
+        ] {
+            let e = bad.validate().expect_err(key);
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
 }
 
 #[cfg(test)]
