@@ -79,7 +79,11 @@ impl Cluster {
         altered: &Table,
         record_key: &[u8],
     ) -> Result<Table> {
-        let _commit = self.procedures.commit.write().await;
+        // Shared, like creates: alters of different tables touch disjoint keys, one table
+        // has one alter in flight (its record), and the revision compare refuses an alter
+        // of a table that a drop, rename, split or merge (which hold the lock alone)
+        // changed meanwhile. Sharing lets concurrent alters share redb's group commits.
+        let _commit = self.procedures.commit.read().await;
         let txn = Txn::new()
             .table_at(self.id, table.id, table.revision)
             .then_all(put_table(self.id, altered)?)

@@ -16,7 +16,8 @@
 //! ([`Procedures::commit`]), so memory applies conflicting commits in store order; node
 //! steps run outside it. Creates share it: two creates touch disjoint keys (their names are
 //! guarded by compares, their ids are unique), so their commits commute and may overlap,
-//! and redb's group commit then shares one fsync among them. Drops, renames, splits and
+//! and redb's group commit then shares one fsync among them. Alters share it too (one alter
+//! per table at a time, each guarded by its table's revision). Drops, renames, splits and
 //! merges hold it alone.
 
 mod alter_table;
@@ -46,7 +47,7 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct Procedures {
     /// Held from a catalog commit's transaction until memory reflects it: shared by
-    /// creates, exclusive for every other commit.
+    /// creates and alters, exclusive for every other commit.
     pub(in crate::meta) commit: tokio::sync::RwLock<()>,
     /// Sources of merges in flight: new tables are not placed on them, and a merge is
     /// refused while a create in flight reserved its source.
