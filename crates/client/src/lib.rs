@@ -3,6 +3,9 @@
 //! - [`MetaClient`]: DDL and routes for database front-ends, with a route cache refreshed
 //!   lazily on a stale-route error ([`MetaClient::invalidate`]) and eagerly from
 //!   `WatchRoutes` ([`MetaClient::watch_routes`]).
+//! - [`MetaClient`] also reaches the services for nodes: elections with leases
+//!   ([`MetaClient::campaign`], and [`Election`], which campaigns and renews in the
+//!   background) and a namespaced KV store ([`MetaClient::kv_get`] and the like).
 //! - [`NodeAgent`]: the heartbeat loop of a database node, with reconnect and backoff,
 //!   dispatching Meridian's instructions to a [`ShardHandler`] the database implements.
 //! - [`find_leader`], [`following_channel`]: given several Meridian servers, find the
@@ -10,13 +13,16 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod election;
 mod error;
 mod leader;
 mod lease;
 mod meta_client;
+mod node_services;
 mod router;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
+pub use election::{Election, ElectionConfig, Leadership};
 pub use error::ClientError;
 pub use leader::{find_leader, following_channel, FoundLeader};
 pub use lease::{
@@ -24,6 +30,7 @@ pub use lease::{
     ShardLeases,
 };
 pub use meta_client::{MetaClient, RouteCache};
+pub use node_services::KvExpect;
 pub use router::{Location, ReadPreference, TableLocator};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).

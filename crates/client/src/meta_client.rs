@@ -1,4 +1,5 @@
-//! `MetaClient`: DDL and routing with a route cache.
+//! `MetaClient`: DDL and routing with a route cache, and the services for nodes (elections,
+//! namespaced KV).
 
 use crate::{following_channel, ClientError};
 use meridian_model::{DefinitionChange, PartitionRule, TableDefinition, TableName};
@@ -6,6 +7,8 @@ use meridian_proto as pb;
 use meridian_proto::convert::{column_to_wire, definition_to_wire, rule_to_wire};
 use parking_lot::RwLock;
 use pb::catalog_service_client::CatalogServiceClient;
+use pb::election_service_client::ElectionServiceClient;
+use pb::kv_service_client::KvServiceClient;
 use pb::route_service_client::RouteServiceClient;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,6 +85,8 @@ pub struct MetaClient {
     cluster: String,
     catalog: CatalogServiceClient<Channel>,
     route: RouteServiceClient<Channel>,
+    election: ElectionServiceClient<Channel>,
+    kv: KvServiceClient<Channel>,
     cache: Arc<RouteCache>,
 }
 
@@ -98,9 +103,26 @@ impl MetaClient {
         Self {
             cluster: cluster.to_string(),
             catalog: CatalogServiceClient::new(channel.clone()).max_decoding_message_size(limit),
-            route: RouteServiceClient::new(channel).max_decoding_message_size(limit),
+            route: RouteServiceClient::new(channel.clone()).max_decoding_message_size(limit),
+            election: ElectionServiceClient::new(channel.clone()).max_decoding_message_size(limit),
+            kv: KvServiceClient::new(channel).max_decoding_message_size(limit),
             cache: Arc::new(RouteCache::default()),
         }
+    }
+
+    /// The cluster this client works on (empty: `default`).
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The election service's client, on the leader-following channel.
+    pub(crate) fn election_client(&self) -> ElectionServiceClient<Channel> {
+        self.election.clone()
+    }
+
+    /// The KV service's client, on the leader-following channel.
+    pub(crate) fn kv_client(&self) -> KvServiceClient<Channel> {
+        self.kv.clone()
     }
 
     /// The route cache.

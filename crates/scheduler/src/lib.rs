@@ -29,6 +29,7 @@
 pub mod controller;
 pub mod copyset;
 pub mod domain;
+pub mod election;
 pub mod error;
 pub mod health;
 pub mod lease;
@@ -38,6 +39,7 @@ pub mod placement;
 pub mod reconcile;
 pub mod schedulers;
 pub mod testing;
+pub mod token_bucket;
 pub mod view;
 
 pub use controller::{
@@ -48,6 +50,7 @@ pub use copyset::{
     LossModel,
 };
 pub use domain::{domain_key, IsolationDomains};
+pub use election::{Campaign, CampaignDecision, ElectionState, Holder, ResignRefused};
 pub use error::{SchedulerError, StepError};
 pub use health::{shard_problems, unhealthy_shards, ShardProblem};
 pub use lease::{LeaseBook, LeaseDenied, LeaseGrants};

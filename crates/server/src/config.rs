@@ -51,6 +51,82 @@ impl Default for EtcdSettings {
     }
 }
 
+/// Limits of the services for database nodes (`ElectionService`, `KvService`), section
+/// `[node_services]`. A request over a size limit is INVALID_ARGUMENT; over a quota or the
+/// rate, RESOURCE_EXHAUSTED; either way it changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeServicesConfig {
+    /// Longest KV key, in bytes. Default 1024 (at most 4096).
+    pub max_key_bytes: usize,
+    /// Largest KV value and election value, in bytes. Default 65536 (at most 1 MiB; an
+    /// election value is also never more than 64 KiB).
+    pub max_value_bytes: usize,
+    /// Most keys in one KV namespace. Default 10,000.
+    pub max_keys_per_namespace: u64,
+    /// Most bytes (keys plus values) in one KV namespace. Default 16 MiB.
+    pub max_bytes_per_namespace: u64,
+    /// Requests per second allowed per KV namespace and per election (token bucket refill
+    /// rate; may be fractional). Default 1000.
+    pub requests_per_second: f64,
+    /// Requests allowed at once above the rate (token bucket size). Default 2000.
+    pub burst: u32,
+    /// Shortest election lease a campaign may ask for, in ms. Default 500.
+    pub min_ttl_ms: u64,
+    /// Longest election lease a campaign may ask for, in ms. Default 300,000 (5 min).
+    pub max_ttl_ms: u64,
+}
+
+impl Default for NodeServicesConfig {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 1024,
+            max_value_bytes: 64 * 1024,
+            max_keys_per_namespace: 10_000,
+            max_bytes_per_namespace: 16 << 20,
+            requests_per_second: 1000.0,
+            burst: 2000,
+            min_ttl_ms: 500,
+            max_ttl_ms: 300_000,
+        }
+    }
+}
+
+impl NodeServicesConfig {
+    /// Refuses limits the store cannot honour or that make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_key_bytes == 0 || self.max_key_bytes > 4096 {
+            return Err(format!(
+                "node_services.max_key_bytes = {} must be within 1..=4096",
+                self.max_key_bytes
+            ));
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes > meridian_store::MAX_VALUE_LEN {
+            return Err(format!(
+                "node_services.max_value_bytes = {} must be within 1..={}",
+                self.max_value_bytes,
+                meridian_store::MAX_VALUE_LEN
+            ));
+        }
+        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
+            return Err(format!(
+                "node_services.requests_per_second = {} must be a positive number",
+                self.requests_per_second
+            ));
+        }
+        if self.burst == 0 {
+            return Err("node_services.burst must be at least 1".into());
+        }
+        if self.min_ttl_ms == 0 || self.min_ttl_ms > self.max_ttl_ms {
+            return Err(format!(
+                "node_services.min_ttl_ms = {} must be at least 1 and at most max_ttl_ms = {}",
+                self.min_ttl_ms, self.max_ttl_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Configuration of a Meridian server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +168,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Most tables one `RouteTables` request may name. Default 10,000.
     pub max_route_batch: usize,
+    /// Limits of the election and KV services for database nodes.
+    pub node_services: NodeServicesConfig,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +191,7 @@ impl Default for ServerConfig {
             full_schedule_interval_ms: 1000,
             max_message_bytes: 4 << 20,
             max_route_batch: 10_000,
+            node_services: NodeServicesConfig::default(),
         }
     }
 }
@@ -236,6 +315,7 @@ mod tests {
             ("[operators]\nhistory = 5\n", "history"),
             ("[operators.limits]\nper_nod = 1\n", "per_nod"),
             ("[etcd]\nendpoint = [\"a:1\"]\n", "endpoint"),
+            ("[node_services]\nmax_key_size = 10\n", "max_key_size"),
             ("grpc_adr = \"127.0.0.1:1\"\n", "grpc_adr"),
         ] {
             match load_text(text) {
@@ -251,13 +331,65 @@ mod tests {
     fn the_sections_take_their_documented_keys() {
         let text =
             "store = \"etcd\"\n[etcd]\nendpoints = [\"10.0.0.1:2379\"]\nelection_ttl_s = 3\n\
-                    [liveness]\noffline_after_ms = 7000\n[operators.limits]\nper_node = 3\n";
+                    [liveness]\noffline_after_ms = 7000\n[operators.limits]\nper_node = 3\n\
+                    [node_services]\nmax_value_bytes = 1000\nrequests_per_second = 0.5\n";
         let config = load_text(text).expect("valid config");
         assert_eq!(config.store, StoreKind::Etcd);
         assert_eq!(config.etcd.endpoints, ["10.0.0.1:2379"]);
         assert_eq!(config.etcd.election_ttl_s, 3);
         assert_eq!(config.liveness.offline_after_ms, 7000);
         assert_eq!(config.operators.limits.per_node, 3);
+        assert_eq!(config.node_services.max_value_bytes, 1000);
+        assert_eq!(config.node_services.requests_per_second, 0.5);
+        assert_eq!(config.node_services.max_key_bytes, 1024, "defaults stay");
+        assert!(config.node_services.validate().is_ok());
+    }
+
+    #[test]
+    fn node_service_limits_the_store_cannot_honour_are_refused_with_their_key() {
+        let base = NodeServicesConfig::default();
+        assert!(base.validate().is_ok());
+        for (bad, key) in [
+            (
+                NodeServicesConfig {
+                    max_key_bytes: 4097,
+                    ..base.clone()
+                },
+                "max_key_bytes",
+            ),
+            (
+                NodeServicesConfig {
+                    max_value_bytes: meridian_store::MAX_VALUE_LEN + 1,
+                    ..base.clone()
+                },
+                "max_value_bytes",
+            ),
+            (
+                NodeServicesConfig {
+                    requests_per_second: 0.0,
+                    ..base.clone()
+                },
+                "requests_per_second",
+            ),
+            (
+                NodeServicesConfig {
+                    burst: 0,
+                    ..base.clone()
+                },
+                "burst",
+            ),
+            (
+                NodeServicesConfig {
+                    min_ttl_ms: 10_000,
+                    max_ttl_ms: 1_000,
+                    ..base.clone()
+                },
+                "min_ttl_ms",
+            ),
+        ] {
+            let e = bad.validate().expect_err(key);
+            assert!(e.contains(key), "{key}: {e}");
+        }
     }
 }
 

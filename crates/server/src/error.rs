@@ -25,6 +25,9 @@ pub enum ServerError {
     /// A concurrent change won; retry.
     #[error("{0}")]
     Aborted(String),
+    /// A quota or a request rate limit is exhausted (nothing was changed).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] meridian_store::StoreError),
@@ -52,6 +55,7 @@ impl ServerError {
             ServerError::FailedPrecondition(_) => "failed_precondition",
             ServerError::Unavailable(_) => "unavailable",
             ServerError::Aborted(_) => "aborted",
+            ServerError::ResourceExhausted(_) => "resource_exhausted",
             ServerError::Store(_) => "internal",
             ServerError::Corrupt(_) => "internal",
         }
@@ -64,6 +68,7 @@ impl ServerError {
             ServerError::AlreadyExists(_) | ServerError::Aborted(_) => StatusCode::CONFLICT,
             ServerError::FailedPrecondition(_) => StatusCode::PRECONDITION_FAILED,
             ServerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             ServerError::Store(_) | ServerError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +84,7 @@ impl From<ServerError> for tonic::Status {
             ServerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ServerError::Unavailable(_) => tonic::Status::unavailable(msg),
             ServerError::Aborted(_) => tonic::Status::aborted(msg),
+            ServerError::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
             ServerError::Store(_) | ServerError::Corrupt(_) => tonic::Status::internal(msg),
         }
     }

@@ -20,7 +20,7 @@ pub mod metrics;
 pub mod schedule;
 mod server;
 
-pub use config::{ServerConfig, StoreKind};
+pub use config::{NodeServicesConfig, ServerConfig, StoreKind};
 pub use error::{Result, ServerError};
 pub use ha::{HaServer, Role, RunningHa};
 pub use server::{RunningServer, Server, ServingTerm};

@@ -2,7 +2,9 @@
 
 use crate::config::{ServerConfig, StoreKind};
 use crate::error::{Result, ServerError};
-use crate::grpc::{catalog::CatalogSvc, node::NodeSvc, route::RouteSvc};
+use crate::grpc::{
+    catalog::CatalogSvc, election::ElectionSvc, kv::KvSvc, node::NodeSvc, route::RouteSvc,
+};
 use crate::meta::Meta;
 use crate::schedule::Scheduling;
 use meridian_proto as pb;
@@ -181,6 +183,10 @@ impl Server {
             .liveness
             .validate()
             .map_err(|e| ServerError::InvalidArgument(e.to_string()))?;
+        config
+            .node_services
+            .validate()
+            .map_err(ServerError::InvalidArgument)?;
         let meta = Meta::load(store, timeout, config.liveness.lease_hold_ms()).await?;
         config
             .scheduler
@@ -224,6 +230,25 @@ impl Server {
             stop_rx.clone(),
         ))
         .max_decoding_message_size(max);
+        let election_svc =
+            pb::election_service_server::ElectionServiceServer::new(ElectionSvc::new(
+                meta.clone(),
+                Arc::new(crate::meta::election::Elections::new(
+                    meta.clone(),
+                    term.clone(),
+                    config.node_services.clone(),
+                )),
+                stop_rx.clone(),
+            ))
+            .max_decoding_message_size(max);
+        let kv_svc = pb::kv_service_server::KvServiceServer::new(KvSvc::new(
+            meta.clone(),
+            Arc::new(crate::meta::node_kv::NodeKv::new(
+                meta.clone(),
+                config.node_services.clone(),
+            )),
+        ))
+        .max_decoding_message_size(max);
         let membership_svc = pb::membership_service_server::MembershipServiceServer::new(
             crate::grpc::membership::LeaderMembership::new(term.clone()),
         );
@@ -248,6 +273,8 @@ impl Server {
                 .add_service(catalog_svc)
                 .add_service(route_svc)
                 .add_service(membership_svc)
+                .add_service(election_svc)
+                .add_service(kv_svc)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .serve_with_incoming_shutdown(incoming, async move {

@@ -35,6 +35,8 @@
 //! | `/meridian/v1/clusters/{c}/procedures/split/{new shard:020}` | reshard record JSON | a split, before nodes open the new shard | once the source's nodes dropped the moved partitions, or the rollback closed the new shard |
 //! | `/meridian/v1/clusters/{c}/procedures/merge/{source shard:020}` | reshard record JSON | a merge, before nodes open the moved partitions | once the source's nodes closed it, or the rollback dropped the partitions from the target |
 //! | `/meridian/v1/clusters/{c}/procedures/move/{shard:020}` | move record JSON (the operator and the shard before its started step) | scheduling: in the transaction of each step of a multi-step operator (replica moves, transfers) that leaves a step to come | in the transaction of its last step, or when it fails or is cancelled (else: resumed at the next start) |
+//! | `/meridian/v1/clusters/{c}/node_kv/{namespace}/{key}` | the value (raw bytes; `{key}` is the client's key, raw bytes, may hold `/`) | `KvService` Put / CompareAndSwap (CAS on the previous value) | `KvService` Delete / CompareAndSwap, or the cluster is dropped |
+//! | `/meridian/v1/clusters/{c}/elections/{name}`         | election record JSON: `{"term", "leader": {"candidate", "value", "ttl_ms"} or null}` (lease deadlines live in the serving server's memory) | `ElectionService` Campaign (a new term, or a new value/ttl), Resign (CAS on the previous record) | the cluster is dropped (kept after a resignation: the term never goes back) |
 //!
 //! Compare-and-swap transactions on shards and tables compare their revision keys, never
 //! the encoded record: a record written by a binary that knows more fields still swaps.
@@ -245,6 +247,31 @@ pub fn table_names_prefix(cluster: ClusterId, catalog: &str, schema: &str) -> Ve
     in_cluster(cluster, format_args!("table_names/{catalog}/{schema}/"))
 }
 
+/// One key of a node KV namespace (`KvService`). `namespace` is a validated name (no `/`);
+/// `key` is the client's bytes, appended as they are: a key may hold `/`, and a prefix scan
+/// of [`node_kv_prefix`] plus a key prefix lists exactly the keys with that prefix.
+pub fn node_kv(cluster: ClusterId, namespace: &str, key: &[u8]) -> Vec<u8> {
+    let mut k = node_kv_prefix(cluster, namespace);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Every key of one node KV namespace.
+pub fn node_kv_prefix(cluster: ClusterId, namespace: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("node_kv/{namespace}/"))
+}
+
+/// The client's key of a [`node_kv`] key of `namespace`.
+pub fn parse_node_kv<'k>(cluster: ClusterId, namespace: &str, key: &'k [u8]) -> Option<&'k [u8]> {
+    key.strip_prefix(node_kv_prefix(cluster, namespace).as_slice())
+}
+
+/// One election of database nodes (`ElectionService`), by its validated name. Not
+/// Meridian's own election ([`election`]).
+pub fn node_election(cluster: ClusterId, name: &str) -> Vec<u8> {
+    in_cluster(cluster, format_args!("elections/{name}"))
+}
+
 /// The last `/`-separated segment of `key` if `key` starts with `prefix`.
 fn last_segment<'k>(key: &'k [u8], prefix: &[u8]) -> Option<&'k str> {
     let rest = std::str::from_utf8(key.strip_prefix(prefix)?).ok()?;
@@ -339,6 +366,14 @@ mod tests {
         assert!(!schema(c, "ab", "s").starts_with(&schemas_prefix(c, "a")));
         assert!(!node_name(c, "n").starts_with(&nodes_prefix(c)));
         assert!(!cluster_prefix(ClusterId(1)).starts_with(&cluster_prefix(ClusterId(10))));
+        assert!(!node_kv(c, "ab", b"k").starts_with(&node_kv_prefix(c, "a")));
+        assert!(node_kv(c, "a", b"x/y").starts_with(&node_kv_prefix(c, "a")));
+        assert_eq!(
+            parse_node_kv(c, "a", &node_kv(c, "a", b"x/y")),
+            Some(&b"x/y"[..])
+        );
+        assert!(node_election(c, "e").starts_with(&cluster_prefix(c)));
+        assert!(!node_election(c, "e").starts_with(&node_kv_prefix(c, "e")));
         assert!(copysets(c).starts_with(&cluster_prefix(c)));
         assert!(!copysets(c).starts_with(&shards_prefix(c)));
     }

@@ -1,7 +1,9 @@
-//! gRPC services of `meridian.v1`: nodes' heartbeat stream, catalog/DDL, routes, and who
-//! leads (membership).
+//! gRPC services of `meridian.v1`: nodes' heartbeat stream, catalog/DDL, routes, who
+//! leads (membership), and the services for nodes: elections and a namespaced KV.
 
 pub mod catalog;
+pub mod election;
+pub mod kv;
 pub mod membership;
 pub mod node;
 pub mod route;

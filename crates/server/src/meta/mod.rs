@@ -3,7 +3,10 @@
 pub mod catalog;
 pub mod cluster;
 pub mod copysets;
+pub mod election;
 pub mod lease;
+pub mod node_kv;
+mod node_rate;
 pub mod paging;
 mod procedure;
 mod reconcile;
