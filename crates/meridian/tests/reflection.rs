@@ -44,6 +44,8 @@ async fn reflection_lists_every_service_and_describes_them() {
         "meridian.v1.CatalogService",
         "meridian.v1.RouteService",
         "meridian.v1.MembershipService",
+        "meridian.v1.ElectionService",
+        "meridian.v1.KvService",
     ] {
         assert!(names.iter().any(|n| n == s), "{s} missing from {names:?}");
     }
