@@ -2,21 +2,30 @@
 # The README's test command: installs what the tests need when it is missing, then runs
 # every test of the workspace (none is skipped).
 #
-# Needed besides the Rust toolchain: etcd (Debian's etcd-server), which the tests of the
-# highly available mode start as real processes on loopback ports.
+# Needed besides the Rust toolchain:
+# - etcd (Debian's etcd-server), which the tests of the highly available mode start as real
+#   processes on loopback ports;
+# - Chromium (Debian's chromium), which the dashboard test runs headless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+missing=()
 if ! command -v "${MERIDIAN_ETCD_BIN:-etcd}" >/dev/null 2>&1; then
-    echo "etcd not found: installing Debian's etcd-server" >&2
+    missing+=(etcd-server)
+fi
+if ! command -v "${MERIDIAN_CHROMIUM_BIN:-chromium}" >/dev/null 2>&1; then
+    missing+=(chromium)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing Debian's ${missing[*]}" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server >/dev/null
-    # Debian's package may start a system etcd on the default ports; the tests start their
-    # own on free ports and do not need it.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian's etcd package may start a system etcd on the default ports; the tests start
+    # their own on free ports and do not need it.
     if command -v systemctl >/dev/null 2>&1; then
         $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
