@@ -272,21 +272,12 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
-    fn col(name: &str, data_type: ColumnType, nullable: bool) -> Column {
-        Column {
-            name: name.into(),
-            data_type,
-            nullable,
-            default: None,
-        }
-    }
-
     fn definition() -> TableDefinition {
         TableDefinition {
             columns: vec![
-                col("host", ColumnType::String, false),
-                col("ts", ColumnType::TimestampMs, false),
-                col("cpu", ColumnType::Float64, true),
+                Column::new("host", ColumnType::String, false),
+                Column::new("ts", ColumnType::TimestampMs, false),
+                Column::new("cpu", ColumnType::Float64, true),
             ],
             primary_key: vec!["host".into()],
             time_index: Some("ts".into()),

@@ -268,11 +268,15 @@ impl Handler {
         }
     }
 
-    fn leader_only(&self, shard: ShardId) -> Result<(), String> {
-        match self
-            .replicas
-            .with_shard(shard, |d| d.role == ReplicaRole::Leader)
-        {
+    /// A create or an alter: only a leader takes them (followers learn tables when opened).
+    fn learn_as_leader(&self, shard: ShardId, table: TableRef) -> Result<(), String> {
+        match self.replicas.with_shard(shard, |d| {
+            let leads = d.role == ReplicaRole::Leader;
+            if leads {
+                Self::learn_tables(d, &[table]);
+            }
+            leads
+        }) {
             None => Err(format!("{shard} is not open here")),
             Some(false) => Err(format!("not the leader of {shard}")),
             Some(true) => Ok(()),
@@ -333,10 +337,7 @@ impl ShardHandler for Handler {
         _version: ShardVersion,
         table: TableRef,
     ) -> Result<(), String> {
-        self.leader_only(shard)?;
-        self.replicas
-            .with_shard(shard, |d| Self::learn_tables(d, &[table]));
-        Ok(())
+        self.learn_as_leader(shard, table)
     }
 
     async fn drop_table(
@@ -358,10 +359,7 @@ impl ShardHandler for Handler {
         _version: ShardVersion,
         table: TableRef,
     ) -> Result<(), String> {
-        self.leader_only(shard)?;
-        self.replicas
-            .with_shard(shard, |d| Self::learn_tables(d, &[table]));
-        Ok(())
+        self.learn_as_leader(shard, table)
     }
 
     fn report(&self) -> (NodeStats, Vec<ShardReport>) {

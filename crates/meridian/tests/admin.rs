@@ -165,6 +165,41 @@ async fn manual_transfer_leader_and_move_shard_run_as_operators() {
     .await;
     assert!((400..500).contains(&s), "{s} {v}");
 
+    // A move that puts two replicas in one zone (while the shard's own zone is free) is
+    // refused, changing nothing, unless forced.
+    let shard = cluster.shard(ShardId(2)).unwrap();
+    let from = shard.followers().next().unwrap();
+    let leader = shard.leader().unwrap();
+    let crowded = cluster
+        .node_entries()
+        .iter()
+        .map(|e| e.node.id)
+        .find(|id| !shard.has_replica_on(*id) && zone_of(*id) == zone_of(leader))
+        .unwrap();
+    let body = |force: bool| json!({"from": from.0.to_string(), "to": crowded.0.to_string(), "force": force});
+    let (s, v) = http(
+        Method::POST,
+        format!("{base}/shards/2/move"),
+        Some(body(false)),
+    )
+    .await;
+    assert_eq!(s, 412, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("one failure domain"),
+        "{v}"
+    );
+    assert_eq!(cluster.shard(ShardId(2)).unwrap(), shard, "nothing changed");
+    let (s, v) = http(
+        Method::POST,
+        format!("{base}/shards/2/move"),
+        Some(body(true)),
+    )
+    .await;
+    assert_eq!(s, 200, "forced: {v}");
+
     // Maintenance mode switches on and off.
     let (s, _) = http(
         Method::PUT,

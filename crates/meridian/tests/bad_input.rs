@@ -408,3 +408,48 @@ async fn http_errors_are_json_with_a_4xx_status() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_refuses_unknown_fields_and_wrong_methods_with_json() {
+    let server = start(memory_config()).await;
+    let base = format!("http://{}", server.http_addr);
+    // A typo in a cluster body would silently take the default: refused, naming it.
+    let (status, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/clusters"),
+        Some(serde_json::json!({"name": "typo", "shard_count": 4, "replicas": 3})),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"replicas\""), "{message}");
+    assert!(
+        message.contains("replication_factor"),
+        "names the known ones: {message}"
+    );
+    let (_, clusters) = http(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/clusters"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        clusters["clusters"].as_array().unwrap().len(),
+        1,
+        "nothing created"
+    );
+    // A known path with a method it does not take: 405 with a JSON error.
+    let (status, v) = http(
+        reqwest::Method::PUT,
+        format!("{base}/api/v1/clusters"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 405, "{v}");
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("PUT"),
+        "{v}"
+    );
+    server.shutdown().await;
+}

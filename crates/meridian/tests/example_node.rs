@@ -45,15 +45,6 @@ fn example_node(grpc: &str, i: usize, port: u16, log: &std::path::Path) -> Proc 
     )
 }
 
-fn column(name: &str, data_type: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        data_type,
-        nullable,
-        default: None,
-    }
-}
-
 /// What the writer and the reader saw.
 #[derive(Default)]
 struct Traffic {
@@ -172,9 +163,9 @@ async fn the_example_database_keeps_acknowledged_rows_through_an_alter_and_a_fai
     let table = TableName::new("default", "public", "cpu").unwrap();
     let definition = TableDefinition {
         columns: vec![
-            column("host", ColumnType::String, false),
-            column("ts", ColumnType::TimestampMs, false),
-            column("cpu", ColumnType::Float64, true),
+            Column::new("host", ColumnType::String, false),
+            Column::new("ts", ColumnType::TimestampMs, false),
+            Column::new("cpu", ColumnType::Float64, true),
         ],
         primary_key: vec!["host".into()],
         time_index: Some("ts".into()),
@@ -230,7 +221,7 @@ async fn the_example_database_keeps_acknowledged_rows_through_an_alter_and_a_fai
     let altered = meta
         .alter_table(
             &table,
-            &DefinitionChange::AddColumn(column("region", ColumnType::String, true)),
+            &DefinitionChange::AddColumn(Column::new("region", ColumnType::String, true)),
         )
         .await
         .unwrap();

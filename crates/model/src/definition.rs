@@ -157,6 +157,18 @@ fn yes() -> bool {
     true
 }
 
+impl Column {
+    /// A column without a default.
+    pub fn new(name: impl Into<String>, data_type: ColumnType, nullable: bool) -> Self {
+        Self {
+            name: name.into(),
+            data_type,
+            nullable,
+            default: None,
+        }
+    }
+}
+
 /// A table's definition. Empty (no columns, version 0) for a table created without one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,12 +375,7 @@ mod tests {
     use super::*;
 
     fn col(name: &str, t: ColumnType, nullable: bool) -> Column {
-        Column {
-            name: name.into(),
-            data_type: t,
-            nullable,
-            default: None,
-        }
+        Column::new(name, t, nullable)
     }
 
     fn good() -> TableDefinition {

@@ -598,6 +598,7 @@ impl Scheduling {
         shard: ShardId,
         steps: Vec<Step>,
         reason: &str,
+        force: bool,
     ) -> Result<OperatorId, String> {
         let current = cluster
             .shard(shard)
@@ -606,6 +607,18 @@ impl Scheduling {
         let mut probe = current.clone();
         for step in &steps {
             probe = step.apply(&probe).map_err(|e| e.to_string())?;
+        }
+        // A placement repair would undo is refused unless forced: accepted silently, it
+        // would be partly undone minutes later.
+        if !force {
+            let nodes = cluster.node_views(|_| 0);
+            let view = ClusterView::new(cluster.config(), nodes, Vec::new());
+            if view.shard_violations(&probe) > view.shard_violations(&current) {
+                return Err(format!(
+                    "this puts two replicas of {shard} in one failure domain ({:?} isolation) although a free one exists, and repair would move one back; choose a node in another domain, or force it (`ctl move-shard --force`, \"force\": true)",
+                    cluster.config().isolation
+                ));
+            }
         }
         let op = Operator::new(
             OperatorKind::Manual,

@@ -692,12 +692,8 @@ async fn ddl(
         );
         started = Instant::now();
         hist = timed_per_table(&names, concurrency, &client, |client, table| async move {
-            let column = meridian_model::Column {
-                name: "added".into(),
-                data_type: meridian_model::ColumnType::Float64,
-                nullable: true,
-                default: None,
-            };
+            let column =
+                meridian_model::Column::new("added", meridian_model::ColumnType::Float64, true);
             client
                 .alter_table(&table, &meridian_model::DefinitionChange::AddColumn(column))
                 .await

@@ -249,6 +249,10 @@ enum CtlCommand {
         from: String,
         /// Target node (id or name).
         to: String,
+        /// Do it even if two replicas end up in one failure domain while a free one exists
+        /// (repair will move one back).
+        #[arg(long)]
+        force: bool,
     },
     /// Split a shard: half of its partitions go to a new shard on other nodes.
     SplitShard {
@@ -822,8 +826,13 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             )
             .await
         }
-        CtlCommand::MoveShard { shard, from, to } => {
-            let body = json!({"from": from, "to": to});
+        CtlCommand::MoveShard {
+            shard,
+            from,
+            to,
+            force,
+        } => {
+            let body = json!({"from": from, "to": to, "force": force});
             http.call(
                 M::POST,
                 &format!("/api/v1/clusters/{c}/shards/{shard}/move"),

@@ -186,6 +186,7 @@ fn submit_manual(
     cluster: &str,
     shard: u32,
     reason: &str,
+    force: bool,
     plan: impl FnOnce(&Cluster, &meridian_model::Shard) -> Result<Vec<Step>, ServerError>,
 ) -> Result<Response, Response> {
     let run = || -> Result<OperatorId, ServerError> {
@@ -196,7 +197,7 @@ fn submit_manual(
             .ok_or_else(|| ServerError::NotFound(format!("{shard} not found")))?;
         let steps = plan(&c, &current)?;
         s.scheduling
-            .submit(&c, shard, steps, reason)
+            .submit(&c, shard, steps, reason, force)
             .map_err(ServerError::FailedPrecondition)
     };
     let id = run().map_err(IntoResponse::into_response)?;
@@ -214,6 +215,7 @@ async fn transfer_leader(
         &cluster,
         shard,
         "admin: transfer leader",
+        false,
         |c, current| {
             let to = node_id(c, &b.to)?;
             if c.find_node(&to.0.to_string())
@@ -277,6 +279,9 @@ async fn force_promote(
 struct MoveBody {
     from: String,
     to: String,
+    /// Accept a placement that breaks failure-domain spreading.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn move_shard(
@@ -285,7 +290,12 @@ async fn move_shard(
     req: Result<Json<MoveBody>, JsonRejection>,
 ) -> Result<Response, Response> {
     let b = body(req)?;
-    submit_manual(&s, &cluster, shard, "admin: move shard", |c, current| {
+    let reason = if b.force {
+        "admin: move shard (forced)"
+    } else {
+        "admin: move shard"
+    };
+    submit_manual(&s, &cluster, shard, reason, b.force, |c, current| {
         let (from, to) = (node_id(c, &b.from)?, node_id(c, &b.to)?);
         let mut steps = vec![Step::AddFollower { node: to }];
         if current.leader() == Some(from) {

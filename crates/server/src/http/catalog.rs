@@ -65,9 +65,27 @@ async fn list_clusters(State(s): State<AppState>) -> Json<serde_json::Value> {
 
 async fn create_cluster(
     State(s): State<AppState>,
-    req: Result<Json<ClusterConfig>, JsonRejection>,
+    req: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, Response> {
-    let config = body(req)?;
+    // `ClusterConfig` is also the stored record, which must accept fields a newer binary
+    // wrote; a request must not, or a typo ("replicas") would silently take the default.
+    let raw = body(req)?;
+    let known = serde_json::to_value(ClusterConfig::default_cluster())
+        .map_err(|e| ServerError::Corrupt(e.to_string()).into_response())?;
+    if let (Some(fields), Some(known)) = (raw.as_object(), known.as_object()) {
+        let unknown: Vec<&String> = fields.keys().filter(|k| !known.contains_key(*k)).collect();
+        if !unknown.is_empty() {
+            let mut names: Vec<&String> = known.keys().collect();
+            names.sort();
+            return Err(ServerError::InvalidArgument(format!(
+                "unknown field(s) {unknown:?}; a cluster takes {names:?}"
+            ))
+            .into_response());
+        }
+    }
+    let config: ClusterConfig = serde_json::from_value(raw).map_err(|e| {
+        ServerError::InvalidArgument(format!("invalid cluster: {e}")).into_response()
+    })?;
     let meta = s.meta.clone();
     let c = detached(async move { meta.create_cluster(config).await })
         .await

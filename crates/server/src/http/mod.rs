@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(admin::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -69,6 +70,17 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
         )],
         crate::metrics::render(&s.meta),
     )
+}
+
+/// A known path asked with a method it does not take: a JSON error like every other.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let body = serde_json::json!({
+        "error": {
+            "code": "method_not_allowed",
+            "message": format!("{method} is not allowed on {}", uri.path()),
+        }
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
