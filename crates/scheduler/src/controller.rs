@@ -191,6 +191,8 @@ pub enum ControllerEvent {
         kind: OperatorKind,
         /// How it ended.
         state: OperatorState,
+        /// From its creation to its end, ms.
+        duration_ms: u64,
     },
 }
 
@@ -414,6 +416,7 @@ impl OperatorController {
             shard: r.op.shard,
             kind: r.op.kind,
             state,
+            duration_ms: now.saturating_sub(r.op.created_ms),
         });
         if self.config.history_len > 0 {
             if self.history.len() == self.config.history_len {

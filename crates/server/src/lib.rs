@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod failpoint;
 pub mod grpc;
 pub mod ha;

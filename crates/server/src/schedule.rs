@@ -10,13 +10,14 @@
 mod health;
 mod switches;
 
+use crate::events::About;
 use crate::meta::{Cluster, InstructionOutcome, Meta, RecordChange};
 use crate::server::ServingTerm;
 use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
 use meridian_scheduler::{
     ClusterView, ControllerConfig, ControllerEvent, LivenessConfig, LivenessTracker,
-    NodeInstruction, Operator, OperatorController, OperatorKind, SchedulerConfig, SchedulerSet,
-    SchedulerStatus, Step, WaitingShard,
+    NodeInstruction, Operator, OperatorController, OperatorKind, OperatorState, SchedulerConfig,
+    SchedulerSet, SchedulerStatus, Step, WaitingShard,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -312,6 +313,17 @@ impl Scheduling {
         if !changes.is_empty() {
             for c in &changes {
                 tracing::info!(cluster = %cluster.id, node = %c.node, from = ?c.from, to = ?c.to, "node state changed");
+                let name = cluster
+                    .find_node(&c.node.0.to_string())
+                    .map_or_else(|| c.node.to_string(), |n| n.node.name);
+                cluster.event(
+                    "node_state",
+                    format!("node {name} ({}) {:?} -> {:?}", c.node, c.from, c.to).to_lowercase(),
+                    About {
+                        node: Some(c.node.0),
+                        ..About::default()
+                    },
+                );
                 metrics::counter!("meridian_node_state_changes_total", "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
             }
             for c in changes.iter().filter(|c| c.to == NodeState::Offline) {
@@ -369,10 +381,19 @@ impl Scheduling {
         self.note_waiting(cluster, s, &view, &name);
         health::report_health(&view, &s.waiting, &name);
         for op in s.schedulers.schedule(&view, now) {
-            let (kind, shard) = (op.kind, op.shard);
+            let (kind, shard, reason) = (op.kind, op.shard, op.reason.clone());
             match s.controller.try_add(op) {
                 Ok(id) => {
                     tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
+                    cluster.event(
+                        "operator_started",
+                        format!("{} on {shard}: {reason}", kind.name()),
+                        About {
+                            shard: Some(shard.0),
+                            operator: Some(id.0),
+                            ..About::default()
+                        },
+                    );
                     metrics::counter!("meridian_operators_added_total", "kind" => kind.name())
                         .increment(1);
                 }
@@ -475,6 +496,7 @@ impl Scheduling {
                     shard,
                     kind,
                     state: end,
+                    duration_ms,
                 } => {
                     // Ended before its last step: the schedulers take it from here, and a
                     // restart must not resume it.
@@ -484,6 +506,25 @@ impl Scheduling {
                         }
                     }
                     tracing::info!(cluster = %cluster.id, %op, %shard, kind = kind.name(), state = ?end, "operator finished");
+                    let outcome = match &end {
+                        OperatorState::Succeeded => "succeeded".to_string(),
+                        OperatorState::Failed(why) => format!("failed: {why}"),
+                        OperatorState::Cancelled(why) => format!("cancelled: {why}"),
+                        other => format!("{other:?}"),
+                    };
+                    cluster.event(
+                        "operator_finished",
+                        format!(
+                            "{} on {shard} {outcome} after {duration_ms} ms",
+                            kind.name()
+                        ),
+                        About {
+                            shard: Some(shard.0),
+                            operator: Some(op.0),
+                            duration_ms: Some(duration_ms),
+                            ..About::default()
+                        },
+                    );
                     metrics::counter!("meridian_operators_finished_total", "kind" => kind.name())
                         .increment(1);
                 }

@@ -11,6 +11,7 @@
 //! | key pattern                                          | value                | written by                         | deleted when                 |
 //! |------------------------------------------------------|----------------------|------------------------------------|------------------------------|
 //! | `/meridian/v1/election/leader`                       | the leader's name and addresses (JSON), under its etcd lease | the elected server (etcd only) | resignation, or its lease runs out |
+//! | `/meridian/v1/events/{seq:020}`                      | `Event` JSON (the event log) | the serving leader, in the background after the event | once 10,000 newer events exist |
 //! | `/meridian/v1/id/cluster`                            | high-water cluster id| `SequenceAllocator`                | never                        |
 //! | `/meridian/v1/cluster_names/{name}`                  | cluster id           | cluster creation (CAS when absent) | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/config`                   | `ClusterConfig` JSON | cluster creation                   | the cluster is dropped       |
@@ -64,6 +65,16 @@ pub fn cluster_id_sequence() -> Vec<u8> {
 /// Name -> id of a cluster.
 pub fn cluster_name(name: &str) -> Vec<u8> {
     format!("{ROOT}cluster_names/{name}").into_bytes()
+}
+
+/// Event `seq` of the event log (one log per metadata store, every cluster's events).
+pub fn event(seq: u64) -> Vec<u8> {
+    format!("{ROOT}events/{seq:020}").into_bytes()
+}
+
+/// Every event of the event log.
+pub fn events_prefix() -> Vec<u8> {
+    format!("{ROOT}events/").into_bytes()
 }
 
 /// Every cluster name key.

@@ -266,6 +266,19 @@ enum CtlCommand {
         /// Shard that gives them and disappears.
         from: u32,
     },
+    /// The event log: node state changes, refused registrations, operators, DDL, admin
+    /// actions, with times (newest last).
+    Events {
+        /// How many of the newest to show.
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+        /// Then keep printing events as they happen (until Ctrl-C, or `--count`).
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: stop after this many new events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Follow route changes as Meridian pushes them (leader moves, new and dropped tables).
     WatchRoutes {
         /// Stop after this many events (default: until Ctrl-C).
@@ -858,6 +871,27 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             .await
         }
         CtlCommand::WatchRoutes { count } => return watch_routes(&args, *count).await,
+        CtlCommand::Events {
+            limit,
+            follow,
+            count,
+        } => {
+            let page = http
+                .call(
+                    M::GET,
+                    &format!("/api/v1/events?cluster={c}&limit={limit}"),
+                    None,
+                )
+                .await?;
+            let events = page["events"].as_array().cloned().unwrap_or_default();
+            for e in &events {
+                print_event(e, args.json);
+            }
+            if *follow {
+                follow_events(&http, c, *count, args.json).await?;
+            }
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         CtlCommand::Drain { node } => node_action(&http, c, node, "drain").await,
         CtlCommand::Cordon { node } => node_action(&http, c, node, "cordon").await,
         CtlCommand::Uncordon { node } => node_action(&http, c, node, "uncordon").await,
@@ -1034,6 +1068,86 @@ fn operator_rows(list: &Value) -> Vec<Vec<String>> {
 }
 
 /// `host:port` or a URL, as a URL without a trailing slash.
+/// One event on one line: its time (UTC), kind and message; or its JSON.
+fn print_event(e: &Value, json: bool) {
+    if json {
+        println!("{e}");
+        return;
+    }
+    let at = e["at_ms"].as_u64().map(utc_time).unwrap_or_default();
+    println!("{at}  {:<20}  {}", cell(&e["kind"]), cell(&e["message"]));
+}
+
+/// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
+fn utc_time(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+/// Prints events as the server pushes them (server-sent events), `count` at most.
+async fn follow_events(
+    http: &Http,
+    cluster: &str,
+    count: Option<usize>,
+    json: bool,
+) -> Result<(), String> {
+    let base = http
+        .base
+        .split(',')
+        .map(str::trim)
+        .find(|b| !b.is_empty())
+        .map(base_url)
+        .ok_or("no address")?;
+    let url = format!("{base}/api/v1/events/stream?cluster={cluster}");
+    let mut resp = http
+        .client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: {}", resp.status()));
+    }
+    let mut pending = String::new();
+    let mut seen = 0;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let message: String = pending.drain(..end + 2).collect();
+            for line in message.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    if let Ok(e) = serde_json::from_str::<Value>(data.trim()) {
+                        if e.get("seq").is_some() {
+                            print_event(&e, json);
+                            seen += 1;
+                        }
+                    }
+                }
+            }
+            if count.is_some_and(|n| seen >= n) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn base_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
     if base.contains("://") {

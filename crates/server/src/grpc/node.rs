@@ -112,6 +112,14 @@ impl pb::node_service_server::NodeService for NodeSvc {
                     // Refusals are an operator's business: visible in the log and counted.
                     tracing::warn!(cluster = %cluster.id, name = %register.name, endpoint = %register.endpoint, "registration refused: {e}");
                     metrics::counter!("meridian_registrations_refused_total", "cluster" => cluster.id.to_string(), "reason" => e.code()).increment(1);
+                    cluster.event(
+                        "registration_refused",
+                        format!(
+                            "node {} at {} refused: {e}",
+                            register.name, register.endpoint
+                        ),
+                        crate::events::About::default(),
+                    );
                     return Err(e.into());
                 }
             };

@@ -4,6 +4,7 @@
 
 use super::{body, AppState};
 use crate::error::ServerError;
+use crate::events::About;
 use crate::meta::paging::page_by_id;
 use crate::meta::{detached, Cluster};
 use axum::extract::rejection::JsonRejection;
@@ -117,7 +118,27 @@ async fn switch_scheduler(
     };
     let (scheduling, id, n) = (s.scheduling.clone(), c.id, name.clone());
     detached(async move { scheduling.set_paused(id, &n, paused).await }).await?;
-    Ok(Json(json!({ "scheduler": name, "paused": paused })))
+    let essential = s
+        .scheduling
+        .schedulers(c.id)
+        .1
+        .iter()
+        .any(|st| st.name == name && st.essential);
+    let mut answer = json!({ "scheduler": name, "paused": paused });
+    let mut message = format!(
+        "scheduler {name} {}",
+        if paused { "paused" } else { "resumed" }
+    );
+    if paused && essential {
+        let warning = format!(
+            "{name} is essential: while it is paused, nothing repairs what it repairs (failover: shards whose leader dies stay leaderless); resume it with `meridian ctl scheduler resume {name}`"
+        );
+        tracing::warn!(cluster = %c.id, "{warning}");
+        message = format!("{message}. WARNING: {warning}");
+        answer["warning"] = json!(warning);
+    }
+    c.event("admin", message, About::default());
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -140,6 +161,12 @@ async fn maintenance(
     detached(async move { scheduling.set_maintenance(id, enabled).await })
         .await
         .map_err(IntoResponse::into_response)?;
+    let state = if b.enabled { "on" } else { "off" };
+    c.event(
+        "admin",
+        format!("maintenance mode {state}"),
+        About::default(),
+    );
     Ok(Json(json!({ "maintenance": b.enabled })).into_response())
 }
 
@@ -160,10 +187,15 @@ async fn set_fingerprint(
         .meta
         .cluster(&cluster)
         .map_err(IntoResponse::into_response)?;
-    let fingerprint = b.fingerprint.clone();
-    detached(async move { c.set_fingerprint(&fingerprint).await })
+    let (fingerprint, cluster) = (b.fingerprint.clone(), c.clone());
+    detached(async move { cluster.set_fingerprint(&fingerprint).await })
         .await
         .map_err(IntoResponse::into_response)?;
+    c.event(
+        "admin",
+        format!("config fingerprint set to {:?}", b.fingerprint),
+        About::default(),
+    );
     Ok(Json(json!({ "config_fingerprint": b.fingerprint })).into_response())
 }
 
@@ -355,7 +387,16 @@ async fn node_action(
             )))
         }
     };
-    let updated = detached(async move { c.update_node_flags(id, change).await }).await?;
+    let cluster = c.clone();
+    let updated = detached(async move { cluster.update_node_flags(id, change).await }).await?;
+    c.event(
+        "admin",
+        format!("node {node} ({id}): {action}"),
+        About {
+            node: Some(id.0),
+            ..About::default()
+        },
+    );
     Ok(Json(json!({ "node": updated, "replicas": held })))
 }
 

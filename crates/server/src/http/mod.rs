@@ -4,6 +4,7 @@
 
 mod admin;
 mod catalog;
+mod events;
 
 use crate::error::ServerError;
 use crate::meta::Meta;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(catalog::routes())
         .merge(admin::routes())
+        .merge(events::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

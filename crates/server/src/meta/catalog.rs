@@ -50,6 +50,13 @@ impl Cluster {
             .then(WriteOp::put(key, encode(&pair)?));
         let created = self.store.txn(txn).await?.succeeded;
         self.state.write().schemas.insert(pair);
+        if created {
+            self.event(
+                "ddl",
+                format!("schema {catalog}.{schema} created"),
+                crate::events::About::default(),
+            );
+        }
         if !created && !if_not_exists {
             return Err(ServerError::AlreadyExists(format!(
                 "schema {catalog}.{schema} already exists"
@@ -115,6 +122,11 @@ impl Cluster {
             self.state.write().schemas.insert(pair);
             return Err(e.into());
         }
+        self.event(
+            "ddl",
+            format!("schema {catalog}.{schema} dropped"),
+            crate::events::About::default(),
+        );
         Ok(true)
     }
 

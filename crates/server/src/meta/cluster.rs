@@ -104,6 +104,8 @@ pub struct Cluster {
     pub(super) copyset_family: super::copysets::ClusterCopysets,
     /// Procedures in flight: the catalog commit lock, merges, failpoints.
     pub(super) procedures: super::procedure::Procedures,
+    /// The server's event log (DDL and admin actions of this cluster go there).
+    pub events: Arc<crate::events::EventLog>,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -185,6 +187,12 @@ pub struct ReplicaPosition {
 }
 
 impl Cluster {
+    /// Records an event of this cluster.
+    pub fn event(&self, kind: &str, message: impl Into<String>, about: crate::events::About) {
+        self.events
+            .record(&self.config.read().name, kind, message, about);
+    }
+
     /// Loads a cluster's state from the store.
     pub async fn load(
         store: Arc<dyn KvBackend>,
@@ -192,6 +200,7 @@ impl Cluster {
         config: ClusterConfig,
         instruction_timeout: Duration,
         leases: LeaseBook,
+        events: Arc<crate::events::EventLog>,
     ) -> Result<Arc<Self>> {
         let mut state = ClusterState::default();
         for kv in store.range(&keys::nodes_prefix(id), 0).await? {
@@ -260,6 +269,7 @@ impl Cluster {
             leases: parking_lot::Mutex::new(leases),
             copyset_family,
             procedures: Default::default(),
+            events,
         }))
     }
 

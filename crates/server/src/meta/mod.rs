@@ -54,6 +54,7 @@ pub struct Meta {
     started: Instant,
     instruction_timeout: Duration,
     lease_hold_ms: u64,
+    events: Arc<crate::events::EventLog>,
 }
 
 impl Meta {
@@ -65,7 +66,9 @@ impl Meta {
         instruction_timeout: Duration,
         lease_hold_ms: u64,
     ) -> Result<Arc<Self>> {
+        let events = crate::events::EventLog::load(store.clone()).await?;
         let meta = Arc::new(Self {
+            events: events.clone(),
             cluster_ids: SequenceAllocator::new(store.clone(), keys::cluster_id_sequence(), 1),
             store: store.clone(),
             clusters: RwLock::new(BTreeMap::new()),
@@ -102,6 +105,7 @@ impl Meta {
                 config.clone(),
                 instruction_timeout,
                 leases,
+                events.clone(),
             )
             .await?;
             meta.clusters.write().insert(config.name, cluster);
@@ -126,6 +130,11 @@ impl Meta {
     /// Monotonic milliseconds since this server started (the scheduler's clock).
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// The event log.
+    pub fn events(&self) -> &Arc<crate::events::EventLog> {
+        &self.events
     }
 
     /// The store.
@@ -184,6 +193,7 @@ impl Meta {
             config.clone(),
             self.instruction_timeout,
             LeaseBook::new(self.lease_hold_ms, self.now_ms()),
+            self.events.clone(),
         )
         .await?;
         cluster.ensure_default_schema().await?;
@@ -191,6 +201,12 @@ impl Meta {
             .write()
             .insert(config.name.clone(), cluster.clone());
         tracing::info!(cluster = %id, name = %config.name, "created cluster");
+        self.events.record(
+            &config.name,
+            "admin",
+            format!("cluster {} created", config.name),
+            crate::events::About::default(),
+        );
         Ok(cluster)
     }
 }

@@ -98,6 +98,14 @@ impl Cluster {
         if let Some(route) = self.table_route(altered) {
             self.publish(pb::route_event::Event::TableChanged(route));
         }
+        self.event(
+            "ddl",
+            format!(
+                "table {} altered (definition version {})",
+                altered.name, altered.definition.version
+            ),
+            crate::events::About::default(),
+        );
         Ok(altered.clone())
     }
 

@@ -189,6 +189,15 @@ impl Cluster {
         }
         self.publish_table(&table);
         metrics::counter!("meridian_tables_created_total").increment(1);
+        self.event(
+            "ddl",
+            format!(
+                "table {} created ({} partitions)",
+                table.name,
+                table.partitions.len()
+            ),
+            crate::events::About::default(),
+        );
         Ok((table, true))
     }
 

@@ -84,6 +84,11 @@ impl Cluster {
             table: name.table.clone(),
         }));
         metrics::counter!("meridian_tables_dropped_total").increment(1);
+        self.event(
+            "ddl",
+            format!("table {name} dropped"),
+            crate::events::About::default(),
+        );
         self.procedures
             .failpoints
             .hit("drop_table.after_commit")

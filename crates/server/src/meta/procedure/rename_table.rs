@@ -119,6 +119,11 @@ impl Cluster {
         if let Some(route) = self.table_route(&renamed) {
             self.publish(pb::route_event::Event::TableChanged(route));
         }
+        self.event(
+            "ddl",
+            format!("table {name} renamed to {new}"),
+            crate::events::About::default(),
+        );
         Ok(renamed)
     }
 
