@@ -30,6 +30,10 @@ enum Command {
     Sim(cmd::sim::SimArgs),
     /// Run one simulated database node in this process (joins a running Meridian).
     SimNode(cmd::node::NodeArgs),
+    /// Write a consistent snapshot of a running server's metadata to a file.
+    Backup(cmd::backup::BackupArgs),
+    /// Load a backup into a new data dir or an empty etcd namespace.
+    Restore(cmd::backup::RestoreArgs),
     /// Run the worked example database node (rows in memory, replicated, leased writes).
     ExampleNode(cmd::example_node::ExampleNodeArgs),
     /// Fault harness: a server and sim-node processes under kills, stalls and partitions,
@@ -67,6 +71,8 @@ fn main() -> ExitCode {
             Command::SimNode(a) => cmd::node::run(a).await,
             Command::Chaos(a) => cmd::chaos::run(a).await,
             Command::ExampleNode(a) => cmd::example_node::run(a).await,
+            Command::Backup(a) => cmd::backup::backup(a).await,
+            Command::Restore(a) => cmd::backup::restore(a).await,
         }
     });
     match result {

@@ -113,6 +113,9 @@ async fn the_dashboard_shows_a_node_die_and_its_leaders_move() {
         "with advice"
     );
     // The event log lists the node's state change.
-    assert!(dom.contains("node dash-0 (node-"), "the event is listed:\n{dom}");
+    assert!(
+        dom.contains("node dash-0 (node-"),
+        "the event is listed:\n{dom}"
+    );
     server.shutdown().await;
 }

@@ -9,6 +9,7 @@
 //! - several servers on etcd: [`ha`] elects one leader and makes the others follow.
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod events;

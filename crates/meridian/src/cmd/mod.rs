@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod backup;
 pub mod bench;
 pub mod chaos;
 pub mod ctl;

@@ -1,4 +1,5 @@
-//! The event log over HTTP: a page of events, and a live stream (server-sent events).
+//! The event log over HTTP (a page of events, and a live stream of server-sent events),
+//! and the metadata backup.
 
 use super::AppState;
 use crate::error::ServerError;
@@ -21,6 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stream", get(stream_events))
+        .route("/api/v1/backup", get(backup))
 }
 
 /// Query of `GET /api/v1/events` and `.../stream`.
@@ -85,4 +87,16 @@ fn to_sse(sse: axum::response::sse::Event, e: &Event) -> axum::response::sse::Ev
     sse.id(e.seq.to_string())
         .event(e.kind.clone())
         .data(serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
+}
+
+/// `GET /api/v1/backup`: a consistent snapshot of all metadata (see `crate::backup`), as
+/// JSON lines, for `meridian backup`.
+async fn backup(State(s): State<AppState>) -> Result<axum::response::Response, ServerError> {
+    use axum::response::IntoResponse;
+    let text = crate::backup::take(s.meta.store().as_ref()).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/jsonl")],
+        text,
+    )
+        .into_response())
 }

@@ -66,6 +66,7 @@ impl Meta {
         instruction_timeout: Duration,
         lease_hold_ms: u64,
     ) -> Result<Arc<Self>> {
+        crate::backup::ensure_format(store.as_ref()).await?;
         let events = crate::events::EventLog::load(store.clone()).await?;
         let meta = Arc::new(Self {
             events: events.clone(),
