@@ -416,3 +416,68 @@ mod doc_examples {
         assert!(checked >= 2, "found {checked} examples");
     }
 }
+
+#[cfg(test)]
+mod reference_tests {
+    use super::ServerConfig;
+
+    /// Every key of the config struct, as `(section, key)` (section "" at the top level,
+    /// `a.b` for nested tables).
+    fn keys(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (k, v) in table {
+            match v {
+                toml::Value::Table(t) => {
+                    let section = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    keys(&section, t, out);
+                }
+                _ => out.push((prefix.to_string(), k.clone())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_configuration_reference_documents_every_key() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .expect("docs/configuration.md");
+        let config = toml::Table::try_from(ServerConfig::default()).expect("serializable");
+        let mut all = Vec::new();
+        keys("", &config, &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(section, key)| {
+                let named = |row: &&str| {
+                    row.contains(&format!("`{key}`"))
+                        || row.contains(&format!("] {key}`"))
+                        || row.contains(&format!("`{key} "))
+                };
+                if section.is_empty() {
+                    !rows.iter().any(|r| !r.starts_with("| `[") && named(r))
+                } else {
+                    !rows
+                        .iter()
+                        .any(|r| r.starts_with(&format!("| `[{section}]")) && named(r))
+                }
+            })
+            .map(|(s, k)| {
+                if s.is_empty() {
+                    k.clone()
+                } else {
+                    format!("[{s}] {k}")
+                }
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md does not document {missing:?}"
+        );
+    }
+}
