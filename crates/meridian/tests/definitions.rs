@@ -229,6 +229,7 @@ async fn ctl_creates_a_schema_and_a_defined_table_and_describes_it() {
     let http_addr = server.http_addr.to_string();
     let (ok, out) = ctl(&http_addr, &["create-schema", "metrics"]).await;
     assert!(ok, "{out}");
+    assert_eq!(out.trim(), "created schema metrics", "a sentence, not JSON");
     let (ok, out) = ctl(
         &http_addr,
         &[
@@ -252,6 +253,15 @@ async fn ctl_creates_a_schema_and_a_defined_table_and_describes_it() {
     )
     .await;
     assert!(ok, "{out}");
+    assert!(out.starts_with("created table metrics.cpu (id "), "{out}");
+    assert!(out.contains(", 2 partitions)"), "{out}");
+    // Ids as logs print them are accepted; the cluster is named by its name.
+    let (ok, out) = ctl(&http_addr, &["cancel-operator", "op-999"]).await;
+    assert!(!ok && out.contains("no running operator 999"), "{out}");
+    let (ok, out) = ctl(&http_addr, &["split-shard", "shard-x"]).await;
+    assert!(!ok && out.contains("not a shard id (3 or shard-3)"), "{out}");
+    let (ok, out) = ctl(&http_addr, &["cordon", "nobody"]).await;
+    assert!(!ok && out.contains("not found in cluster default"), "{out}");
     let (ok, out) = ctl(&http_addr, &["--json", "describe", "metrics.cpu"]).await;
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);

@@ -195,7 +195,8 @@ enum CtlCommand {
     },
     /// Cancel a running operator.
     CancelOperator {
-        /// Operator id.
+        /// Operator id (`5` or `op-5`).
+        #[arg(value_parser = parse_operator)]
         id: u64,
     },
     /// List schedulers and whether they are paused.
@@ -224,7 +225,8 @@ enum CtlCommand {
     },
     /// Move a shard's leadership to another node holding a replica.
     TransferLeader {
-        /// Shard id.
+        /// Shard id (`3` or `shard-3`, as logs print it).
+        #[arg(value_parser = parse_shard)]
         shard: u32,
         /// Target node (id or name).
         to: String,
@@ -233,7 +235,8 @@ enum CtlCommand {
     /// shard's committed log (for a shard waiting for an in-sync follower): what it has not
     /// applied is lost. Logged and kept in the operator history.
     ForcePromote {
-        /// Shard id.
+        /// Shard id (`3` or `shard-3`, as logs print it).
+        #[arg(value_parser = parse_shard)]
         shard: u32,
         /// The follower to promote (node id or name).
         node: String,
@@ -243,7 +246,8 @@ enum CtlCommand {
     },
     /// Move a shard's replica from one node to another.
     MoveShard {
-        /// Shard id.
+        /// Shard id (`3` or `shard-3`, as logs print it).
+        #[arg(value_parser = parse_shard)]
         shard: u32,
         /// Node holding the replica (id or name).
         from: String,
@@ -256,14 +260,17 @@ enum CtlCommand {
     },
     /// Split a shard: half of its partitions go to a new shard on other nodes.
     SplitShard {
-        /// Shard id.
+        /// Shard id (`3` or `shard-3`, as logs print it).
+        #[arg(value_parser = parse_shard)]
         shard: u32,
     },
     /// Merge shard `from` into shard `into` (`from` is deleted).
     MergeShards {
         /// Shard that receives the partitions.
+        #[arg(value_parser = parse_shard)]
         into: u32,
         /// Shard that gives them and disappears.
+        #[arg(value_parser = parse_shard)]
         from: u32,
     },
     /// The event log: node state changes, refused registrations, operators, DDL, admin
@@ -1148,6 +1155,22 @@ async fn follow_events(
     Ok(())
 }
 
+/// A shard id as typed: `3`, or `shard-3` as logs and `ctl` print it.
+fn parse_shard(s: &str) -> Result<u32, String> {
+    s.strip_prefix("shard-")
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("{s:?} is not a shard id (3 or shard-3)"))
+}
+
+/// An operator id as typed: `5`, or `op-5` as logs print it.
+fn parse_operator(s: &str) -> Result<u64, String> {
+    s.strip_prefix("op-")
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("{s:?} is not an operator id (5 or op-5)"))
+}
+
 fn base_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
     if base.contains("://") {
@@ -1490,6 +1513,131 @@ fn render(command: &CtlCommand, v: &Value) {
                 rows(&v["schedulers"], &["/name", "/paused"]),
             );
         }
-        _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        other => match summary(other, v) {
+            Some(line) => println!("{line}"),
+            None => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        },
     }
+}
+
+/// One line saying what a mutating command did (`--json` prints the server's answer).
+fn summary(command: &CtlCommand, v: &Value) -> Option<String> {
+    let done = |flag: &str, yes: String, no: String| {
+        if v[flag].as_bool() == Some(true) {
+            yes
+        } else {
+            no
+        }
+    };
+    let operator = || {
+        format!(
+            "started op-{} (follow it with `meridian ctl operators`)",
+            cell(&v["operator"])
+        )
+    };
+    Some(match command {
+        CtlCommand::CreateCluster { name, .. } => format!(
+            "created cluster {name} (id {}): {} shards, {} replicas each",
+            cell(&v["id"]),
+            cell(&v["config"]["shard_count"]),
+            cell(&v["config"]["replication_factor"])
+        ),
+        CtlCommand::CreateSchema { schema, .. } => done(
+            "created",
+            format!("created schema {schema}"),
+            format!("schema {schema} exists already; nothing changed"),
+        ),
+        CtlCommand::CreateTable { table, .. } => done(
+            "created",
+            format!(
+                "created table {table} (id {}, {} partitions)",
+                cell(&v["table"]["id"]),
+                v["table"]["partitions"].as_array().map_or(0, Vec::len)
+            ),
+            format!("table {table} exists already; nothing changed"),
+        ),
+        CtlCommand::AlterTable { table, .. } => format!(
+            "altered table {table}: definition version {}",
+            cell(&v["table"]["definition"]["version"])
+        ),
+        CtlCommand::DropTable { table, .. } => done(
+            "dropped",
+            format!("dropped table {table}"),
+            format!("no table {table}; nothing dropped"),
+        ),
+        CtlCommand::DropSchema { schema, .. } => done(
+            "dropped",
+            format!("dropped schema {schema}"),
+            format!("no schema {schema}; nothing dropped"),
+        ),
+        CtlCommand::DropCatalog { catalog, .. } => done(
+            "dropped",
+            format!("dropped catalog {catalog}"),
+            format!("no catalog {catalog}; nothing dropped"),
+        ),
+        CtlCommand::CancelOperator { id } => format!("cancelled op-{id}"),
+        CtlCommand::PauseScheduler { .. } | CtlCommand::ResumeScheduler { .. } => {
+            let state = if v["paused"].as_bool() == Some(true) {
+                "paused"
+            } else {
+                "resumed"
+            };
+            let mut line = format!("scheduler {} {state}", cell(&v["scheduler"]));
+            if let Some(w) = v["warning"].as_str() {
+                line.push_str(&format!("\nWARNING: {w}"));
+            }
+            line
+        }
+        CtlCommand::SetFingerprint { .. } => format!(
+            "config fingerprint set to {:?}",
+            v["config_fingerprint"].as_str().unwrap_or("")
+        ),
+        CtlCommand::Maintenance { .. } => {
+            let on = v["maintenance"].as_bool() == Some(true);
+            format!(
+                "maintenance mode {}",
+                if on {
+                    "on: only failover and repair run"
+                } else {
+                    "off"
+                }
+            )
+        }
+        CtlCommand::TransferLeader { .. }
+        | CtlCommand::ForcePromote { .. }
+        | CtlCommand::MoveShard { .. }
+        | CtlCommand::SplitShard { .. }
+        | CtlCommand::MergeShards { .. } => operator(),
+        CtlCommand::Drain { .. }
+        | CtlCommand::Cordon { .. }
+        | CtlCommand::Uncordon { .. }
+        | CtlCommand::EvictLeaders { .. }
+        | CtlCommand::UnevictLeaders { .. }
+        | CtlCommand::Remove { .. } => {
+            let n = &v["node"];
+            let mut flags = Vec::new();
+            for (key, word) in [
+                ("cordoned", "cordoned"),
+                ("draining", "draining"),
+                ("evict_leaders", "evicting leaders"),
+                ("removed", "removed"),
+            ] {
+                if n[key].as_bool() == Some(true) {
+                    flags.push(word);
+                }
+            }
+            let flags = if flags.is_empty() {
+                "schedulable".to_string()
+            } else {
+                flags.join(", ")
+            };
+            format!(
+                "node {} (node-{}): {flags}; holds {} replicas",
+                cell(&n["name"]),
+                cell(&n["id"]),
+                cell(&v["replicas"])
+            )
+        }
+        _ => return None,
+    })
 }

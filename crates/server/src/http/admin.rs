@@ -200,9 +200,12 @@ async fn set_fingerprint(
 }
 
 fn node_id(c: &Cluster, key: &str) -> Result<NodeId, ServerError> {
-    c.find_node(key)
-        .map(|n| n.node.id)
-        .ok_or_else(|| ServerError::NotFound(format!("node {key:?} not found in cluster {}", c.id)))
+    c.find_node(key).map(|n| n.node.id).ok_or_else(|| {
+        ServerError::NotFound(format!(
+            "node {key:?} not found in cluster {}",
+            c.config().name
+        ))
+    })
 }
 
 #[derive(Deserialize)]

@@ -612,7 +612,10 @@ impl Cluster {
             .get(&id)
             .map(|e| e.node.clone())
             .ok_or_else(|| {
-                ServerError::NotFound(format!("{id} not found in cluster {}", self.id))
+                ServerError::NotFound(format!(
+                    "{id} not found in cluster {}",
+                    self.config.read().name
+                ))
             })?;
         f(&mut node)?;
         self.persist_node(&node).await?;
