@@ -134,6 +134,8 @@ pub struct NodeAgentConfig {
     pub min_backoff: Duration,
     /// Longest reconnect delay.
     pub max_backoff: Duration,
+    /// The token presented to a server run with `--tokens` (role `node` or `admin`).
+    pub token: Option<String>,
 }
 
 impl NodeAgentConfig {
@@ -158,6 +160,7 @@ impl NodeAgentConfig {
             config_fingerprint: String::new(),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            token: None,
         }
     }
 }
@@ -416,7 +419,10 @@ impl Runner {
                 .await
                 .map_err(SessionEnd::leader_change)?,
         };
-        let mut client = pb::node_service_client::NodeServiceClient::new(channel);
+        let mut client = pb::node_service_client::NodeServiceClient::with_interceptor(
+            channel,
+            crate::BearerToken::new(self.config.token.as_deref()),
+        );
         let (tx, rx) = mpsc::channel::<pb::NodeHeartbeat>(256);
         let (_, shards) = self.handler.report();
         {

@@ -20,6 +20,7 @@ mod lease;
 mod meta_client;
 mod node_services;
 mod router;
+mod token;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
 pub use election::{Election, ElectionConfig, Leadership};
@@ -32,6 +33,7 @@ pub use lease::{
 pub use meta_client::{MetaClient, RouteCache};
 pub use node_services::KvExpect;
 pub use router::{Location, ReadPreference, TableLocator};
+pub use token::{AuthedChannel, BearerToken};
 
 /// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).
 pub async fn connect_channel(addrs: &[String]) -> Result<tonic::transport::Channel, ClientError> {

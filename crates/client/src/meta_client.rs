@@ -1,6 +1,7 @@
 //! `MetaClient`: DDL and routing with a route cache, and the services for nodes (elections,
 //! namespaced KV).
 
+use crate::token::{AuthedChannel, BearerToken};
 use crate::{following_channel, ClientError};
 use meridian_model::{DefinitionChange, PartitionRule, TableDefinition, TableName};
 use meridian_proto as pb;
@@ -12,6 +13,7 @@ use pb::kv_service_client::KvServiceClient;
 use pb::route_service_client::RouteServiceClient;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Cached routes by table name; shared by the client and its watch task.
@@ -83,10 +85,10 @@ impl RouteCache {
 #[derive(Clone)]
 pub struct MetaClient {
     cluster: String,
-    catalog: CatalogServiceClient<Channel>,
-    route: RouteServiceClient<Channel>,
-    election: ElectionServiceClient<Channel>,
-    kv: KvServiceClient<Channel>,
+    catalog: CatalogServiceClient<AuthedChannel>,
+    route: RouteServiceClient<AuthedChannel>,
+    election: ElectionServiceClient<AuthedChannel>,
+    kv: KvServiceClient<AuthedChannel>,
     cache: Arc<RouteCache>,
 }
 
@@ -94,18 +96,38 @@ impl MetaClient {
     /// Connects to the Meridian leader among `addrs` (several servers: it follows leader
     /// changes by itself); `cluster` empty means `default`.
     pub async fn connect(addrs: &[String], cluster: &str) -> Result<Self, ClientError> {
-        Ok(Self::with_channel(following_channel(addrs).await?, cluster))
+        Self::connect_with_token(addrs, cluster, None).await
+    }
+
+    /// Like [`MetaClient::connect`], presenting `token` on every call (a server run with
+    /// `--tokens`).
+    pub async fn connect_with_token(
+        addrs: &[String],
+        cluster: &str,
+        token: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::with_channel_and_token(
+            following_channel(addrs).await?,
+            cluster,
+            BearerToken::new(token),
+        ))
     }
 
     /// A client over an existing channel.
     pub fn with_channel(channel: Channel, cluster: &str) -> Self {
+        Self::with_channel_and_token(channel, cluster, BearerToken::default())
+    }
+
+    /// A client over an existing channel, presenting `token`.
+    pub fn with_channel_and_token(channel: Channel, cluster: &str, token: BearerToken) -> Self {
         let limit = 64 << 20;
+        let authed = |c: &Channel| InterceptedService::new(c.clone(), token.clone());
         Self {
             cluster: cluster.to_string(),
-            catalog: CatalogServiceClient::new(channel.clone()).max_decoding_message_size(limit),
-            route: RouteServiceClient::new(channel.clone()).max_decoding_message_size(limit),
-            election: ElectionServiceClient::new(channel.clone()).max_decoding_message_size(limit),
-            kv: KvServiceClient::new(channel).max_decoding_message_size(limit),
+            catalog: CatalogServiceClient::new(authed(&channel)).max_decoding_message_size(limit),
+            route: RouteServiceClient::new(authed(&channel)).max_decoding_message_size(limit),
+            election: ElectionServiceClient::new(authed(&channel)).max_decoding_message_size(limit),
+            kv: KvServiceClient::new(authed(&channel)).max_decoding_message_size(limit),
             cache: Arc::new(RouteCache::default()),
         }
     }
@@ -116,12 +138,12 @@ impl MetaClient {
     }
 
     /// The election service's client, on the leader-following channel.
-    pub(crate) fn election_client(&self) -> ElectionServiceClient<Channel> {
+    pub(crate) fn election_client(&self) -> ElectionServiceClient<AuthedChannel> {
         self.election.clone()
     }
 
     /// The KV service's client, on the leader-following channel.
-    pub(crate) fn kv_client(&self) -> KvServiceClient<Channel> {
+    pub(crate) fn kv_client(&self) -> KvServiceClient<AuthedChannel> {
         self.kv.clone()
     }
 

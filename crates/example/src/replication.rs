@@ -30,6 +30,7 @@ pub struct Replicator {
     endpoint: String,
     meta_addrs: Vec<String>,
     cluster: String,
+    token: Option<String>,
     meta: tokio::sync::Mutex<Option<MetaClient>>,
     http: reqwest::Client,
     /// What each follower is known to hold.
@@ -44,12 +45,14 @@ impl Replicator {
         endpoint: String,
         meta_addrs: Vec<String>,
         cluster: String,
+        token: Option<String>,
     ) -> Self {
         Self {
             replicas,
             endpoint,
             meta_addrs,
             cluster,
+            token,
             meta: tokio::sync::Mutex::new(None),
             http: reqwest::Client::new(),
             matched: Mutex::new(HashMap::new()),
@@ -70,9 +73,10 @@ impl Replicator {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let client = MetaClient::connect(&self.meta_addrs, &self.cluster)
-            .await
-            .map_err(|e| format!("cannot reach Meridian: {e}"))?;
+        let client =
+            MetaClient::connect_with_token(&self.meta_addrs, &self.cluster, self.token.as_deref())
+                .await
+                .map_err(|e| format!("cannot reach Meridian: {e}"))?;
         // Routes change with every failover and move: keep the cache current.
         client.watch_routes();
         *slot = Some(client.clone());

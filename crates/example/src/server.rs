@@ -51,6 +51,7 @@ impl ExampleNode {
             config.endpoint.clone(),
             config.meta_addrs.clone(),
             config.cluster.clone(),
+            config.token.clone(),
         ));
         let leases = ShardLeases::new(config.name.clone(), None);
         let handler = Arc::new(Handler {

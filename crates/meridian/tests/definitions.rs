@@ -259,7 +259,10 @@ async fn ctl_creates_a_schema_and_a_defined_table_and_describes_it() {
     let (ok, out) = ctl(&http_addr, &["cancel-operator", "op-999"]).await;
     assert!(!ok && out.contains("no running operator 999"), "{out}");
     let (ok, out) = ctl(&http_addr, &["split-shard", "shard-x"]).await;
-    assert!(!ok && out.contains("not a shard id (3 or shard-3)"), "{out}");
+    assert!(
+        !ok && out.contains("not a shard id (3 or shard-3)"),
+        "{out}"
+    );
     let (ok, out) = ctl(&http_addr, &["cordon", "nobody"]).await;
     assert!(!ok && out.contains("not found in cluster default"), "{out}");
     let (ok, out) = ctl(&http_addr, &["--json", "describe", "metrics.cpu"]).await;

@@ -170,6 +170,10 @@ pub struct ServerConfig {
     pub max_route_batch: usize,
     /// Limits of the election and KV services for database nodes.
     pub node_services: NodeServicesConfig,
+    /// A file of `ROLE TOKEN` lines (roles `node`, `reader`, `admin`): every gRPC and HTTP
+    /// call must then carry a token of a role allowed to make it (see `crate::auth`).
+    /// Default none: everything open.
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -192,6 +196,7 @@ impl Default for ServerConfig {
             max_message_bytes: 4 << 20,
             max_route_batch: 10_000,
             node_services: NodeServicesConfig::default(),
+            tokens_file: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - several servers on etcd: [`ha`] elects one leader and makes the others follow.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;

@@ -204,6 +204,10 @@ impl Server {
         // Operators that a crash or a change of leader left between two steps go on.
         scheduling.resume_moves().await?;
 
+        let tokens = match &config.tokens_file {
+            Some(path) => Some(Arc::new(crate::auth::Tokens::load(path)?)),
+            None => None,
+        };
         let (grpc_listener, http_listener) = listeners.handles()?;
         let grpc_addr = listeners.grpc_addr()?;
         let http_addr = listeners.http_addr()?;
@@ -264,9 +268,13 @@ impl Server {
         let reflection_v1 = reflection().build_v1().map_err(bad_descriptors)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(bad_descriptors)?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let grpc_tokens = tokens.clone();
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
+                .layer(crate::auth::GrpcAuthLayer {
+                    tokens: grpc_tokens,
+                })
                 .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(Duration::from_secs(10)))
                 .add_service(node_svc)
@@ -290,6 +298,7 @@ impl Server {
             meta: meta.clone(),
             scheduling: scheduling.clone(),
             term: term.clone(),
+            tokens: tokens.clone(),
         });
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -312,7 +321,10 @@ impl Server {
         ));
         // Clusters that already have enough nodes registered create their shards when those
         // nodes reconnect; nothing else to resume at start.
-        tracing::info!(%grpc_addr, %http_addr, term = term.term, "meridian serving");
+        if tokens.is_none() && !(grpc_addr.ip().is_loopback() && http_addr.ip().is_loopback()) {
+            tracing::warn!(%grpc_addr, %http_addr, "listening beyond loopback without --tokens: anyone who reaches these ports can change the metadata (see docs/configuration.md, tokens_file)");
+        }
+        tracing::info!(%grpc_addr, %http_addr, term = term.term, auth = tokens.is_some(), "meridian serving");
         Ok(RunningServer {
             grpc_addr,
             http_addr,

@@ -32,8 +32,23 @@ pub struct CtlArgs {
         global = true
     )]
     grpc: String,
+    /// Token for a server run with `--tokens` (role reader for reads, admin for changes)
+    #[arg(long, env = "MERIDIAN_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: CtlCommand,
+}
+
+/// The `authorization` header for `token`, if any.
+fn auth_headers(token: Option<&str>) -> Result<reqwest::header::HeaderMap, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| "the token must be printable ASCII".to_string())?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
 }
 
 #[derive(Subcommand, Debug)]
@@ -327,6 +342,7 @@ enum CtlCommand {
 struct Http {
     client: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Http {
@@ -520,8 +536,10 @@ pub async fn run(args: CtlArgs) -> CmdResult {
         client: reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(10))
+            .default_headers(auth_headers(args.token.as_deref())?)
             .build()?,
         base: args.addr.clone(),
+        token: args.token.clone(),
     };
     let c = &args.cluster;
     use reqwest::Method as M;
@@ -929,7 +947,12 @@ pub async fn run(args: CtlArgs) -> CmdResult {
 async fn watch_routes(args: &CtlArgs, count: Option<usize>) -> CmdResult {
     use meridian_proto::route_event::Event;
     let addrs: Vec<String> = args.grpc.split(',').map(|a| a.trim().to_string()).collect();
-    let client = meridian_client::MetaClient::connect(&addrs, &args.cluster).await?;
+    let client = meridian_client::MetaClient::connect_with_token(
+        &addrs,
+        &args.cluster,
+        args.token.as_deref(),
+    )
+    .await?;
     let mut stream = client.subscribe_routes().await?;
     if !args.json {
         eprintln!(
@@ -1122,8 +1145,13 @@ async fn follow_events(
         .map(base_url)
         .ok_or("no address")?;
     let url = format!("{base}/api/v1/events/stream?cluster={cluster}");
-    let mut resp = http
-        .client
+    // No overall timeout: the stream lasts as long as the user wants.
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .default_headers(auth_headers(http.token.as_deref())?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut resp = client
         .get(&url)
         .send()
         .await

@@ -51,6 +51,9 @@ pub struct JoinArgs {
     /// Config fingerprint presented at registration.
     #[arg(long, default_value = "")]
     fingerprint: String,
+    /// Token for a server run with `--tokens` (role node).
+    #[arg(long, env = "MERIDIAN_TOKEN")]
+    token: Option<String>,
 }
 
 impl JoinArgs {
@@ -65,6 +68,7 @@ impl JoinArgs {
             host: self.host.clone(),
         };
         config.config_fingerprint = self.fingerprint.clone();
+        config.token = self.token.clone();
         config
     }
 }

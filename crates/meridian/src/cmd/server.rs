@@ -40,6 +40,10 @@ pub struct ServerArgs {
     /// HTTP address that clients and other servers use to reach this one [default: --http-addr]
     #[arg(long)]
     pub advertise_http_addr: Option<String>,
+    /// A file of `ROLE TOKEN` lines (node, reader, admin): every call then needs a token of
+    /// a role allowed to make it [default: none, everything open]
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -75,6 +79,9 @@ impl ServerArgs {
         }
         if let Some(a) = &self.advertise_http_addr {
             config.advertise_http_addr = Some(a.clone());
+        }
+        if let Some(t) = &self.tokens {
+            config.tokens_file = Some(t.clone());
         }
         Ok(config)
     }

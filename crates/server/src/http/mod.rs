@@ -26,6 +26,8 @@ pub struct AppState {
     pub scheduling: Arc<Scheduling>,
     /// The leader term served (for `/health`).
     pub term: crate::server::ServingTerm,
+    /// The tokens every call is checked against (`None`: open).
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
 }
 
 /// Builds the router.
@@ -40,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.tokens.clone(),
+            authorize,
+        ))
         .with_state(state)
 }
 
@@ -72,6 +78,36 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
         )],
         crate::metrics::render(&s.meta),
     )
+}
+
+/// Checks the caller's token against what the endpoint needs (see `crate::auth`): 401 or
+/// 403 with a JSON error, before the handler runs.
+async fn authorize(
+    State(tokens): State<Option<Arc<crate::auth::Tokens>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(tokens) = tokens {
+        if let Some(allowed) = crate::auth::http_allowed(req.method(), req.uri().path()) {
+            let header = req
+                .headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if let Err(denied) = tokens.check(header, allowed) {
+                let (status, code, message) = match denied {
+                    crate::auth::Denied::Unauthenticated(m) => {
+                        (StatusCode::UNAUTHORIZED, "unauthenticated", m)
+                    }
+                    crate::auth::Denied::PermissionDenied(m) => {
+                        (StatusCode::FORBIDDEN, "permission_denied", m)
+                    }
+                };
+                let body = serde_json::json!({ "error": { "code": code, "message": message } });
+                return (status, Json(body)).into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// A known path asked with a method it does not take: a JSON error like every other.
