@@ -342,7 +342,8 @@ async fn cluster_with_stubborn_leader(
             let (s, v) = http(
                 Method::POST,
                 format!("{base}/shards/1/move"),
-                Some(json!({"from": from.0.to_string(), "to": id.0.to_string()})),
+                // Forced: the set-up needs the replica there, whatever the zones say.
+                Some(json!({"from": from.0.to_string(), "to": id.0.to_string(), "force": true})),
             )
             .await;
             assert_eq!(s, 200, "{v}");

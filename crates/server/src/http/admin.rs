@@ -131,7 +131,7 @@ async fn switch_scheduler(
     );
     if paused && essential {
         let warning = format!(
-            "{name} is essential: while it is paused, nothing repairs what it repairs (failover: shards whose leader dies stay leaderless); resume it with `meridian ctl scheduler resume {name}`"
+            "{name} is essential: while it is paused, nothing repairs what it repairs (failover: shards whose leader dies stay leaderless); resume it with `meridian ctl resume-scheduler {name}`"
         );
         tracing::warn!(cluster = %c.id, "{warning}");
         message = format!("{message}. WARNING: {warning}");
