@@ -39,6 +39,30 @@ pub struct CtlArgs {
     command: CtlCommand,
 }
 
+/// A table as `ctl` names it: its full name, `GET .../tables/...` and its route.
+async fn table_and_route(
+    http: &Http,
+    cluster: &str,
+    table: &str,
+) -> Result<(String, Value, Value), String> {
+    let (cat, sch, t) = split_table(table);
+    let found = http
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/clusters/{cluster}/tables/{cat}/{sch}/{t}"),
+            None,
+        )
+        .await?;
+    let route = http
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/clusters/{cluster}/routes/{cat}/{sch}/{t}"),
+            None,
+        )
+        .await?;
+    Ok((format!("{cat}.{sch}.{t}"), found, route))
+}
+
 /// The `authorization` header for `token`, if any.
 fn auth_headers(token: Option<&str>) -> Result<reqwest::header::HeaderMap, String> {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -692,34 +716,20 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             .await
         }
         CtlCommand::Locate { table, key } => {
-            let (cat, sch, t) = split_table(table);
-            let found = http
-                .call(
-                    M::GET,
-                    &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
-                    None,
-                )
-                .await?;
+            let (name, found, route) = table_and_route(&http, c, table).await?;
             let rule: meridian_model::PartitionRule =
                 serde_json::from_value(found["table"]["rule"].clone()).map_err(|e| {
                     format!("the server sent a partition rule this ctl cannot read: {e}")
                 })?;
             let key: Vec<&str> = key.iter().map(String::as_str).collect();
             let partition = rule.partition_of(&key);
-            let route = http
-                .call(
-                    M::GET,
-                    &format!("/api/v1/clusters/{c}/routes/{cat}/{sch}/{t}"),
-                    None,
-                )
-                .await?;
             let at = route["partitions"]
                 .as_array()
                 .and_then(|ps| ps.iter().find(|p| p["partition"] == partition))
                 .cloned()
                 .unwrap_or(Value::Null);
             Ok(json!({
-                "table": format!("{cat}.{sch}.{t}"),
+                "table": name,
                 "key": key,
                 "partition": partition,
                 "shard": at["shard"],
@@ -729,24 +739,10 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             }))
         }
         CtlCommand::Describe { table } => {
-            let (cat, sch, t) = split_table(table);
-            let found = http
-                .call(
-                    M::GET,
-                    &format!("/api/v1/clusters/{c}/tables/{cat}/{sch}/{t}"),
-                    None,
-                )
-                .await?;
-            let route = http
-                .call(
-                    M::GET,
-                    &format!("/api/v1/clusters/{c}/routes/{cat}/{sch}/{t}"),
-                    None,
-                )
-                .await?;
+            let (name, found, route) = table_and_route(&http, c, table).await?;
             let table = &found["table"];
             Ok(json!({
-                "table": format!("{cat}.{sch}.{t}"),
+                "table": name,
                 "id": table["id"],
                 "rule": table["rule"],
                 "definition": table["definition"],
