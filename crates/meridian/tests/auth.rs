@@ -13,29 +13,6 @@ use reqwest::Method;
 use std::time::Duration;
 use tonic::Code;
 
-/// An HTTP call with an optional token: the status.
-async fn call(
-    method: Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new().request(method, url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_tokens_of_the_right_role_get_in() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,39 +46,39 @@ async fn only_tokens_of_the_right_role_get_in() {
     // HTTP: open health; reads need reader or admin; changes admin.
     let clusters = format!("{base}/api/v1/clusters");
     assert_eq!(
-        call(Method::GET, &format!("{base}/health"), None, None)
+        http_as(Method::GET, &format!("{base}/health"), None, None)
             .await
             .0,
         200
     );
-    let (s, v) = call(Method::GET, &clusters, None, None).await;
+    let (s, v) = http_as(Method::GET, &clusters, None, None).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (401, Some("unauthenticated")),
         "{v}"
     );
     assert_eq!(
-        call(Method::GET, &clusters, Some("wrong"), None).await.0,
+        http_as(Method::GET, &clusters, Some("wrong"), None).await.0,
         401
     );
-    let (s, v) = call(Method::GET, &clusters, Some("nd-1"), None).await;
+    let (s, v) = http_as(Method::GET, &clusters, Some("nd-1"), None).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (403, Some("permission_denied")),
         "{v}"
     );
     assert_eq!(
-        call(Method::GET, &clusters, Some("rd-1"), None).await.0,
+        http_as(Method::GET, &clusters, Some("rd-1"), None).await.0,
         200
     );
     assert_eq!(
-        call(Method::GET, &format!("{base}/metrics"), Some("rd-1"), None)
+        http_as(Method::GET, &format!("{base}/metrics"), Some("rd-1"), None)
             .await
             .0,
         200
     );
     assert_eq!(
-        call(
+        http_as(
             Method::GET,
             &format!("{base}/api/v1/backup"),
             Some("rd-1"),
@@ -114,18 +91,18 @@ async fn only_tokens_of_the_right_role_get_in() {
     let tables = format!("{base}/api/v1/clusters/default/tables");
     let body = serde_json::json!({"name": "h1"});
     assert_eq!(
-        call(Method::POST, &tables, Some("rd-1"), Some(body.clone()))
+        http_as(Method::POST, &tables, Some("rd-1"), Some(body.clone()))
             .await
             .0,
         403
     );
     assert_eq!(
-        call(Method::POST, &tables, None, Some(body.clone()))
+        http_as(Method::POST, &tables, None, Some(body.clone()))
             .await
             .0,
         401
     );
-    let (s, v) = call(
+    let (s, v) = http_as(
         Method::GET,
         &format!("{tables}?prefix=h"),
         Some("rd-1"),
@@ -139,7 +116,7 @@ async fn only_tokens_of_the_right_role_get_in() {
         "refused calls created nothing"
     );
     assert_eq!(
-        call(Method::POST, &tables, Some("adm-1"), Some(body))
+        http_as(Method::POST, &tables, Some("adm-1"), Some(body))
             .await
             .0,
         201

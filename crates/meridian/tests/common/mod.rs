@@ -125,7 +125,20 @@ pub async fn http(
     url: String,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    http_as(method, &url, None, body).await
+}
+
+/// Like [`http`], presenting `token` as a bearer token (a server run with `--tokens`).
+pub async fn http_as(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
     if let Some(b) = body {
         req = req.json(&b);
     }
