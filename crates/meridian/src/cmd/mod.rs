@@ -20,13 +20,13 @@ pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error + 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClientTlsArgs {
     /// CA certificate (PEM) that signed the servers' certificates: speak TLS
-    #[arg(long = "ca", env = "MERIDIAN_CA", global = true)]
+    #[arg(id = "tls_ca", long = "ca", env = "MERIDIAN_CA", global = true)]
     pub ca: Option<std::path::PathBuf>,
     /// This client's certificate (PEM), for servers that require one (with --key)
-    #[arg(long = "cert", env = "MERIDIAN_CERT", global = true)]
+    #[arg(id = "tls_cert", long = "cert", env = "MERIDIAN_CERT", global = true)]
     pub cert: Option<std::path::PathBuf>,
     /// This client's private key (PEM), with --cert
-    #[arg(long = "key", env = "MERIDIAN_KEY", global = true)]
+    #[arg(id = "tls_key", long = "key", env = "MERIDIAN_KEY", global = true)]
     pub key: Option<std::path::PathBuf>,
 }
 
