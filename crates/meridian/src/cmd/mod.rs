@@ -109,16 +109,20 @@ pub async fn get_all(
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the level.
-pub fn init_tracing(quiet: bool) {
+/// Logs to stderr, as text or one JSON object per line; `RUST_LOG` overrides the level.
+pub fn init_tracing(quiet: bool, json: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a person at a terminal: a log file or a collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        // Colours only for a person at a terminal: a log file or a collector gets plain
+        // text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_ansi(ansi).try_init()
+    };
 }
