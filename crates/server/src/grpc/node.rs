@@ -275,6 +275,10 @@ impl Stream {
                         tracing::debug!(%node, "ack dropped: node is not reading its stream");
                     }
                     metrics::counter!("meridian_heartbeats_total").increment(1);
+                    cluster
+                        .activity
+                        .heartbeats
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     metrics::counter!("meridian_shard_reports_total").increment(n);
                     metrics::histogram!("meridian_heartbeat_handle_seconds")
                         .record(started.elapsed().as_secs_f64());
