@@ -146,6 +146,11 @@ impl EventLog {
         out
     }
 
+    /// How many live streams are open (dashboards, `ctl events --follow`).
+    pub fn followers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// Every event recorded from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.subscribe()
