@@ -74,8 +74,9 @@ async fn a_dead_node_shows_as_replica_down_everywhere() {
         .unwrap()
         .contains("repair"));
 
-    let (ok, out) = ctl(&http_addr, &["check", "replica_down"]).await;
-    assert!(ok, "{out}");
+    // Problems found: exit code 4, for scripts.
+    let (code, out) = ctl_exit(&http_addr, &["check", "replica_down"]).await;
+    assert_eq!(code, Some(4), "{out}");
     assert!(out.contains("replica_down ("), "{out}");
     assert!(out.contains("what to do:"), "{out}");
     let (ok, out) = ctl(&http_addr, &["check", "bogus"]).await;

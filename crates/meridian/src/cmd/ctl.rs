@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 
 /// Flags of `meridian ctl`.
+mod show;
 #[derive(Args, Debug)]
 pub struct CtlArgs {
     /// Meridian HTTP addresses, comma-separated (the first that answers; a follower
@@ -107,6 +108,16 @@ enum CtlCommand {
     },
     /// List nodes with state, shard and leader counts.
     Nodes,
+    /// One node: `node show NODE` (a name, an id or node-4).
+    Node {
+        #[command(subcommand)]
+        action: NodeCmd,
+    },
+    /// One shard: `shard show SHARD` (3 or shard-3).
+    Shard {
+        #[command(subcommand)]
+        action: ShardCmd,
+    },
     /// List shards with leader, followers, version, committed log position and health
     /// (`ok`, or its problems: see `check`).
     Shards,
@@ -372,6 +383,25 @@ enum CtlCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum NodeCmd {
+    /// Its labels, state, load and every shard it holds (with its role there).
+    Show {
+        /// Name, id, or node-4.
+        node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShardCmd {
+    /// Its leader, followers, health, log positions and recent operators.
+    Show {
+        /// Shard id (`3` or `shard-3`).
+        #[arg(value_parser = parse_shard)]
+        shard: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ConfigAction {
     /// Every setting: in force, the configuration file's value, whether set at runtime;
     /// with maintenance mode and paused schedulers.
@@ -459,8 +489,7 @@ impl Http {
                 Err(e) => unreachable.push(format!("{base}: {e}")),
             }
         }
-        let resp = answered
-            .ok_or_else(|| format!("cannot reach Meridian at {}", unreachable.join("; ")))?;
+        let resp = answered.ok_or_else(|| format!("{UNREACHABLE} {}", unreachable.join("; ")))?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -654,6 +683,12 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             http.get_all(&format!("/api/v1/clusters/{c}/shards"), "shards")
                 .await
         }
+        CtlCommand::Node {
+            action: NodeCmd::Show { node },
+        } => show::node_show(&http, c, node).await,
+        CtlCommand::Shard {
+            action: ShardCmd::Show { shard },
+        } => show::shard_show(&http, c, *shard).await,
         CtlCommand::Tables { schema, prefix } => {
             let q = format!(
                 "?schema={}&prefix={}",
@@ -966,7 +1001,7 @@ pub async fn run(args: CtlArgs) -> CmdResult {
         CtlCommand::UnevictLeaders { node } => node_action(&http, c, node, "unevict-leaders").await,
         CtlCommand::Remove { node } => node_action(&http, c, node, "remove").await,
     };
-    let value = match result {
+    let mut value = match result {
         Ok(v) => v,
         Err(e) => {
             if args.json {
@@ -974,16 +1009,50 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             } else {
                 eprintln!("error: {e}");
             }
-            return Ok(ExitCode::FAILURE);
+            return Ok(ExitCode::from(if e.starts_with(UNREACHABLE) {
+                EXIT_UNREACHABLE
+            } else {
+                EXIT_REFUSED
+            }));
         }
+    };
+    // `check` answers whether something is wrong in its exit code too, for scripts.
+    let code = match &args.command {
+        CtlCommand::Check { .. }
+            if value["problems"].as_object().is_some_and(|p| !p.is_empty()) =>
+        {
+            ExitCode::from(EXIT_PROBLEMS)
+        }
+        _ => ExitCode::SUCCESS,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
+    }
+    // People read node names where the API has ids.
+    if matches!(
+        &args.command,
+        CtlCommand::Shards
+            | CtlCommand::Node { .. }
+            | CtlCommand::Shard { .. }
+            | CtlCommand::Operators { .. }
+    ) {
+        if let Ok(names) = show::node_names(&http, c).await {
+            show::name_nodes(&mut value, &names);
+        }
     }
     render(&args.command, &value);
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
+
+/// The beginning of the error when no server answered.
+const UNREACHABLE: &str = "cannot reach Meridian at";
+/// Exit code: the server refused or failed the request (its message is printed).
+const EXIT_REFUSED: u8 = 1;
+/// Exit code: no server could be reached. (2 is a usage error, from the flag parser.)
+const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code of `check` when some shard has a problem.
+const EXIT_PROBLEMS: u8 = 4;
 
 /// Prints each route event on one line (or as JSON).
 async fn watch_routes(args: &CtlArgs, count: Option<usize>) -> CmdResult {
@@ -1610,6 +1679,8 @@ fn render(command: &CtlCommand, v: &Value) {
                 .unwrap_or_default();
             print_table(&["setting", "value", "from", "meaning"], rows);
         }
+        CtlCommand::Node { .. } => show::print_node(v),
+        CtlCommand::Shard { .. } => show::print_shard(v),
         CtlCommand::Schedulers => {
             println!("maintenance: {}", cell(&v["maintenance"]));
             print_table(

@@ -306,8 +306,15 @@ pub fn spawn_server_process(
         .expect("server process starts")
 }
 
-/// Runs `meridian ctl ARGS` against the server (off the runtime's threads).
+/// Runs `meridian ctl ARGS` against the server (off the runtime's threads): whether it
+/// succeeded, and what it printed.
 pub async fn ctl(http_addr: &str, args: &[&str]) -> (bool, String) {
+    let (code, text) = ctl_exit(http_addr, args).await;
+    (code == Some(0), text)
+}
+
+/// [`ctl`] with its exit code.
+pub async fn ctl_exit(http_addr: &str, args: &[&str]) -> (Option<i32>, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"));
     cmd.args(["ctl", "--addr", &format!("http://{http_addr}")])
         .args(args);
@@ -317,5 +324,5 @@ pub async fn ctl(http_addr: &str, args: &[&str]) -> (bool, String) {
         .expect("ctl runs");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    (out.status.code(), text)
 }
