@@ -38,6 +38,7 @@ impl std::fmt::Display for TableName {
 }
 
 /// How a table is split into partitions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum PartitionRule {

@@ -4,6 +4,7 @@ use crate::{validate_name, ModelError};
 use serde::{Deserialize, Serialize};
 
 /// The failure-domain level at which replicas of one shard must not share a domain.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationLevel {
@@ -19,6 +20,7 @@ pub enum IsolationLevel {
 }
 
 /// How replica sets are chosen for new shards.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum PlacementMode {
@@ -33,6 +35,7 @@ pub enum PlacementMode {
 }
 
 /// A cluster's configuration, fixed at creation except where noted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConfig {
     /// Unique name of the cluster.

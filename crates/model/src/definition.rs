@@ -18,6 +18,7 @@ pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
 pub const MAX_VALUE_BYTES: usize = 4096;
 
 /// A column's type.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
@@ -137,6 +138,7 @@ impl ColumnType {
 }
 
 /// One column of a table.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Column {
@@ -170,6 +172,7 @@ impl Column {
 }
 
 /// A table's definition. Empty (no columns, version 0) for a table created without one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableDefinition {
@@ -301,6 +304,7 @@ impl TableDefinition {
 }
 
 /// One change of a table's definition (ALTER TABLE).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DefinitionChange {

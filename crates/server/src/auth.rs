@@ -10,7 +10,7 @@
 //! - `reader`: every read (catalog, routes, admin lists, `/metrics`, events);
 //! - `admin`: everything.
 //!
-//! Open to all: `/health`, the dashboard page itself (its API calls need a token), who
+//! Open to all: `/health`, the API's OpenAPI document, the dashboard page itself (its API calls need a token), who
 //! leads (`MembershipService`) and gRPC reflection. Without `--tokens`, everything is open,
 //! as before, and the server warns at start when it listens beyond loopback.
 
@@ -165,7 +165,10 @@ pub fn grpc_allowed(path: &str) -> Option<Allowed> {
 
 /// Who may call HTTP `method` on `path`; `None`: anyone.
 pub fn http_allowed(method: &axum::http::Method, path: &str) -> Option<Allowed> {
-    if matches!(path, "/" | "/dashboard" | "/health") {
+    if matches!(
+        path,
+        "/" | "/dashboard" | "/health" | "/api/v1/openapi.json"
+    ) {
         return None;
     }
     if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
@@ -205,6 +208,9 @@ mod tests {
         assert_eq!(t.check(Some("Bearer n1"), heartbeat), Ok(Role::Node));
         assert!(t.check(Some("Bearer r1"), heartbeat).is_err());
         assert!(grpc_allowed("/meridian.v1.MembershipService/GetLeader").is_none());
+        let get_http = axum::http::Method::GET;
+        assert!(http_allowed(&get_http, "/api/v1/openapi.json").is_none());
+        assert!(http_allowed(&get_http, "/api/v1/clusters").is_some());
 
         for bad in ["", "admin", "root x", "admin a b", "admin a\nreader a"] {
             assert!(Tokens::parse(bad).is_err(), "{bad:?}");

@@ -92,9 +92,6 @@ impl From<ServerError> for tonic::Status {
 
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() }
-        });
-        (self.http_status(), axum::Json(body)).into_response()
+        crate::http::ErrorBody::response(self.http_status(), self.code(), self.to_string())
     }
 }

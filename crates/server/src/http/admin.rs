@@ -64,6 +64,61 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
+/// The actions of `POST .../schedulers/{name}/{action}`.
+#[derive(Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub(super) enum SchedulerAction {
+    /// Stop the scheduler.
+    Pause,
+    /// Run it again.
+    Resume,
+}
+
+impl SchedulerAction {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pause" => Some(Self::Pause),
+            "resume" => Some(Self::Resume),
+            _ => None,
+        }
+    }
+}
+
+/// The actions of `POST .../nodes/{node}/{action}`.
+#[derive(Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "kebab-case")]
+pub(super) enum NodeAction {
+    /// No new placements on the node.
+    Cordon,
+    /// Placements allowed again (also ends a drain).
+    Uncordon,
+    /// Move every replica off the node.
+    Drain,
+    /// Move every leadership off the node and give it none.
+    EvictLeaders,
+    /// The node may lead again.
+    UnevictLeaders,
+    /// Remove the node (412 while it holds replicas).
+    Remove,
+}
+
+impl NodeAction {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "cordon" => Some(Self::Cordon),
+            "uncordon" => Some(Self::Uncordon),
+            "drain" => Some(Self::Drain),
+            "evict-leaders" => Some(Self::EvictLeaders),
+            "unevict-leaders" => Some(Self::UnevictLeaders),
+            "remove" => Some(Self::Remove),
+            _ => None,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/operators", tag = "scheduling",
+    params(("cluster" = String, Path, description = "Cluster name"), super::catalog::IdPageQuery),
+    responses((status = 200, description = "`{\"operators\": [Operator], \"next_page_token\", \"history\"?: [Operator]}`", body = Object)))]
 async fn list_operators(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -79,6 +134,9 @@ async fn list_operators(
     Ok(Json(v))
 }
 
+#[utoipa::path(delete, path = "/api/v1/clusters/{cluster}/operators/{id}", tag = "scheduling",
+    params(("cluster" = String, Path, description = "Cluster name"), ("id" = u64, Path, description = "Operator id")),
+    responses((status = 200, description = "`{\"cancelled\": id}`", body = Object)))]
 async fn cancel_operator(
     State(s): State<AppState>,
     Path((cluster, id)): Path<(String, u64)>,
@@ -91,6 +149,9 @@ async fn cancel_operator(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/schedulers", tag = "scheduling",
+    params(("cluster" = String, Path, description = "Cluster name")),
+    responses((status = 200, description = "`{\"maintenance\": bool, \"schedulers\": [{\"name\", \"paused\", \"essential\"}]}`", body = Object)))]
 async fn list_schedulers(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -102,17 +163,20 @@ async fn list_schedulers(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/schedulers/{name}/{action}", tag = "scheduling",
+    params(("cluster" = String, Path, description = "Cluster name"), ("name" = String, Path, description = "Scheduler name"), ("action" = SchedulerAction, Path, description = "pause or resume")),
+    responses((status = 200, description = "`{\"scheduler\", \"paused\", \"warning\"?}`", body = Object)))]
 async fn switch_scheduler(
     State(s): State<AppState>,
     Path((cluster, name, action)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
-    let paused = match action.as_str() {
-        "pause" => true,
-        "resume" => false,
-        other => {
+    let paused = match SchedulerAction::parse(&action) {
+        Some(SchedulerAction::Pause) => true,
+        Some(SchedulerAction::Resume) => false,
+        None => {
             return Err(ServerError::NotFound(format!(
-                "unknown scheduler action {other:?}: use pause or resume"
+                "unknown scheduler action {action:?}: use pause or resume"
             )))
         }
     };
@@ -141,12 +205,15 @@ async fn switch_scheduler(
     Ok(Json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MaintenanceBody {
     enabled: bool,
 }
 
+#[utoipa::path(put, path = "/api/v1/clusters/{cluster}/maintenance", tag = "scheduling",
+    params(("cluster" = String, Path, description = "Cluster name")), request_body = MaintenanceBody,
+    responses((status = 200, description = "`{\"maintenance\": bool}`", body = Object)))]
 async fn maintenance(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -170,13 +237,16 @@ async fn maintenance(
     Ok(Json(json!({ "maintenance": b.enabled })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FingerprintBody {
     fingerprint: String,
 }
 
 /// Sets the config fingerprint nodes must present to join (empty: any).
+#[utoipa::path(put, path = "/api/v1/clusters/{cluster}/fingerprint", tag = "clusters",
+    params(("cluster" = String, Path, description = "Cluster name")), request_body = FingerprintBody,
+    responses((status = 200, description = "`{\"config_fingerprint\"}`", body = Object)))]
 async fn set_fingerprint(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -208,7 +278,7 @@ fn node_id(c: &Cluster, key: &str) -> Result<NodeId, ServerError> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     to: String,
@@ -239,6 +309,8 @@ fn submit_manual(
     Ok(Json(json!({ "operator": id })).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/transfer-leader", tag = "shards",
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = TransferBody, responses((status = 200, description = "`{\"operator\": id}`", body = Object)))]
 async fn transfer_leader(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -271,7 +343,7 @@ async fn transfer_leader(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ForcePromoteBody {
     /// The follower to promote (id or name).
@@ -284,6 +356,8 @@ struct ForcePromoteBody {
 /// Promotes a follower of a shard whose leader is down, whatever its log position: the
 /// way out for a shard that waits for an in-sync follower, accepting the loss of what the
 /// follower has not applied.
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/force-promote", tag = "shards",
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = ForcePromoteBody, responses((status = 200, description = "`{\"operator\": id}`", body = Object)))]
 async fn force_promote(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -309,7 +383,7 @@ async fn force_promote(
     Ok(Json(json!({ "operator": id })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MoveBody {
     from: String,
@@ -319,6 +393,8 @@ struct MoveBody {
     force: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/move", tag = "shards",
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = MoveBody, responses((status = 200, description = "`{\"operator\": id}`", body = Object)))]
 async fn move_shard(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -341,6 +417,9 @@ async fn move_shard(
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/nodes/{node}/{action}", tag = "nodes",
+    params(("cluster" = String, Path, description = "Cluster name"), ("node" = String, Path, description = "Node id (`3`, `node-3`) or name"), ("action" = NodeAction, Path, description = "What to do")),
+    responses((status = 200, description = "`{\"node\": Node, \"replicas\": N}`", body = Object)))]
 async fn node_action(
     State(s): State<AppState>,
     Path((cluster, node, action)): Path<(String, String, String)>,
@@ -353,29 +432,29 @@ async fn node_action(
         .filter(|e| e.shard.has_replica_on(id))
         .count();
     type Change = Box<dyn FnOnce(&mut meridian_model::Node) -> Result<(), ServerError> + Send>;
-    let change: Change = match action.as_str() {
-        "cordon" => Box::new(|n| {
+    let change: Change = match NodeAction::parse(&action) {
+        Some(NodeAction::Cordon) => Box::new(|n| {
             n.cordoned = true;
             Ok(())
         }),
-        "uncordon" => Box::new(|n| {
+        Some(NodeAction::Uncordon) => Box::new(|n| {
             n.cordoned = false;
             n.draining = false;
             Ok(())
         }),
-        "drain" => Box::new(|n| {
+        Some(NodeAction::Drain) => Box::new(|n| {
             n.draining = true;
             Ok(())
         }),
-        "evict-leaders" => Box::new(|n| {
+        Some(NodeAction::EvictLeaders) => Box::new(|n| {
             n.evict_leaders = true;
             Ok(())
         }),
-        "unevict-leaders" => Box::new(|n| {
+        Some(NodeAction::UnevictLeaders) => Box::new(|n| {
             n.evict_leaders = false;
             Ok(())
         }),
-        "remove" => Box::new(move |n| {
+        Some(NodeAction::Remove) => Box::new(move |n| {
             if held > 0 {
                 return Err(ServerError::FailedPrecondition(format!(
                     "{id} still holds {held} replicas: drain it first (`meridian ctl drain {id}`) and wait until it holds none"
@@ -384,9 +463,9 @@ async fn node_action(
             n.removed = true;
             Ok(())
         }),
-        other => {
+        None => {
             return Err(ServerError::NotFound(format!(
-                "unknown node action {other:?}: use drain, cordon, uncordon, evict-leaders, unevict-leaders or remove"
+                "unknown node action {action:?}: use drain, cordon, uncordon, evict-leaders, unevict-leaders or remove"
             )))
         }
     };
@@ -403,6 +482,9 @@ async fn node_action(
     Ok(Json(json!({ "node": updated, "replicas": held })))
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/split", tag = "shards",
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")),
+    responses((status = 200, description = "What the split did", body = Object)))]
 async fn split_shard(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -412,13 +494,16 @@ async fn split_shard(
     Ok(Json(json!(outcome)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MergeBody {
     /// The shard merged into this one (and deleted).
     with: u32,
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/merge", tag = "shards",
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = MergeBody,
+    responses((status = 200, description = "What the merge did", body = Object)))]
 async fn merge_shard(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,

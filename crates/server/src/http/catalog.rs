@@ -58,11 +58,15 @@ fn cluster_json(c: &crate::meta::Cluster) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters",
+    responses((status = 200, description = "`{\"clusters\": [{\"id\", \"config\", \"nodes\", \"nodes_online\", \"shards\", \"tables\"}]}`", body = Object)))]
 async fn list_clusters(State(s): State<AppState>) -> Json<serde_json::Value> {
     let clusters: Vec<_> = s.meta.clusters().iter().map(|c| cluster_json(c)).collect();
     Json(json!({ "clusters": clusters }))
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters", tag = "clusters", request_body = ClusterConfig,
+    responses((status = 201, description = "The cluster, as in the list", body = Object)))]
 async fn create_cluster(
     State(s): State<AppState>,
     req: Result<Json<serde_json::Value>, JsonRejection>,
@@ -95,7 +99,8 @@ async fn create_cluster(
 
 /// Query of the lists ordered by id (`GET .../nodes`, `.../shards`, `.../operators`): a
 /// page (see `meta::paging`) and, for nodes, a name prefix.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct IdPageQuery {
     /// Only names starting with this (nodes).
     #[serde(default)]
@@ -117,6 +122,9 @@ impl IdPageQuery {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/nodes", tag = "nodes",
+    params(("cluster" = String, Path, description = "Cluster name"), IdPageQuery),
+    responses((status = 200, description = "`{\"nodes\": [Node], \"next_page_token\"}`", body = Object)))]
 async fn list_nodes(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -135,6 +143,9 @@ async fn list_nodes(
 }
 
 /// `GET .../health`: the shards with problems, by problem (like `pd-ctl region check`).
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/health", tag = "clusters",
+    params(("cluster" = String, Path, description = "Cluster name")),
+    responses((status = 200, description = "`{\"shards\", \"healthy\", \"unhealthy\", \"problems\": {problem: {\"count\", \"shards\", \"advice\"}}}`", body = Object)))]
 async fn cluster_health(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -164,6 +175,9 @@ async fn cluster_health(
     })))
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/shards", tag = "shards",
+    params(("cluster" = String, Path, description = "Cluster name"), IdPageQuery),
+    responses((status = 200, description = "`{\"shards\": [Shard], \"next_page_token\"}`", body = Object)))]
 async fn list_shards(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -184,7 +198,8 @@ async fn list_shards(
 }
 
 /// Query of `GET .../tables`: filters and a page (see `meta::paging`).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TableFilter {
     #[serde(default)]
     catalog: String,
@@ -201,6 +216,9 @@ struct TableFilter {
     page_token: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/tables", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), TableFilter),
+    responses((status = 200, description = "`{\"tables\": [Table], \"next_page_token\"}`", body = Object)))]
 async fn list_tables(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -222,7 +240,7 @@ fn default_schema() -> String {
 }
 
 /// Body of `POST .../tables`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTableBody {
     #[serde(default = "default_catalog")]
@@ -239,6 +257,10 @@ struct CreateTableBody {
     if_not_exists: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/tables", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name")), request_body = CreateTableBody,
+    responses((status = 201, description = "`{\"table\", \"created\": true}`", body = Object),
+        (status = 200, description = "It existed (`if_not_exists`): `{\"table\", \"created\": false}`", body = Object)))]
 async fn create_table(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -264,7 +286,7 @@ async fn create_table(
 }
 
 /// Body of `POST .../schemas`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateSchemaBody {
     #[serde(default = "default_catalog")]
@@ -275,7 +297,8 @@ struct CreateSchemaBody {
 }
 
 /// Query of `GET .../schemas`: a catalog and a page (see `meta::paging`).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SchemaFilter {
     #[serde(default = "default_catalog")]
     catalog: String,
@@ -287,6 +310,9 @@ struct SchemaFilter {
     page_token: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/schemas", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), SchemaFilter),
+    responses((status = 200, description = "`{\"schemas\": [name], \"next_page_token\"}`", body = Object)))]
 async fn list_schemas(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -301,7 +327,8 @@ async fn list_schemas(
 }
 
 /// Query of `DELETE .../schemas/{catalog}/{schema}` and `DELETE .../catalogs/{catalog}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DropSchemaQuery {
     #[serde(default)]
     cascade: bool,
@@ -309,6 +336,9 @@ struct DropSchemaQuery {
     if_exists: bool,
 }
 
+#[utoipa::path(delete, path = "/api/v1/clusters/{cluster}/schemas/{catalog}/{schema}", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), ("catalog" = String, Path, description = "Catalog"), ("schema" = String, Path, description = "Schema"), DropSchemaQuery),
+    responses((status = 200, description = "`{\"dropped\": bool}`", body = Object)))]
 async fn drop_schema(
     State(s): State<AppState>,
     Path((cluster, catalog, schema)): Path<(String, String, String)>,
@@ -323,6 +353,9 @@ async fn drop_schema(
     Ok(Json(json!({ "dropped": dropped })))
 }
 
+#[utoipa::path(delete, path = "/api/v1/clusters/{cluster}/catalogs/{catalog}", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), ("catalog" = String, Path, description = "Catalog"), DropSchemaQuery),
+    responses((status = 200, description = "`{\"dropped\": bool}`", body = Object)))]
 async fn drop_catalog(
     State(s): State<AppState>,
     Path((cluster, catalog)): Path<(String, String)>,
@@ -334,6 +367,9 @@ async fn drop_catalog(
     Ok(Json(json!({ "dropped": dropped })))
 }
 
+#[utoipa::path(post, path = "/api/v1/clusters/{cluster}/schemas", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name")), request_body = CreateSchemaBody,
+    responses((status = 201, description = "`{\"created\": bool}`", body = Object)))]
 async fn create_schema(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -348,6 +384,9 @@ async fn create_schema(
     Ok((StatusCode::CREATED, Json(json!({ "created": created }))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/tables/{catalog}/{schema}/{table}", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), ("catalog" = String, Path, description = "Catalog"), ("schema" = String, Path, description = "Schema"), ("table" = String, Path, description = "Table")),
+    responses((status = 200, description = "`{\"table\": Table}`", body = Object)))]
 async fn get_table(
     State(s): State<AppState>,
     Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
@@ -360,12 +399,16 @@ async fn get_table(
     Ok(Json(json!({ "table": t })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DropQuery {
     #[serde(default)]
     if_exists: bool,
 }
 
+#[utoipa::path(delete, path = "/api/v1/clusters/{cluster}/tables/{catalog}/{schema}/{table}", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), ("catalog" = String, Path, description = "Catalog"), ("schema" = String, Path, description = "Schema"), ("table" = String, Path, description = "Table"), DropQuery),
+    responses((status = 200, description = "`{\"dropped\": bool}`", body = Object)))]
 async fn drop_table(
     State(s): State<AppState>,
     Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
@@ -379,6 +422,9 @@ async fn drop_table(
 
 /// `PATCH .../tables/{catalog}/{schema}/{table}` with one change:
 /// `{"add_column": Column}`, `{"drop_column": "name"}` or `{"set_options": {"k": "v" | null}}`.
+#[utoipa::path(patch, path = "/api/v1/clusters/{cluster}/tables/{catalog}/{schema}/{table}", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), ("catalog" = String, Path, description = "Catalog"), ("schema" = String, Path, description = "Schema"), ("table" = String, Path, description = "Table")), request_body = DefinitionChange,
+    responses((status = 200, description = "`{\"table\"}` with the definition at the next version", body = Object)))]
 async fn alter_table(
     State(s): State<AppState>,
     Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,
@@ -394,6 +440,9 @@ async fn alter_table(
     Ok(Json(json!({ "table": table })).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/routes/{catalog}/{schema}/{table}", tag = "catalog",
+    params(("cluster" = String, Path, description = "Cluster name"), ("catalog" = String, Path, description = "Catalog"), ("schema" = String, Path, description = "Schema"), ("table" = String, Path, description = "Table")),
+    responses((status = 200, description = "`{\"table\", \"table_id\", \"partitions\": [{\"partition\", \"shard\", \"version\", \"leader\", \"followers\"}]}`", body = Object)))]
 async fn route_table(
     State(s): State<AppState>,
     Path((cluster, catalog, schema, table)): Path<(String, String, String, String)>,

@@ -26,7 +26,8 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// Query of `GET /api/v1/events` and `.../stream`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventQuery {
     /// Only this cluster's events.
@@ -49,6 +50,8 @@ impl EventQuery {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
+    responses((status = 200, description = "`{\"events\": [{\"seq\", \"at_ms\", \"cluster\", \"kind\", \"message\", ...}]}`, oldest first", body = Object)))]
 async fn list_events(
     State(s): State<AppState>,
     Query(q): Query<EventQuery>,
@@ -66,6 +69,8 @@ async fn list_events(
 /// Every event from now on (of `cluster`, if given), as server-sent events: `id` is the
 /// sequence number, `event` the kind, `data` the event's JSON. A client that falls behind
 /// by more than the buffer gets an `event: lagged` and should re-read `GET /api/v1/events`.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(EventQuery),
+    responses((status = 200, description = "Server-sent events from now on: `id` the sequence number, `event` the kind, `data` the event's JSON", content_type = "text/event-stream", body = String)))]
 async fn stream_events(
     State(s): State<AppState>,
     Query(q): Query<EventQuery>,
@@ -91,6 +96,8 @@ fn to_sse(sse: axum::response::sse::Event, e: &Event) -> axum::response::sse::Ev
 
 /// `GET /api/v1/backup`: a consistent snapshot of all metadata (see `crate::backup`), as
 /// JSON lines, for `meridian backup`.
+#[utoipa::path(get, path = "/api/v1/backup", tag = "backup",
+    responses((status = 200, description = "Every metadata key in one consistent snapshot, as JSON lines", content_type = "application/jsonl", body = String)))]
 async fn backup(State(s): State<AppState>) -> Result<axum::response::Response, ServerError> {
     use axum::response::IntoResponse;
     let text = crate::backup::take(s.meta.store().as_ref()).await?;

@@ -15,7 +15,8 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// Query of `GET .../history`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     /// Only series whose names start with this (`node/`, `shard/12/`, `cluster/`).
@@ -23,6 +24,8 @@ struct HistoryQuery {
     prefix: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/history", tag = "history", params(("cluster" = String, Path, description = "Cluster name"), HistoryQuery),
+    responses((status = 200, description = "`{\"step_ms\", \"series\": [{\"name\", \"points\": [[unix_ms, value]]}]}`", body = Object)))]
 async fn history(
     State(s): State<AppState>,
     Path(cluster): Path<String>,

@@ -6,7 +6,10 @@ mod admin;
 mod catalog;
 mod events;
 mod history;
+mod openapi;
 mod settings;
+
+pub use openapi::{ApiDoc, ErrorBody};
 
 use crate::error::ServerError;
 use crate::meta::Meta;
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard", get(dashboard))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .merge(catalog::routes())
         .merge(admin::routes())
         .merge(events::routes())
@@ -46,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(history::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(openapi::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.tokens.clone(),
             authorize,
@@ -58,6 +63,8 @@ async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("dashboard.html"))
 }
 
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "`{\"status\": \"ok\", \"role\", \"server\", \"term\", \"leader\", \"clusters\", \"uptime_ms\"}`", body = Object)))]
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
@@ -74,6 +81,8 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(
@@ -106,8 +115,7 @@ async fn authorize(
                         (StatusCode::FORBIDDEN, "permission_denied", m)
                     }
                 };
-                let body = serde_json::json!({ "error": { "code": code, "message": message } });
-                return (status, Json(body)).into_response();
+                return ErrorBody::response(status, code, message);
             }
         }
     }
@@ -116,13 +124,11 @@ async fn authorize(
 
 /// A known path asked with a method it does not take: a JSON error like every other.
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    let body = serde_json::json!({
-        "error": {
-            "code": "method_not_allowed",
-            "message": format!("{method} is not allowed on {}", uri.path()),
-        }
-    });
-    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+    ErrorBody::response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -140,9 +146,6 @@ pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, Response> 
         } else {
             StatusCode::BAD_REQUEST
         };
-        let body = serde_json::json!({
-            "error": { "code": "invalid_argument", "message": e.body_text() }
-        });
-        (status, Json(body)).into_response()
+        ErrorBody::response(status, "invalid_argument", e.body_text())
     })
 }

@@ -32,6 +32,8 @@ fn value_json(v: Option<SettingValue>) -> Value {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/clusters/{cluster}/config", tag = "settings", params(("cluster" = String, Path, description = "Cluster name")),
+    responses((status = 200, description = "`{\"cluster\", \"settings\": [{\"key\", \"value\", \"file_value\", \"overridden\", \"about\"}], \"maintenance\", \"paused_schedulers\"}`", body = Object)))]
 async fn show(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -65,13 +67,16 @@ async fn show(
 }
 
 /// Body of `PUT .../config`: the value as text (`"0.5"`, `"none"`, `"on"`) or as JSON.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetBody {
     key: String,
+    /// JSON or text (`"0.5"`, `"none"`, `"on"`).
     value: Value,
 }
 
+#[utoipa::path(put, path = "/api/v1/clusters/{cluster}/config", tag = "settings", params(("cluster" = String, Path, description = "Cluster name")), request_body = SetBody,
+    responses((status = 200, description = "`{\"key\", \"value\", \"warnings\": [..]}`", body = Object)))]
 async fn set(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -101,6 +106,9 @@ async fn set(
     Ok(Json(json!({ "key": b.key, "value": value, "warnings": warnings })).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/clusters/{cluster}/config/{key}", tag = "settings",
+    params(("cluster" = String, Path, description = "Cluster name"), ("key" = String, Path, description = "Setting key, e.g. `scheduler.hot_threshold`")),
+    responses((status = 200, description = "`{\"key\", \"value\"}`: back to the configuration file's value", body = Object)))]
 async fn reset(
     State(s): State<AppState>,
     Path((cluster, key)): Path<(String, String)>,
