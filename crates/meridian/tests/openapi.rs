@@ -153,16 +153,65 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
 
     let st = std::env::var("MERIDIAN_SCHEMATHESIS_BIN").unwrap_or_else(|_| "st".into());
     let url = format!("http://{}/api/v1/openapi.json", server.http_addr);
-    // Cluster, catalog and schema fixed to ones that exist: random names would stop most
-    // requests at a 404 before the code under test.
+    // Cluster, catalog and schema fixed to ones that exist, and names of tables, nodes,
+    // shards, schedulers and settings that exist most of the time: random names would stop
+    // most requests at a 404 before the code under test.
+    let base = format!("http://{}/api/v1/clusters/default", server.http_addr);
+    let names = |v: &serde_json::Value, list: &str, field: &str| -> Vec<serde_json::Value> {
+        v[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|x| x[field].clone())
+            .collect()
+    };
+    let list = |path: &str| http(reqwest::Method::GET, format!("{base}/{path}"), None);
+    let nodes_json = list("nodes").await.1;
+    let mut node_names = names(&nodes_json, "nodes", "name");
+    node_names.extend(names(&nodes_json, "nodes", "id"));
+    let shard_ids = names(&list("shards").await.1, "shards", "id");
+    let schedulers = names(&list("schedulers").await.1, "schedulers", "name");
+    let settings = names(&list("config").await.1, "settings", "key");
+    let dictionary = |values: &[serde_json::Value]| {
+        serde_json::to_string(
+            &values
+                .iter()
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    let shard_numbers = serde_json::to_string(&shard_ids).unwrap();
+    let toml = format!(
+        "[dictionaries.tables]\nvalues = [\"a\", \"b\"]\n\
+         [dictionaries.nodes]\nvalues = {nodes}\n\
+         [dictionaries.shards]\nvalues = {shard_numbers}\n\
+         [dictionaries.schedulers]\nvalues = {schedulers}\n\
+         [dictionaries.settings]\nvalues = {settings}\n\
+         [parameters]\n\
+         \"path.cluster\" = \"default\"\n\
+         \"path.catalog\" = \"default\"\n\
+         \"path.schema\" = \"public\"\n\
+         \"path.table\" = {{ dictionary = \"tables\", probability = 0.7 }}\n\
+         \"path.node\" = {{ dictionary = \"nodes\", probability = 0.7 }}\n\
+         \"path.shard\" = {{ dictionary = \"shards\", probability = 0.7 }}\n\
+         \"path.name\" = {{ dictionary = \"schedulers\", probability = 0.7 }}\n\
+         \"path.key\" = {{ dictionary = \"settings\", probability = 0.7 }}\n\
+         \"body.to\" = {{ dictionary = \"nodes\", probability = 0.7 }}\n\
+         \"body.from\" = {{ dictionary = \"nodes\", probability = 0.7 }}\n\
+         \"body.key\" = {{ dictionary = \"settings\", probability = 0.7 }}\n\
+         \"body.with\" = {{ dictionary = \"shards\", probability = 0.7 }}\n",
+        nodes = dictionary(&node_names),
+        schedulers = dictionary(&schedulers),
+        settings = dictionary(&settings),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("schemathesis.toml");
-    std::fs::write(
-        &config,
-        "[parameters]\n\"path.cluster\" = \"default\"\n\"path.catalog\" = \"default\"\n\"path.schema\" = \"public\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, &toml).unwrap();
+    println!("{toml}");
     let config = config.to_str().unwrap().to_string();
+    // 20 keeps the run within about a minute; set more for a deeper search.
+    let examples = std::env::var("MERIDIAN_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "20".into());
     let args = [
         "--config-file",
         config.as_str(),
@@ -171,7 +220,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "--checks",
         "not_a_server_error,response_schema_conformance",
         "--max-examples",
-        "20",
+        examples.as_str(),
         // The event stream never ends: a request to it would only time out.
         "--exclude-path",
         "/api/v1/events/stream",
