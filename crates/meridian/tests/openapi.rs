@@ -218,7 +218,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "run",
         url.as_str(),
         "--checks",
-        "not_a_server_error,response_schema_conformance",
+        "not_a_server_error,response_schema_conformance,content_type_conformance",
         "--max-examples",
         examples.as_str(),
         // The event stream never ends: a request to it would only time out.
@@ -228,21 +228,38 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "20",
         "--workers",
         "2",
+        // Nothing left behind: no example database, no cache (it runs in `dir`).
+        "--generation-database",
+        "none",
         "--no-color",
     ];
-    let out = tokio::process::Command::new(&st)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run {st} ({e}): the README's test command (scripts/test.sh) installs schemathesis, or set MERIDIAN_SCHEMATHESIS_BIN")
-        });
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{st} {}\n{said}", args.join(" "));
-    assert!(out.status.success(), "schemathesis found problems:\n{said}");
+    // CPython 3.11 (Debian's) can fail inside hypothesis with "AST constructor recursion
+    // depth mismatch" while describing a strategy: a fault of the tool, not a finding, so
+    // such a run (with no failure found) is tried again, twice at most.
+    for attempt in 1..=3 {
+        let out = tokio::process::Command::new(&st)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot run {st} ({e}): the README's test command (scripts/test.sh) installs schemathesis, or set MERIDIAN_SCHEMATHESIS_BIN")
+            });
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{st} {}\n{said}", args.join(" "));
+        if out.status.success() {
+            break;
+        }
+        let tool_fault = said.contains("AST constructor recursion depth mismatch")
+            && !said.contains("= FAILURES =");
+        assert!(
+            tool_fault && attempt < 3,
+            "schemathesis found problems:\n{said}"
+        );
+    }
     drop(nodes);
 }
