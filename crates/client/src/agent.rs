@@ -136,6 +136,8 @@ pub struct NodeAgentConfig {
     pub max_backoff: Duration,
     /// The token presented to a server run with `--tokens` (role `node` or `admin`).
     pub token: Option<String>,
+    /// TLS towards servers run with `[tls]` (addresses then mean `https://`).
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl NodeAgentConfig {
@@ -161,6 +163,7 @@ impl NodeAgentConfig {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
             token: None,
+            tls: None,
         }
     }
 }
@@ -332,10 +335,11 @@ impl AppliedShards {
 impl Runner {
     /// Connects to the Meridian leader among the configured addresses.
     async fn connect_leader(&self) -> Result<tonic::transport::Channel, String> {
-        let found = find_leader(&self.config.meta_addrs)
+        let tls = self.config.tls.as_ref();
+        let found = find_leader(&self.config.meta_addrs, tls)
             .await
             .map_err(|e| e.to_string())?;
-        endpoint(&found.addr)
+        endpoint(&found.addr, tls)
             .map_err(|e| e.to_string())?
             .connect()
             .await

@@ -15,6 +15,9 @@ pub enum ClientError {
     /// Servers were reached but none leads (an election is under way), or none answered.
     #[error("no Meridian leader: {0}")]
     NoLeader(String),
+    /// TLS files could not be read or do not go together.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server's answer lacked a required field.
     #[error("malformed answer: {0}")]
     Malformed(String),

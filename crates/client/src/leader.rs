@@ -6,7 +6,7 @@
 //! the leader and moves it when the leader changes (followers forward requests anyway, so
 //! a channel on a live follower still works between two checks).
 
-use crate::{connect_channel, ClientError};
+use crate::{connect_channel, ClientError, ClientTls};
 use meridian_proto as pb;
 use std::time::Duration;
 use tonic::transport::channel::Change;
@@ -27,18 +27,31 @@ pub struct FoundLeader {
     pub term: u64,
 }
 
-/// `host:port` as an `http://` URL; a URL as it is.
-pub(crate) fn url_of(addr: &str) -> String {
+/// `host:port` as an `https://` URL with TLS, `http://` without; a URL as it is.
+pub(crate) fn url_of(addr: &str, tls: bool) -> String {
     if addr.contains("://") {
         addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
 }
 
-pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, ClientError> {
-    Ok(Endpoint::from_shared(url_of(addr))
-        .map_err(|e| ClientError::InvalidAddress(format!("{addr}: {e}")))?
+/// An endpoint for `addr`, with `tls` when given.
+pub(crate) fn tls_endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
+    let endpoint = Endpoint::from_shared(url_of(addr, tls.is_some()))
+        .map_err(|e| ClientError::InvalidAddress(format!("{addr}: {e}")))?;
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.tonic_config())
+            .map_err(|e| ClientError::Tls(format!("{addr}: {e}"))),
+        None => Ok(endpoint),
+    }
+}
+
+pub(crate) fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
+    Ok(tls_endpoint(addr, tls)?
         .connect_timeout(Duration::from_secs(2))
         // A server that stops answering (paused, cut off) is noticed within ~2 s by its
         // silence to pings, and requests waiting on it fail instead of hanging.
@@ -59,16 +72,22 @@ enum Answer {
 
 /// One channel per server, connected on first use and kept: a follower that checks who
 /// leads every 300 ms asks over the same connections each time.
-struct Members(Vec<(String, Channel)>);
+struct Members {
+    channels: Vec<(String, Channel)>,
+    tls: Option<ClientTls>,
+}
 
 impl Members {
-    fn new(addrs: &[String]) -> Result<Self, ClientError> {
-        let mut members = Vec::with_capacity(addrs.len());
+    fn new(addrs: &[String], tls: Option<&ClientTls>) -> Result<Self, ClientError> {
+        let mut channels = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            let channel = endpoint(addr)?.timeout(ASK_TIMEOUT).connect_lazy();
-            members.push((addr.clone(), channel));
+            let channel = endpoint(addr, tls)?.timeout(ASK_TIMEOUT).connect_lazy();
+            channels.push((addr.clone(), channel));
         }
-        Ok(Self(members))
+        Ok(Self {
+            channels,
+            tls: tls.cloned(),
+        })
     }
 }
 
@@ -81,19 +100,22 @@ async fn ask(addr: &str, channel: Channel) -> Result<Answer, String> {
     }
 }
 
-/// Asks every address at once who leads. Returns the first server that says it leads; if
-/// none does, the leader a follower names (highest term); fails if no server leads or none
-/// could be reached.
-pub async fn find_leader(addrs: &[String]) -> Result<FoundLeader, ClientError> {
+/// Asks every address at once (over TLS when `tls` is given) who leads. Returns the first
+/// server that says it leads; if none does, the leader a follower names (highest term);
+/// fails if no server leads or none could be reached.
+pub async fn find_leader(
+    addrs: &[String],
+    tls: Option<&ClientTls>,
+) -> Result<FoundLeader, ClientError> {
     if addrs.is_empty() {
         return Err(ClientError::InvalidAddress("no address given".into()));
     }
-    find_leader_among(&Members::new(addrs)?).await
+    find_leader_among(&Members::new(addrs, tls)?).await
 }
 
 async fn find_leader_among(members: &Members) -> Result<FoundLeader, ClientError> {
     let mut pending: futures::stream::FuturesUnordered<_> = members
-        .0
+        .channels
         .iter()
         .map(|(a, channel)| async move {
             let answer = tokio::time::timeout(ASK_TIMEOUT * 2, ask(a, channel.clone()))
@@ -138,16 +160,22 @@ async fn find_leader_among(members: &Members) -> Result<FoundLeader, ClientError
 
 /// A channel on the leader among `addrs`. With one address, simply a channel to it. With
 /// several, a background task checks who leads every 300 ms and moves the channel to a new
-/// leader; it ends when the channel (every clone) is dropped.
-pub async fn following_channel(addrs: &[String]) -> Result<Channel, ClientError> {
+/// leader; it ends when the channel (every clone) is dropped. Over TLS when `tls` is given.
+pub async fn following_channel(
+    addrs: &[String],
+    tls: Option<&ClientTls>,
+) -> Result<Channel, ClientError> {
     if addrs.len() <= 1 {
-        return connect_channel(addrs).await;
+        return connect_channel(addrs, tls).await;
     }
-    let members = Members::new(addrs)?;
+    let members = Members::new(addrs, tls)?;
     let first = find_leader_among(&members).await?;
     let (channel, changes) = Channel::balance_channel::<String>(4);
     changes
-        .send(Change::Insert(first.addr.clone(), endpoint(&first.addr)?))
+        .send(Change::Insert(
+            first.addr.clone(),
+            endpoint(&first.addr, tls)?,
+        ))
         .await
         .map_err(|_| ClientError::Connect("channel closed".into()))?;
     tokio::spawn(async move {
@@ -163,7 +191,7 @@ pub async fn following_channel(addrs: &[String]) -> Result<Channel, ClientError>
             if found.addr == current.addr || found.term < current.term {
                 continue;
             }
-            let Ok(next) = endpoint(&found.addr) else {
+            let Ok(next) = endpoint(&found.addr, members.tls.as_ref()) else {
                 continue;
             };
             tracing::info!(from = %current.addr, to = %found.addr, term = found.term, "Meridian leader changed");

@@ -20,6 +20,7 @@ mod lease;
 mod meta_client;
 mod node_services;
 mod router;
+mod tls;
 mod token;
 
 pub use agent::{AgentStatus, NodeAgent, NodeAgentConfig, ShardHandler, TableRef};
@@ -33,19 +34,24 @@ pub use lease::{
 pub use meta_client::{MetaClient, RouteCache};
 pub use node_services::KvExpect;
 pub use router::{Location, ReadPreference, TableLocator};
+pub use tls::ClientTls;
 pub use token::{AuthedChannel, BearerToken};
 
-/// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs).
-pub async fn connect_channel(addrs: &[String]) -> Result<tonic::transport::Channel, ClientError> {
+/// Connects a gRPC channel to the first reachable of `addrs` (`host:port` or URLs), over
+/// TLS when `tls` is given.
+pub async fn connect_channel(
+    addrs: &[String],
+    tls: Option<&ClientTls>,
+) -> Result<tonic::transport::Channel, ClientError> {
     let mut last = None;
     for addr in addrs {
-        let endpoint = match tonic::transport::Endpoint::from_shared(leader::url_of(addr)) {
+        let endpoint = match leader::tls_endpoint(addr, tls) {
             Ok(e) => e
                 .tcp_nodelay(true)
                 .connect_timeout(std::time::Duration::from_secs(3))
                 .http2_keep_alive_interval(std::time::Duration::from_secs(10)),
             Err(e) => {
-                last = Some(ClientError::InvalidAddress(format!("{addr}: {e}")));
+                last = Some(e);
                 continue;
             }
         };

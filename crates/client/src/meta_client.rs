@@ -106,8 +106,19 @@ impl MetaClient {
         cluster: &str,
         token: Option<&str>,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(addrs, cluster, token, None).await
+    }
+
+    /// Like [`MetaClient::connect_with_token`], over TLS when `tls` is given (servers run
+    /// with `[tls]`; addresses without a scheme then mean `https://`).
+    pub async fn connect_with(
+        addrs: &[String],
+        cluster: &str,
+        token: Option<&str>,
+        tls: Option<&crate::ClientTls>,
+    ) -> Result<Self, ClientError> {
         Ok(Self::with_channel_and_token(
-            following_channel(addrs).await?,
+            following_channel(addrs, tls).await?,
             cluster,
             BearerToken::new(token),
         ))

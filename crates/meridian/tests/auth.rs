@@ -123,7 +123,7 @@ async fn only_tokens_of_the_right_role_get_in() {
     );
 
     // gRPC: DDL needs admin, reads any token, nothing without one.
-    let channel = meridian_client::connect_channel(std::slice::from_ref(&grpc))
+    let channel = meridian_client::connect_channel(std::slice::from_ref(&grpc), None)
         .await
         .unwrap();
     let name = TableName::new("default", "public", "g1").unwrap();
@@ -187,6 +187,22 @@ async fn only_tokens_of_the_right_role_get_in() {
     )
     .await;
     assert!(ok && out.contains("created schema secured"), "{out}");
+
+    // `meridian backup` needs an admin token too.
+    let backup = |token: Option<&str>| {
+        let out_file = dir.path().join("backup.json");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"));
+        cmd.args(["backup", "--addr", &http_addr, "--out"])
+            .arg(&out_file)
+            .env_remove("MERIDIAN_TOKEN");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = cmd.output().expect("backup runs");
+        (out.status.success(), out_file.exists())
+    };
+    assert_eq!(backup(Some("rd-1")), (false, false));
+    assert_eq!(backup(Some("adm-1")), (true, true));
     drop(stranger);
     drop(nodes);
     server.shutdown().await;

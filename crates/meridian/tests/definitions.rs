@@ -451,7 +451,7 @@ async fn a_catalog_is_dropped_with_its_schemas_only_when_empty_or_cascading() {
     let http_addr = server.http_addr.to_string();
     // Over gRPC: refused while a table is in it, and nothing changes.
     let mut catalog = meridian_proto::catalog_service_client::CatalogServiceClient::new(
-        meridian_client::connect_channel(&[server.grpc_addr.to_string()])
+        meridian_client::connect_channel(&[server.grpc_addr.to_string()], None)
             .await
             .unwrap(),
     );

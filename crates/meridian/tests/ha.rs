@@ -65,7 +65,7 @@ async fn followers_forward_ddl_redirect_http_and_send_nodes_to_the_leader() {
     let read = client.get_table(&name).await.unwrap();
     assert_eq!(read.id, created.id);
     // A client that asks for redirects gets the leader's address instead.
-    let channel = meridian_client::connect_channel(std::slice::from_ref(&follower_grpc))
+    let channel = meridian_client::connect_channel(std::slice::from_ref(&follower_grpc), None)
         .await
         .unwrap();
     let mut raw = meridian_proto::catalog_service_client::CatalogServiceClient::new(channel);

@@ -532,7 +532,7 @@ async fn election_and_kv_keep_their_data_and_terms_across_a_meridian_leader_fail
         .collect();
     let leader = eventually(Duration::from_secs(30), || {
         let addrs = addrs.clone();
-        async move { meridian_client::find_leader(&addrs).await.ok() }
+        async move { meridian_client::find_leader(&addrs, None).await.ok() }
     })
     .await;
     let client = MetaClient::connect(&addrs, "default").await.unwrap();
@@ -572,7 +572,7 @@ async fn election_and_kv_keep_their_data_and_terms_across_a_meridian_leader_fail
     servers.0[killed].wait().unwrap();
     let renewed = eventually(Duration::from_secs(30), || async {
         let r = client.campaign("ha-election", "a", b"a", 6000).await.ok()?;
-        let new_leader = meridian_client::find_leader(&addrs).await.ok()?;
+        let new_leader = meridian_client::find_leader(&addrs, None).await.ok()?;
         (new_leader.addr != leader.addr).then_some(r)
     })
     .await;

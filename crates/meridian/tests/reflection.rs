@@ -11,7 +11,7 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_every_service_and_describes_them() {
     let server = start(memory_config()).await;
-    let channel = meridian_client::connect_channel(&[server.grpc_addr.to_string()])
+    let channel = meridian_client::connect_channel(&[server.grpc_addr.to_string()], None)
         .await
         .unwrap();
     let mut client = ServerReflectionClient::new(channel);

@@ -174,6 +174,9 @@ pub struct ServerConfig {
     /// call must then carry a token of a role allowed to make it (see `crate::auth`).
     /// Default none: everything open.
     pub tokens_file: Option<PathBuf>,
+    /// TLS on both ports (`[tls] cert_file`, `key_file`, and `client_ca_file` to require
+    /// client certificates). Default none: plain TCP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +200,7 @@ impl Default for ServerConfig {
             max_route_batch: 10_000,
             node_services: NodeServicesConfig::default(),
             tokens_file: None,
+            tls: None,
         }
     }
 }
@@ -451,7 +455,16 @@ mod reference_tests {
             "/../../docs/configuration.md"
         ))
         .expect("docs/configuration.md");
-        let config = toml::Table::try_from(ServerConfig::default()).expect("serializable");
+        // Optional sections count too: a default leaves them out of the TOML.
+        let config = ServerConfig {
+            tls: Some(crate::tls::TlsConfig {
+                client_ca_file: Some("ca.pem".into()),
+                ..Default::default()
+            }),
+            tokens_file: Some("tokens".into()),
+            ..Default::default()
+        };
+        let config = toml::Table::try_from(config).expect("serializable");
         let mut all = Vec::new();
         keys("", &config, &mut all);
         assert!(all.len() > 20, "{all:?}");

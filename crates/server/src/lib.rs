@@ -22,8 +22,10 @@ pub mod meta;
 pub mod metrics;
 pub mod schedule;
 mod server;
+pub mod tls;
 
 pub use config::{NodeServicesConfig, ServerConfig, StoreKind};
 pub use error::{Result, ServerError};
 pub use ha::{HaServer, Role, RunningHa};
 pub use server::{RunningServer, Server, ServingTerm};
+pub use tls::TlsConfig;

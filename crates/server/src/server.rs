@@ -7,6 +7,7 @@ use crate::grpc::{
 };
 use crate::meta::Meta;
 use crate::schedule::Scheduling;
+use crate::tls::ServerTls;
 use meridian_proto as pb;
 use meridian_store::{KvBackend, MemoryBackend, RedbBackend};
 use std::net::SocketAddr;
@@ -88,11 +89,15 @@ impl ServingTerm {
 pub(crate) struct Listeners {
     grpc: std::net::TcpListener,
     http: std::net::TcpListener,
+    /// TLS on both ports, when configured.
+    pub(crate) tls: Option<ServerTls>,
 }
 
 impl Listeners {
     /// Binds both configured addresses.
     pub(crate) fn bind(config: &ServerConfig) -> Result<Self> {
+        // Bad TLS files are reported before anything is bound.
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         let bind = |what: &str, addr: SocketAddr| {
             let l = std::net::TcpListener::bind(addr).map_err(|e| {
                 ServerError::FailedPrecondition(format!("cannot bind {what} {addr}: {e}"))
@@ -104,7 +109,19 @@ impl Listeners {
         Ok(Self {
             grpc: bind("gRPC", config.grpc_addr)?,
             http: bind("HTTP", config.http_addr)?,
+            tls,
         })
+    }
+
+    /// A gRPC server builder with this port pair's TLS.
+    pub(crate) fn grpc_builder(&self) -> Result<tonic::transport::Server> {
+        let builder = tonic::transport::Server::builder();
+        match &self.tls {
+            Some(tls) => builder
+                .tls_config(tls.grpc_config())
+                .map_err(|e| ServerError::InvalidArgument(format!("TLS on gRPC: {e}"))),
+            None => Ok(builder),
+        }
     }
 
     /// The bound gRPC address.
@@ -129,6 +146,31 @@ impl Listeners {
                 .map_err(|e| ServerError::FailedPrecondition(format!("listener: {e}")))
         };
         Ok((handle(&self.grpc)?, handle(&self.http)?))
+    }
+}
+
+/// Serves `app` on `listener` (over TLS when given) until `stopped`; handlers see the
+/// peer's address (force-promote logs who asked).
+pub(crate) async fn serve_http(
+    listener: tokio::net::TcpListener,
+    tls: Option<&ServerTls>,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(tls) => {
+            // `tap_io` lends the TLS listener axum's connect-info for its address type.
+            axum::serve(tls.listener(listener).tap_io(|_| {}), app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
     }
 }
 
@@ -269,10 +311,11 @@ impl Server {
         let reflection_v1 = reflection().build_v1().map_err(bad_descriptors)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(bad_descriptors)?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let grpc_builder = listeners.grpc_builder()?;
         let grpc_tokens = tokens.clone();
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let result = grpc_builder
                 // Outermost: refused calls are counted too.
                 .layer(crate::metrics::requests::GrpcMetricsLayer)
                 .layer(crate::auth::GrpcAuthLayer {
@@ -304,14 +347,12 @@ impl Server {
             tokens: tokens.clone(),
         });
         let mut rx = stop_rx.clone();
+        let http_tls = listeners.tls.clone();
         tasks.push(tokio::spawn(async move {
-            // The peer address reaches handlers that log who asked (force-promote).
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let result = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let result = serve_http(http_listener, http_tls.as_ref(), app, stopped).await;
             if let Err(e) = result {
                 tracing::error!("HTTP server stopped: {e}");
             }
@@ -327,7 +368,7 @@ impl Server {
         if tokens.is_none() && !(grpc_addr.ip().is_loopback() && http_addr.ip().is_loopback()) {
             tracing::warn!(%grpc_addr, %http_addr, "listening beyond loopback without --tokens: anyone who reaches these ports can change the metadata (see docs/configuration.md, tokens_file)");
         }
-        tracing::info!(%grpc_addr, %http_addr, term = term.term, auth = tokens.is_some(), "meridian serving");
+        tracing::info!(%grpc_addr, %http_addr, term = term.term, auth = tokens.is_some(), tls = listeners.tls.is_some(), client_certificates = listeners.tls.as_ref().is_some_and(ServerTls::requires_client_certificates), "meridian serving");
         Ok(RunningServer {
             grpc_addr,
             http_addr,

@@ -20,6 +20,11 @@ pub struct BackupArgs {
     /// The file to write (written whole, then renamed into place).
     #[arg(long)]
     out: PathBuf,
+    /// Token for a server run with `--tokens` (role admin)
+    #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    tls: super::ClientTlsArgs,
 }
 
 /// Flags of `meridian restore`.
@@ -42,13 +47,16 @@ pub struct RestoreArgs {
 
 /// Fetches a backup from a running server.
 pub async fn backup(args: BackupArgs) -> CmdResult {
-    let base = if args.addr.contains("://") {
-        args.addr.trim_end_matches('/').to_string()
-    } else {
-        format!("http://{}", args.addr)
-    };
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/api/v1/backup"))
+    let base = args.tls.url(&args.addr);
+    let mut request = args
+        .tls
+        .http_client()?
+        .build()?
+        .get(format!("{base}/api/v1/backup"));
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request
         .timeout(Duration::from_secs(600))
         .send()
         .await

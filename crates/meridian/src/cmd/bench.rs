@@ -235,7 +235,7 @@ async fn start_nodes(
 ) -> Result<Vec<SimNode>, Box<dyn std::error::Error + Send + Sync>> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
-        channels.push(meridian_client::connect_channel(&[grpc.to_string()]).await?);
+        channels.push(meridian_client::connect_channel(&[grpc.to_string()], None).await?);
     }
     let nodes: Vec<SimNode> = (0..n)
         .map(|i| {

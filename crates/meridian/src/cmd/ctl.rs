@@ -14,7 +14,7 @@ pub struct CtlArgs {
     #[arg(
         long,
         env = "MERIDIAN_HTTP",
-        default_value = "http://127.0.0.1:7701",
+        default_value = "127.0.0.1:7701",
         global = true
     )]
     addr: String,
@@ -35,6 +35,8 @@ pub struct CtlArgs {
     /// Token for a server run with `--tokens` (role reader for reads, admin for changes)
     #[arg(long, env = "MERIDIAN_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: super::ClientTlsArgs,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -367,6 +369,8 @@ struct Http {
     client: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Whether addresses without a scheme mean `https://`.
+    tls: super::ClientTlsArgs,
 }
 
 impl Http {
@@ -415,7 +419,7 @@ impl Http {
             .map(str::trim)
             .filter(|b| !b.is_empty())
         {
-            let base = base_url(base);
+            let base = self.tls.url(base);
             let url = format!("{base}{path}");
             let mut req = self.client.request(method.clone(), &url);
             if let Some(b) = &body {
@@ -557,13 +561,16 @@ pub async fn run(args: CtlArgs) -> CmdResult {
     let http = Http {
         // A server that accepts the connection and never answers must not hang ctl: the
         // next address (if any) is tried.
-        client: reqwest::Client::builder()
+        client: args
+            .tls
+            .http_client()?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(10))
             .default_headers(auth_headers(args.token.as_deref())?)
             .build()?,
         base: args.addr.clone(),
         token: args.token.clone(),
+        tls: args.tls.clone(),
     };
     let c = &args.cluster;
     use reqwest::Method as M;
@@ -943,10 +950,11 @@ pub async fn run(args: CtlArgs) -> CmdResult {
 async fn watch_routes(args: &CtlArgs, count: Option<usize>) -> CmdResult {
     use meridian_proto::route_event::Event;
     let addrs: Vec<String> = args.grpc.split(',').map(|a| a.trim().to_string()).collect();
-    let client = meridian_client::MetaClient::connect_with_token(
+    let client = meridian_client::MetaClient::connect_with(
         &addrs,
         &args.cluster,
         args.token.as_deref(),
+        args.tls.client_tls()?.as_ref(),
     )
     .await?;
     let mut stream = client.subscribe_routes().await?;
@@ -1138,11 +1146,14 @@ async fn follow_events(
         .split(',')
         .map(str::trim)
         .find(|b| !b.is_empty())
-        .map(base_url)
+        .map(|b| http.tls.url(b))
         .ok_or("no address")?;
     let url = format!("{base}/api/v1/events/stream?cluster={cluster}");
     // No overall timeout: the stream lasts as long as the user wants.
-    let client = reqwest::Client::builder()
+    let client = http
+        .tls
+        .http_client()
+        .map_err(|e| e.to_string())?
         .connect_timeout(std::time::Duration::from_secs(3))
         .default_headers(auth_headers(http.token.as_deref())?)
         .build()
@@ -1195,15 +1206,6 @@ fn parse_operator(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("{s:?} is not an operator id (5 or op-5)"))
 }
 
-fn base_url(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.contains("://") {
-        base.to_string()
-    } else {
-        format!("http://{base}")
-    }
-}
-
 /// Asks each address's `/health` (answered by leader and followers alike).
 async fn servers(http: &Http) -> Value {
     let mut list = Vec::new();
@@ -1213,7 +1215,7 @@ async fn servers(http: &Http) -> Value {
         .map(str::trim)
         .filter(|b| !b.is_empty())
     {
-        let url = format!("{}/health", base_url(base));
+        let url = format!("{}/health", http.tls.url(base));
         let health = match http.client.get(&url).send().await {
             Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
             Err(e) => serde_json::json!({ "role": "unreachable", "error": e.to_string() }),

@@ -21,7 +21,7 @@ pub struct ExampleNodeArgs {
 /// Runs the node until Ctrl-C / SIGTERM; exits with status 2 if Meridian keeps refusing its
 /// registration.
 pub async fn run(args: ExampleNodeArgs) -> CmdResult {
-    let config = args.join.agent_config();
+    let config = args.join.agent_config()?;
     let who = format!("example-node {}", config.name);
     // Listen before joining: Meridian may route clients here as soon as it registers.
     let listener = bind_data_plane(&config.endpoint).await?;

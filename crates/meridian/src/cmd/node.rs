@@ -54,11 +54,13 @@ pub struct JoinArgs {
     /// Token for a server run with `--tokens` (role node).
     #[arg(long, env = "MERIDIAN_TOKEN")]
     token: Option<String>,
+    #[command(flatten)]
+    tls: super::ClientTlsArgs,
 }
 
 impl JoinArgs {
     /// The agent's configuration these flags describe.
-    pub fn agent_config(&self) -> NodeAgentConfig {
+    pub fn agent_config(&self) -> Result<NodeAgentConfig, meridian_client::ClientError> {
         let mut config = NodeAgentConfig::new("", self.name.clone(), self.endpoint.clone());
         config.meta_addrs = self.meta.clone();
         config.cluster = self.cluster.clone();
@@ -69,7 +71,8 @@ impl JoinArgs {
         };
         config.config_fingerprint = self.fingerprint.clone();
         config.token = self.token.clone();
-        config
+        config.tls = self.tls.client_tls()?;
+        Ok(config)
     }
 }
 
@@ -90,7 +93,7 @@ const REFUSALS_BEFORE_EXIT: u32 = 5;
 /// Runs the node until Ctrl-C / SIGTERM (or SIGKILL, which is the point); exits with status
 /// 2 if Meridian keeps refusing its registration.
 pub async fn run(args: NodeArgs) -> CmdResult {
-    let config = args.join.agent_config();
+    let config = args.join.agent_config()?;
     let name = args.join.name.clone();
     let log = match &args.lease_log {
         Some(path) => Some(

@@ -44,6 +44,15 @@ pub struct ServerArgs {
     /// a role allowed to make it [default: none, everything open]
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+    /// PEM certificate chain: serve gRPC and HTTP over TLS (with --tls-key)
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA: every client must then present a certificate it signed (mutual TLS)
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -82,6 +91,13 @@ impl ServerArgs {
         }
         if let Some(t) = &self.tokens {
             config.tokens_file = Some(t.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(meridian_server::TlsConfig {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: self.tls_client_ca.clone(),
+            });
         }
         Ok(config)
     }

@@ -88,8 +88,10 @@ pub(crate) fn serve(listeners: &Listeners, view: FollowerView) -> Result<Followe
     let (stop, stop_rx) = watch::channel(false);
     let forward = Arc::new(Forwarder {
         view: view.clone(),
+        tls: listeners.tls.as_ref().map(|t| t.forward_config()),
         channel: Mutex::new(None),
     });
+    let grpc_builder = listeners.grpc_builder()?;
     let router =
         tonic::service::Routes::new(pb::membership_service_server::MembershipServiceServer::new(
             FollowerMembership { view: view.clone() },
@@ -104,7 +106,7 @@ pub(crate) fn serve(listeners: &Listeners, view: FollowerView) -> Result<Followe
         });
     let mut rx = stop_rx.clone();
     let grpc = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = grpc_builder
             .tcp_nodelay(true)
             .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
@@ -116,6 +118,11 @@ pub(crate) fn serve(listeners: &Listeners, view: FollowerView) -> Result<Followe
         }
     });
     let http_view = view.clone();
+    let scheme = if listeners.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let app = axum::Router::new()
         .route(
             "/health",
@@ -126,15 +133,16 @@ pub(crate) fn serve(listeners: &Listeners, view: FollowerView) -> Result<Followe
         )
         .fallback(move |request: Request| {
             let view = view.clone();
-            async move { redirect(&view, &request) }
+            async move { redirect(&view, scheme, &request) }
         });
     let mut rx = stop_rx;
+    let http_tls = listeners.tls.clone();
     let http = tokio::spawn(async move {
-        let result = axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await;
+        let stopped = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let result =
+            crate::server::serve_http(http_listener, http_tls.as_ref(), app, stopped).await;
         if let Err(e) = result {
             tracing::error!("follower HTTP server stopped: {e}");
         }
@@ -164,7 +172,7 @@ fn health(view: &FollowerView) -> serde_json::Value {
 }
 
 /// Every other HTTP request goes to the leader (307 keeps the method and body).
-fn redirect(view: &FollowerView, request: &Request) -> Response {
+fn redirect(view: &FollowerView, scheme: &str, request: &Request) -> Response {
     let Some(leader) = view.leader() else {
         let body = serde_json::json!({
             "error": {
@@ -179,7 +187,7 @@ fn redirect(view: &FollowerView, request: &Request) -> Response {
             .into_response();
     };
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("http://{}{path}", leader.http_addr);
+    let location = format!("{scheme}://{}{path}", leader.http_addr);
     (
         axum::http::StatusCode::TEMPORARY_REDIRECT,
         [(axum::http::header::LOCATION, location)],
@@ -234,6 +242,8 @@ impl pb::node_service_server::NodeService for FollowerNodes {
 /// Forwards gRPC requests to the leader over one channel per leader address.
 struct Forwarder {
     view: FollowerView,
+    /// How to reach the leader when the servers speak TLS.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     channel: Mutex<Option<(String, Channel)>>,
 }
 
@@ -248,8 +258,17 @@ impl Forwarder {
                 return Ok(channel.clone());
             }
         }
-        let channel = Endpoint::from_shared(format!("http://{}", leader.grpc_addr))
-            .map_err(|e| Status::internal(format!("bad leader address {}: {e}", leader.grpc_addr)))?
+        let bad_address =
+            |e| Status::internal(format!("bad leader address {}: {e}", leader.grpc_addr));
+        let endpoint = match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{}", leader.grpc_addr))
+                .map_err(bad_address)?
+                .tls_config(tls.clone())
+                .map_err(bad_address)?,
+            None => Endpoint::from_shared(format!("http://{}", leader.grpc_addr))
+                .map_err(bad_address)?,
+        };
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect_lazy();

@@ -141,7 +141,7 @@ impl Cluster {
                 let min = self.config.read().min_nodes;
                 return Err(ServerError::FailedPrecondition(format!(
                     "cluster {} has no shards yet: it needs {min} online nodes first",
-                    self.id
+                    self.config.read().name
                 )));
             }
             if !state.creating.insert(name.clone()) {
@@ -164,7 +164,7 @@ impl Cluster {
                     state.creating.remove(&name);
                     return Err(ServerError::Unavailable(format!(
                         "no shard of cluster {} has an online, connected leader (waited {} ms)",
-                        self.id,
+                        self.config.read().name,
                         LEADERS_RECONNECT_WAIT.as_millis()
                     )));
                 }
