@@ -175,6 +175,7 @@ async fn metrics_pass_promtool_with_help_on_every_family() {
 async fn every_family_starts_at_zero_with_a_cluster_label_and_moves_with_real_events() {
     let mut config = memory_config();
     fast_liveness(&mut config);
+    config.instruction_timeout_ms = 1_000;
     let server = start(config).await;
     let mut nodes = start_nodes(&server, "mx", 3, 3).await;
     shards_ready(&server, &nodes).await;
@@ -332,12 +333,45 @@ async fn every_family_starts_at_zero_with_a_cluster_label_and_moves_with_real_ev
     .await;
     again.agent.stop().await;
 
-    // A node that leads shards dies: failover moves the failover counter and histogram.
+    // A node that heartbeats but never answers an instruction gets a replica by hand: the
+    // move runs (the running gauge says so) and its instruction times out, counted.
     let victim = cluster
         .node_infos()
         .into_iter()
         .find(|n| n.leaders > 0 && n.name.starts_with("mx-"))
         .expect("a node leads a shard");
+    let timeouts = r#"meridian_instruction_timeouts_total{cluster="default"}"#;
+    let timeouts_before = scrape(&server).await.must(timeouts);
+    let (beat, drain) = mute_node(&server, "mxmute-8").await;
+    let shard = cluster
+        .shard_entries()
+        .into_iter()
+        .map(|e| e.shard)
+        .find(|s| s.leader().is_some_and(|l| l.0 != victim.id.0))
+        .expect("a shard another node leads");
+    let from = shard
+        .replicas
+        .iter()
+        .find(|r| Some(r.node) != shard.leader() && r.node.0 != victim.id.0)
+        .expect("a follower that stays alive")
+        .node;
+    let from = cluster.find_node(&from.0.to_string()).unwrap().node.name;
+    let (status, v) = http(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/clusters/default/shards/{}/move", shard.id.0),
+        Some(serde_json::json!({"from": from, "to": "mxmute-8", "force": true})),
+    )
+    .await;
+    assert!(status < 300, "{status} {v}");
+    let running = r#"meridian_operators_running{cluster="default",kind="manual"}"#;
+    assert_eq!(scrape(&server).await.must(running), 1.0);
+    eventually(Duration::from_secs(20), || {
+        let server = &server;
+        async move { (scrape(server).await.must(timeouts) > timeouts_before).then_some(()) }
+    })
+    .await;
+
+    // A node that leads shards dies: failover moves the failover counter and histogram.
     let index = nodes.iter().position(|n| n.name == victim.name).unwrap();
     nodes.remove(index).agent.stop().await;
     let s = eventually(Duration::from_secs(20), || {
@@ -363,7 +397,65 @@ async fn every_family_starts_at_zero_with_a_cluster_label_and_moves_with_real_ev
         0.0
     );
     promtool_check(&s.text);
+    beat.abort();
+    drain.abort();
     server.shutdown().await;
+}
+
+/// A node on a raw heartbeat stream: it registers as `name` (zone-2), reports every
+/// 100 ms and never answers an instruction. Returns its reporting and reading tasks.
+async fn mute_node(
+    server: &meridian_server::RunningServer,
+    name: &str,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    use meridian_proto as pb;
+    let mut raw =
+        pb::node_service_client::NodeServiceClient::connect(format!("http://{}", server.grpc_addr))
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let register = pb::RegisterNode {
+        name: name.into(),
+        endpoint: "127.0.0.1:30008".into(),
+        labels: Some(pb::Labels {
+            zone: "zone-2".into(),
+            rack: "rack-8".into(),
+            host: "host-8".into(),
+        }),
+        ..Default::default()
+    };
+    tx.send(pb::NodeHeartbeat {
+        sent_at_ms: 0,
+        body: Some(pb::node_heartbeat::Body::Register(register)),
+    })
+    .await
+    .unwrap();
+    let mut inbound = raw
+        .heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = inbound.message().await.unwrap().unwrap();
+    assert!(
+        matches!(first.body, Some(pb::meta_message::Body::Registered(_))),
+        "{first:?}"
+    );
+    let beat = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        loop {
+            let report = pb::NodeHeartbeat {
+                sent_at_ms: started.elapsed().as_millis() as u64,
+                body: Some(pb::node_heartbeat::Body::Report(pb::NodeReport::default())),
+            };
+            if tx.send(report).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // Read (and ignore) what Meridian sends: acks and instructions.
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+    (beat, drain)
 }
 
 /// Words of PromQL that are not metric names: aggregations, keywords, functions are told
