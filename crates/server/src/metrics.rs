@@ -9,7 +9,7 @@
 //!
 //! Requests are measured by [`requests`] (a tower layer on gRPC, a middleware on HTTP),
 //! store writes by [`store::MeteredBackend`]. The list of families with their labels is in
-//! docs/operations.md ("Metrics").
+//! docs/operations.md ("Every family"); deploy/grafana/meridian.json charts them.
 
 pub mod requests;
 pub mod store;
