@@ -12,6 +12,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "meridian", version, about)]
 struct Cli {
+    /// Log format on stderr: text (coloured only on a terminal) or json (one object per
+    /// line, for a log collector)
+    #[arg(long, global = true, env = "MERIDIAN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
         &command,
         Command::Ctl(_) | Command::Bench(_) | Command::Sim(_) | Command::Chaos(_)
     );
-    cmd::init_tracing(quiet);
+    cmd::init_tracing(quiet, cli.log_format == "json");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

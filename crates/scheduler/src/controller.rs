@@ -265,6 +265,12 @@ impl OperatorController {
         &self.config
     }
 
+    /// New concurrency limits (a runtime setting changed): they apply to operators
+    /// admitted from now on; running ones go on.
+    pub fn set_limits(&mut self, limits: OperatorLimits) {
+        self.config.limits = limits;
+    }
+
     fn exempt(&self, op: &Operator) -> bool {
         self.config.limits.failover_exempt_from_limits && op.priority == Priority::Failover
     }

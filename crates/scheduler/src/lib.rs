@@ -38,6 +38,7 @@ pub mod operator;
 pub mod placement;
 pub mod reconcile;
 pub mod schedulers;
+pub mod settings;
 pub mod testing;
 pub mod token_bucket;
 pub mod view;
@@ -69,6 +70,7 @@ pub use schedulers::{
     EvictLeaderScheduler, FailoverScheduler, HotShardScheduler, ReplicaRepairScheduler, Scheduler,
     SchedulerConfig, SchedulerSet, SchedulerStatus, WaitingShard,
 };
+pub use settings::{RuntimeSettings, SettingInfo, SettingValue, SETTINGS};
 pub use view::{
     replica_progress, ClusterView, CommittedMark, NodeView, ReportBook, ShardView, Spread,
 };

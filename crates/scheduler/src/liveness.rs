@@ -289,6 +289,12 @@ impl LivenessTracker {
         &self.config
     }
 
+    /// Takes new timing (a runtime setting changed); nodes' states and heartbeat history
+    /// stay, and the next tick judges silence by the new thresholds.
+    pub fn reconfigure(&mut self, config: LivenessConfig) {
+        self.config = config;
+    }
+
     fn in_grace(&self, now: u64) -> bool {
         now < self.started_ms.saturating_add(self.config.grace_period_ms)
     }

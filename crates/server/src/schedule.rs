@@ -8,7 +8,10 @@
 //! route, then send the step's instructions and report their acks back.
 
 mod health;
+mod settings;
 mod switches;
+
+pub use settings::SettingsView;
 
 use crate::events::About;
 use crate::meta::{Cluster, InstructionOutcome, Meta, RecordChange};
@@ -51,6 +54,10 @@ pub struct ClusterScheduling {
     /// Shards whose running operator has a record in the store (`meta::MoveRecord`): to
     /// delete if the operator ends before its last step.
     recorded: HashSet<ShardId>,
+    /// The runtime settings in force (the file's, with `overrides` on top).
+    settings: meridian_scheduler::RuntimeSettings,
+    /// The admin's overrides, as stored (`settings` module).
+    overrides: BTreeMap<String, String>,
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -140,6 +147,8 @@ impl Scheduling {
                     next_busy_full_ms: 0,
                     waiting: BTreeMap::new(),
                     recorded: HashSet::new(),
+                    settings: self.started_settings(),
+                    overrides: BTreeMap::new(),
                 }))
             })
             .clone()
@@ -214,11 +223,13 @@ impl Scheduling {
         let started = std::time::Instant::now();
         let state = self.cluster_state(cluster.id);
         if cluster.copysets().is_some() {
-            let nodes = {
+            let (nodes, delay) = {
                 let s = state.lock();
-                cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0))
+                (
+                    cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0)),
+                    s.settings.scheduler.repair_delay_ms,
+                )
             };
-            let delay = self.schedulers.repair_delay_ms;
             if let Err(e) = cluster.sync_copysets(&nodes, now, delay).await {
                 tracing::warn!(cluster = %cluster.id, "updating the copyset family: {e}");
             }
@@ -414,7 +425,7 @@ impl Scheduling {
         name: &str,
     ) {
         let now: BTreeMap<ShardId, WaitingShard> =
-            meridian_scheduler::waiting_shards(view, &self.schedulers)
+            meridian_scheduler::waiting_shards(view, &s.settings.scheduler)
                 .into_iter()
                 .map(|w| (w.shard, w))
                 .collect();

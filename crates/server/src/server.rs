@@ -244,6 +244,8 @@ impl Server {
         );
         // Maintenance mode and paused schedulers survive restarts and takeovers.
         scheduling.restore_switches().await?;
+        // So do runtime settings (`ctl config set`).
+        scheduling.restore_settings().await?;
         // Operators that a crash or a change of leader left between two steps go on.
         scheduling.resume_moves().await?;
 

@@ -23,6 +23,7 @@
 //! | `/meridian/v1/clusters/{c}/shards/{shard:010}`       | `Shard` JSON         | shard creation, operator steps     | the cluster is dropped       |
 //! | `/meridian/v1/clusters/{c}/copysets`                 | `CopysetFamily` JSON (copyset mode only) | first shard placement (with the shards); the scheduling loop when nodes join, drain, die past the repair delay, or leave | the cluster is dropped |
 //! | `/meridian/v1/clusters/{c}/scheduler_switches`       | `{"maintenance": bool, "paused": [name]}` JSON | `ctl maintenance`, `ctl scheduler pause/resume` | the cluster is dropped |
+//! | `/meridian/v1/clusters/{c}/runtime_settings`         | `{"key": "value text"}` JSON (overrides only) | `ctl config set/reset` | the cluster is dropped |
 //! | `/meridian/v1/clusters/{c}/catalogs/{catalog}`       | reserved (a catalog exists through its schemas; DropCatalog drops them) | nothing yet | - |
 //! | `/meridian/v1/clusters/{c}/schemas/{catalog}/{schema}` | schema JSON        | DDL: create schema                 | DDL: drop schema             |
 //! | `/meridian/v1/clusters/{c}/tables/{table:020}`       | `Table` JSON         | DDL: create / alter table          | DDL: drop table              |
@@ -151,6 +152,12 @@ pub fn shards_prefix(cluster: ClusterId) -> Vec<u8> {
 /// kept across restarts and changes of Meridian leader.
 pub fn scheduler_switches(cluster: ClusterId) -> Vec<u8> {
     in_cluster(cluster, format_args!("scheduler_switches"))
+}
+
+/// A cluster's runtime settings overrides (`ctl config set`): kept across restarts and
+/// changes of Meridian leader.
+pub fn runtime_settings(cluster: ClusterId) -> Vec<u8> {
+    in_cluster(cluster, format_args!("runtime_settings"))
 }
 
 /// The copyset family of a cluster in copyset placement mode: the only replica sets its

@@ -258,6 +258,12 @@ enum CtlCommand {
         /// The fingerprint.
         fingerprint: String,
     },
+    /// Runtime settings (scheduler tuning, operator limits, liveness timeouts), like
+    /// `pd-ctl config`: stored, kept across restarts, applied at once.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Maintenance mode: only failover and repair run.
     Maintenance {
         /// on or off.
@@ -362,6 +368,26 @@ enum CtlCommand {
     Remove {
         /// Node id or name.
         node: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Every setting: in force, the configuration file's value, whether set at runtime;
+    /// with maintenance mode and paused schedulers.
+    Show,
+    /// Sets one (`scheduler.hot_threshold 0.5`, `liveness.phi_threshold none`); warns
+    /// when the value puts something at risk.
+    Set {
+        /// The setting, as `config show` lists it.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Goes back to the configuration file's value.
+    Reset {
+        /// The setting.
+        key: String,
     },
 }
 
@@ -839,6 +865,19 @@ pub async fn run(args: CtlArgs) -> CmdResult {
                 Some(body),
             )
             .await
+        }
+        CtlCommand::Config { action } => {
+            let path = format!("/api/v1/clusters/{c}/config");
+            match action {
+                ConfigAction::Show => http.call(M::GET, &path, None).await,
+                ConfigAction::Set { key, value } => {
+                    let body = json!({"key": key, "value": value});
+                    http.call(M::PUT, &path, Some(body)).await
+                }
+                ConfigAction::Reset { key } => {
+                    http.call(M::DELETE, &format!("{path}/{key}"), None).await
+                }
+            }
         }
         CtlCommand::Maintenance { mode } => {
             let body = json!({"enabled": mode == "on"});
@@ -1532,6 +1571,45 @@ fn render(command: &CtlCommand, v: &Value) {
                 print_table(&headers, operator_rows(h));
             }
         }
+        CtlCommand::Config {
+            action: ConfigAction::Show,
+        } => {
+            println!(
+                "cluster {}: maintenance {}, paused schedulers: {}",
+                cell(&v["cluster"]),
+                if v["maintenance"].as_bool() == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                },
+                v["paused_schedulers"]
+                    .as_array()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.iter().map(cell).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_else(|| "none".into())
+            );
+            let rows = v["settings"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|e| {
+                            let source = if e["overridden"].as_bool() == Some(true) {
+                                format!("set at runtime (file: {})", cell(&e["file_value"]))
+                            } else {
+                                "file".to_string()
+                            };
+                            vec![
+                                cell(&e["key"]),
+                                cell(&e["value"]),
+                                source,
+                                cell(&e["about"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            print_table(&["setting", "value", "from", "meaning"], rows);
+        }
         CtlCommand::Schedulers => {
             println!("maintenance: {}", cell(&v["maintenance"]));
             print_table(
@@ -1614,6 +1692,22 @@ fn summary(command: &CtlCommand, v: &Value) -> Option<String> {
             }
             line
         }
+        CtlCommand::Config {
+            action: ConfigAction::Set { .. },
+        } => {
+            let mut line = format!("{} set to {}", cell(&v["key"]), cell(&v["value"]));
+            for w in v["warnings"].as_array().into_iter().flatten() {
+                line.push_str(&format!("\nWARNING: {}", cell(w)));
+            }
+            line
+        }
+        CtlCommand::Config {
+            action: ConfigAction::Reset { .. },
+        } => format!(
+            "{} back to the configuration file's {}",
+            cell(&v["key"]),
+            cell(&v["value"])
+        ),
         CtlCommand::SetFingerprint { .. } => format!(
             "config fingerprint set to {:?}",
             v["config_fingerprint"].as_str().unwrap_or("")

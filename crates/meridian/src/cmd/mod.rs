@@ -20,13 +20,13 @@ pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error + 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ClientTlsArgs {
     /// CA certificate (PEM) that signed the servers' certificates: speak TLS
-    #[arg(long = "ca", env = "MERIDIAN_CA", global = true)]
+    #[arg(id = "tls_ca", long = "ca", env = "MERIDIAN_CA", global = true)]
     pub ca: Option<std::path::PathBuf>,
     /// This client's certificate (PEM), for servers that require one (with --key)
-    #[arg(long = "cert", env = "MERIDIAN_CERT", global = true)]
+    #[arg(id = "tls_cert", long = "cert", env = "MERIDIAN_CERT", global = true)]
     pub cert: Option<std::path::PathBuf>,
     /// This client's private key (PEM), with --cert
-    #[arg(long = "key", env = "MERIDIAN_KEY", global = true)]
+    #[arg(id = "tls_key", long = "key", env = "MERIDIAN_KEY", global = true)]
     pub key: Option<std::path::PathBuf>,
 }
 
@@ -109,16 +109,20 @@ pub async fn get_all(
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the level.
-pub fn init_tracing(quiet: bool) {
+/// Logs to stderr, as text or one JSON object per line; `RUST_LOG` overrides the level.
+pub fn init_tracing(quiet: bool, json: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a person at a terminal: a log file or a collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        // Colours only for a person at a terminal: a log file or a collector gets plain
+        // text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_ansi(ansi).try_init()
+    };
 }

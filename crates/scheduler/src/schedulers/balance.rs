@@ -107,6 +107,10 @@ impl Scheduler for BalanceShardScheduler {
         "balance-shard"
     }
 
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.config = config;
+    }
+
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator> {
         let mut tally = view.tally();
         let (members, spread) = members_spread(view, &tally.replicas, NodeView::is_balance_member);
@@ -334,6 +338,10 @@ fn transfer_chain<'a>(
 impl Scheduler for BalanceLeaderScheduler {
     fn name(&self) -> &'static str {
         "balance-leader"
+    }
+
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.config = config;
     }
 
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator> {

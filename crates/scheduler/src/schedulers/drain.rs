@@ -35,6 +35,10 @@ impl Scheduler for DrainScheduler {
         "drain"
     }
 
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.config = config;
+    }
+
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator> {
         let mut tally = view.tally();
         let nodes = view.nodes();

@@ -33,6 +33,10 @@ impl Scheduler for EvictLeaderScheduler {
         "evict-leader"
     }
 
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.config = config;
+    }
+
     /// Essential: an admin sets the flag to restart a node, typically during maintenance
     /// (an upgrade), and then waits for the node to lead nothing. Pausing it there would
     /// stall the restart or turn it into a failover, the very cost the flag avoids; it only

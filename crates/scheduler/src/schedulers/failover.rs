@@ -169,6 +169,10 @@ impl Scheduler for FailoverScheduler {
         "failover"
     }
 
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.max_promote_lag = config.max_promote_lag;
+    }
+
     fn essential(&self) -> bool {
         true
     }

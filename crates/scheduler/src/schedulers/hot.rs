@@ -56,6 +56,10 @@ impl Scheduler for HotShardScheduler {
         "hot-shard"
     }
 
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.config = config;
+    }
+
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator> {
         let cooldown = self.config.hot_cooldown_ms;
         self.moved

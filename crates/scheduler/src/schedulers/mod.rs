@@ -114,6 +114,10 @@ pub trait Scheduler: Send {
 
     /// Proposes operators for the cluster as `view` shows it at `now`.
     fn schedule(&mut self, view: &ClusterView, now: u64) -> Vec<Operator>;
+
+    /// Takes new tuning (a runtime setting changed), keeping what it learnt so far (hot
+    /// timers, cooldowns).
+    fn reconfigure(&mut self, config: SchedulerConfig);
 }
 
 /// A scheduler's switch state, for admin APIs.
@@ -187,6 +191,13 @@ impl SchedulerSet {
     pub fn resume(&mut self, name: &str) -> Result<(), SchedulerError> {
         self.entry(name)?.paused = false;
         Ok(())
+    }
+
+    /// Gives every scheduler new tuning (see [`Scheduler::reconfigure`]).
+    pub fn reconfigure(&mut self, config: SchedulerConfig) {
+        for e in &mut self.entries {
+            e.scheduler.reconfigure(config);
+        }
     }
 
     /// Turns maintenance mode on or off.

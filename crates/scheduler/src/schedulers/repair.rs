@@ -39,6 +39,10 @@ impl Scheduler for ReplicaRepairScheduler {
         "replica-repair"
     }
 
+    fn reconfigure(&mut self, config: SchedulerConfig) {
+        self.config = config;
+    }
+
     fn essential(&self) -> bool {
         true
     }

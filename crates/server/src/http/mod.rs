@@ -5,6 +5,7 @@
 mod admin;
 mod catalog;
 mod events;
+mod settings;
 
 use crate::error::ServerError;
 use crate::meta::Meta;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(admin::routes())
         .merge(events::routes())
+        .merge(settings::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
