@@ -175,6 +175,10 @@ async fn metrics_pass_promtool_with_help_on_every_family() {
 async fn every_family_starts_at_zero_with_a_cluster_label_and_moves_with_real_events() {
     let mut config = memory_config();
     fast_liveness(&mut config);
+    // Slower than fast_liveness to call a node dead: on a busy machine a live node must
+    // not be failed over before the zero series are read.
+    config.liveness.suspect_after_ms = 1_000;
+    config.liveness.offline_after_ms = 2_000;
     config.instruction_timeout_ms = 1_000;
     let server = start(config).await;
     let mut nodes = start_nodes(&server, "mx", 3, 3).await;
