@@ -32,6 +32,7 @@ pub mod domain;
 pub mod election;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod lease;
 pub mod liveness;
 pub mod operator;
@@ -54,6 +55,7 @@ pub use domain::{domain_key, IsolationDomains};
 pub use election::{Campaign, CampaignDecision, ElectionState, Holder, ResignRefused};
 pub use error::{SchedulerError, StepError};
 pub use health::{shard_problems, unhealthy_shards, ShardProblem};
+pub use history::{History, Series};
 pub use lease::{LeaseBook, LeaseDenied, LeaseGrants};
 pub use liveness::{LivenessChange, LivenessConfig, LivenessTracker};
 pub use operator::{

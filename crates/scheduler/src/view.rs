@@ -160,6 +160,9 @@ pub struct ShardView {
     /// The shard's last known committed log position: the highest `committed` any replica
     /// reported ([`CommittedMark`]), the dead leader's last report included. Zero: unknown.
     pub committed: u64,
+    /// The shard's load averaged over recent history ([`ClusterView::with_load_trend`]);
+    /// `None`: only the last report is known.
+    pub load_trend: Option<f64>,
 }
 
 impl ShardView {
@@ -172,6 +175,7 @@ impl ShardView {
             in_sync: Vec::new(),
             positions: Vec::new(),
             committed: 0,
+            load_trend: None,
         }
     }
 
@@ -184,8 +188,14 @@ impl ShardView {
         }
     }
 
-    /// Read plus write units per second: the load figure balancing uses.
+    /// Read plus write units per second: the load figure balancing uses; its recent
+    /// average when known, else the last report.
     pub fn load(&self) -> f64 {
+        self.load_trend.unwrap_or(self.reported_load())
+    }
+
+    /// Read plus write units per second in the leader's last report.
+    pub fn reported_load(&self) -> f64 {
         self.stats.read_units_per_sec + self.stats.write_units_per_sec
     }
 
@@ -327,6 +337,17 @@ impl ClusterView {
         };
         view.count(&IdMap::default());
         view
+    }
+
+    /// Judges each shard's load by `trend` (its recent average, e.g.
+    /// [`crate::history::History::mean_over`]) where it knows one, instead of the last
+    /// report. Call before [`ClusterView::with_operators`].
+    pub fn with_load_trend(mut self, trend: impl Fn(&ShardView) -> Option<f64>) -> Self {
+        for sv in &mut self.shards {
+            sv.load_trend = trend(sv);
+        }
+        self.count(&IdMap::default());
+        self
     }
 
     /// Adds the running operators: their shards become busy (with their priority), counts are
@@ -829,6 +850,7 @@ impl ReportBook {
             in_sync,
             positions,
             committed: self.committed(shard.id),
+            load_trend: None,
             shard,
         }
     }

@@ -164,6 +164,10 @@ pub struct ServerConfig {
     /// a node changes state; while operators run, as often as a tenth of a core allows
     /// (every tick in a small cluster); and otherwise at this period, in ms. Default 1000.
     pub full_schedule_interval_ms: u64,
+    /// Step of each cluster's history (the series API, the dashboard's charts, the load
+    /// trends the hot-shard scheduler uses), in ms; 120 steps are kept. Default 5000 (the
+    /// last 10 minutes).
+    pub history_step_ms: u64,
     /// Largest gRPC message accepted, in bytes. Default 4 MiB.
     pub max_message_bytes: usize,
     /// Most tables one `RouteTables` request may name. Default 10,000.
@@ -196,6 +200,7 @@ impl Default for ServerConfig {
             instruction_timeout_ms: 5000,
             schedule_interval_ms: 100,
             full_schedule_interval_ms: 1000,
+            history_step_ms: 5000,
             max_message_bytes: 4 << 20,
             max_route_batch: 10_000,
             node_services: NodeServicesConfig::default(),

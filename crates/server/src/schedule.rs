@@ -8,6 +8,7 @@
 //! route, then send the step's instructions and report their acks back.
 
 mod health;
+mod history;
 mod settings;
 mod switches;
 
@@ -18,7 +19,7 @@ use crate::meta::{Cluster, InstructionOutcome, Meta, RecordChange};
 use crate::server::ServingTerm;
 use meridian_model::{ClusterId, NodeId, NodeState, OperatorId, ShardId};
 use meridian_scheduler::{
-    ClusterView, ControllerConfig, ControllerEvent, LivenessConfig, LivenessTracker,
+    ClusterView, ControllerConfig, ControllerEvent, History, LivenessConfig, LivenessTracker,
     NodeInstruction, Operator, OperatorController, OperatorKind, OperatorState, SchedulerConfig,
     SchedulerSet, SchedulerStatus, Step, WaitingShard,
 };
@@ -58,6 +59,10 @@ pub struct ClusterScheduling {
     settings: meridian_scheduler::RuntimeSettings,
     /// The admin's overrides, as stored (`settings` module).
     overrides: BTreeMap<String, String>,
+    /// Recent figures (`history` module).
+    history: History,
+    /// Heartbeat and DDL counts at the last history sample, with its time.
+    last_counts: Option<(u64, u64, u64)>,
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -67,6 +72,7 @@ pub struct Scheduling {
     schedulers: SchedulerConfig,
     operators: ControllerConfig,
     full_interval_ms: u64,
+    history_step_ms: u64,
     clusters: Mutex<HashMap<ClusterId, Arc<Mutex<ClusterScheduling>>>>,
     /// Serializes changes of the scheduler switches with their store writes.
     switching: tokio::sync::Mutex<()>,
@@ -117,6 +123,7 @@ impl Scheduling {
         schedulers: SchedulerConfig,
         operators: ControllerConfig,
         full_interval_ms: u64,
+        history_step_ms: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
             meta,
@@ -124,6 +131,7 @@ impl Scheduling {
             schedulers,
             operators,
             full_interval_ms,
+            history_step_ms,
             clusters: Mutex::new(HashMap::new()),
             switching: tokio::sync::Mutex::new(()),
         })
@@ -149,6 +157,8 @@ impl Scheduling {
                     recorded: HashSet::new(),
                     settings: self.started_settings(),
                     overrides: BTreeMap::new(),
+                    history: History::new(self.history_step_ms),
+                    last_counts: None,
                 }))
             })
             .clone()
@@ -352,7 +362,12 @@ impl Scheduling {
     fn full_pass(&self, cluster: &Cluster, s: &mut ClusterScheduling, now: u64) {
         let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
         let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
-            .with_copysets(cluster.copysets())
+            .with_copysets(cluster.copysets());
+        Self::sample_history(cluster, s, &view, now);
+        // Load is judged by its recent average, not by one report.
+        let window = s.settings.scheduler.hot_trend_window_ms;
+        let view = view
+            .with_history_trend(&s.history, window, now)
             .with_controller(&s.controller);
         cluster.report_copyset_violations(&view);
         // Invariant 4: placement may degrade when domains are too few, but never

@@ -241,6 +241,7 @@ impl Server {
             config.scheduler,
             config.operators,
             config.full_schedule_interval_ms,
+            config.history_step_ms,
         );
         // Maintenance mode and paused schedulers survive restarts and takeovers.
         scheduling.restore_switches().await?;

@@ -51,6 +51,9 @@ pub struct SchedulerConfig {
     /// A shard moved for load is not moved for load again within this long, so two hot
     /// spots cannot pass a shard back and forth. Default 60000.
     pub hot_cooldown_ms: u64,
+    /// Load is judged by each shard's mean over this long (from the cluster's history),
+    /// not by its last report: one busy second does not make a node hot. Default 30000.
+    pub hot_trend_window_ms: u64,
     /// Failover promotes a follower only if its applied log position is at most this many
     /// positions behind the shard's last known committed position (the highest any replica
     /// reported, the dead leader's last report included); if no follower qualifies, the
@@ -71,6 +74,7 @@ impl Default for SchedulerConfig {
             hot_threshold: 0.25,
             hot_sustain_ms: 30_000,
             hot_cooldown_ms: 60_000,
+            hot_trend_window_ms: 30_000,
             max_promote_lag: 0,
         }
     }

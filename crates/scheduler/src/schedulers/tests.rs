@@ -754,3 +754,42 @@ fn node_view_copies_the_evict_flag_from_the_model() {
     assert!(v.evict_leaders && !v.can_lead() && v.can_receive());
     assert!(!NodeView::new(n.id, n.labels.clone()).evict_leaders);
 }
+
+#[test]
+fn a_spike_in_one_report_is_not_a_hot_node_when_the_trend_is_even() {
+    // The last reports make one node hot; the recent averages say every shard carries 10.
+    let base = ClusterBuilder::new().zones(3).nodes(6).shards(60);
+    let probe = base.build();
+    let hot_node = probe.shards()[0].shard.leader().unwrap();
+    let mut b = base;
+    for s in 0..60 {
+        let spiking = probe.shards()[s as usize].shard.leader() == Some(hot_node);
+        b = b.shard_load(s, if spiking { 40.0 } else { 10.0 });
+    }
+    let spiky = b.build();
+    let config = SchedulerConfig::default();
+    let mut by_report = HotShardScheduler::new(config);
+    by_report.schedule(&spiky, 0);
+    assert!(!by_report.schedule(&spiky, config.hot_sustain_ms).is_empty());
+
+    let history = {
+        let mut h = crate::history::History::new(1000);
+        for t in 0..30u64 {
+            let samples: Vec<(String, f64)> = spiky
+                .shards()
+                .iter()
+                .map(|sv| (format!("shard/{}/load", sv.shard.id.0), 10.0))
+                .collect();
+            h.record(t * 1000, samples);
+        }
+        h
+    };
+    let trended = spiky.with_load_trend(|sv| {
+        history.mean_over(&format!("shard/{}/load", sv.shard.id.0), 30_000, 29_000)
+    });
+    let mut by_trend = HotShardScheduler::new(config);
+    by_trend.schedule(&trended, 0);
+    assert!(by_trend
+        .schedule(&trended, config.hot_sustain_ms)
+        .is_empty());
+}

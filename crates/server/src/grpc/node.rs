@@ -282,6 +282,10 @@ impl Stream {
                         tracing::debug!(%node, "ack dropped: node is not reading its stream");
                     }
                     heartbeats.increment(1);
+                    cluster
+                        .activity
+                        .heartbeats
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     shard_reports.increment(n);
                     handle_seconds.record(started.elapsed().as_secs_f64());
                 }

@@ -5,6 +5,7 @@
 mod admin;
 mod catalog;
 mod events;
+mod history;
 mod settings;
 
 use crate::error::ServerError;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(events::routes())
         .merge(settings::routes())
+        .merge(history::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

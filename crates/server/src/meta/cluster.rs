@@ -106,6 +106,17 @@ pub struct Cluster {
     pub(super) procedures: super::procedure::Procedures,
     /// The server's event log (DDL and admin actions of this cluster go there).
     pub events: Arc<crate::events::EventLog>,
+    /// Counts behind the history's rates (heartbeats, DDL per second).
+    pub activity: Activity,
+}
+
+/// Running counts of what a cluster's history shows as rates.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Heartbeats answered.
+    pub heartbeats: std::sync::atomic::AtomicU64,
+    /// DDL statements done (tables and schemas created, altered, renamed, dropped).
+    pub ddl: std::sync::atomic::AtomicU64,
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -236,6 +247,11 @@ pub struct ReplicaPosition {
 impl Cluster {
     /// Records an event of this cluster.
     pub fn event(&self, kind: &str, message: impl Into<String>, about: crate::events::About) {
+        if kind == "ddl" {
+            self.activity
+                .ddl
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.events
             .record(&self.config.read().name, kind, message, about);
     }
@@ -319,6 +335,7 @@ impl Cluster {
             copyset_family,
             procedures: Default::default(),
             events,
+            activity: Activity::default(),
         }))
     }
 
@@ -1033,6 +1050,16 @@ impl Cluster {
     // Views for the scheduler and the admin API
     // ----------------------------------------------------------------------------------
 
+    /// Every node's name, by id.
+    pub fn node_names(&self) -> HashMap<NodeId, String> {
+        self.state
+            .read()
+            .nodes
+            .values()
+            .map(|e| (e.node.id, e.node.name.clone()))
+            .collect()
+    }
+
     /// Nodes as the scheduler sees them; `since(node)` gives when its state last changed.
     pub fn node_views(&self, since: impl Fn(NodeId) -> u64) -> Vec<NodeView> {
         self.state
@@ -1072,6 +1099,7 @@ impl Cluster {
                     in_sync,
                     positions,
                     committed: state.committed.get(&e.shard.id).map_or(0, |m| m.committed),
+                    load_trend: None,
                 }
             })
             .collect()

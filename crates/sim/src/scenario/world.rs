@@ -42,6 +42,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
+/// Step of the simulated cluster's load history: the server's default.
+const HISTORY_STEP_MS: u64 = 5_000;
+
 /// Everything that shapes one simulated cluster.
 #[derive(Debug, Clone)]
 pub(crate) struct SimParams {
@@ -265,6 +268,8 @@ pub(crate) struct Sim {
     loads: Vec<f64>,
     catch_up: Vec<u64>,
     pub schedulers: SchedulerSet,
+    /// Recent shard loads: views judge load by their trend, as the server's do.
+    history: meridian_scheduler::History,
     pub controller: OperatorController,
     /// The copyset family the schedulers keep shards in (copyset mode with
     /// `keep_copysets`), updated every tick by the server's rule.
@@ -321,6 +326,7 @@ impl Sim {
             leases,
             liveness: LivenessTracker::new(params.liveness, 0),
             schedulers: SchedulerSet::new(params.scheduler),
+            history: meridian_scheduler::History::new(HISTORY_STEP_MS),
             controller: OperatorController::new(params.controller),
             copysets: placement
                 .copysets
@@ -519,16 +525,26 @@ impl Sim {
 
     // ---- Meridian's side: the executor loop the server runs too ----
 
-    /// The scheduler's view, exactly as the tick builds it.
-    pub fn view(&self) -> ClusterView {
+    /// The view of the last reports, without trends or operators (what history samples).
+    fn raw_view(&self) -> ClusterView {
         let nodes = self.node_views();
         let shards = self
             .routes
             .iter()
             .map(|s| self.book.shard_view(s.clone(), 0))
             .collect::<Vec<ShardView>>();
-        ClusterView::new(self.config.clone(), nodes, shards)
-            .with_copysets(self.copysets.clone())
+        ClusterView::new(self.config.clone(), nodes, shards).with_copysets(self.copysets.clone())
+    }
+
+    /// The scheduler's view, exactly as the tick builds it: loads judged by their trend,
+    /// as the server's are.
+    pub fn view(&self) -> ClusterView {
+        self.raw_view()
+            .with_history_trend(
+                &self.history,
+                self.params.scheduler.hot_trend_window_ms,
+                self.now,
+            )
             .with_operators(
                 self.controller.running(),
                 Some(self.params.controller.limits.per_node),
@@ -564,6 +580,11 @@ impl Sim {
             self.leases.publish(i, self.liveness.state(n.id));
         }
         self.sync_copysets();
+        let raw = self.raw_view();
+        self.history.record(
+            now,
+            meridian_scheduler::history::shard_load_samples(&raw).collect::<Vec<_>>(),
+        );
         let view = self.view();
         for op in self.schedulers.schedule(&view, now) {
             match self.controller.try_add(op) {
