@@ -282,7 +282,7 @@ impl Scheduling {
         };
         // The decision part of a tick (liveness, view, schedulers, controller), under the
         // cluster's scheduling lock; executing the steps is asynchronous.
-        metrics::histogram!("meridian_schedule_tick_seconds")
+        metrics::histogram!("meridian_schedule_tick_seconds", "cluster" => cluster.name())
             .record(started.elapsed().as_secs_f64());
         match events {
             None => {
@@ -345,7 +345,7 @@ impl Scheduling {
                         ..About::default()
                     },
                 );
-                metrics::counter!("meridian_node_state_changes_total", "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
+                metrics::counter!("meridian_node_state_changes_total", "cluster" => cluster.name(), "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
             }
             for c in changes.iter().filter(|c| c.to == NodeState::Offline) {
                 // Operators waiting on a dead node fail now rather than at their timeout.
@@ -420,7 +420,7 @@ impl Scheduling {
                             ..About::default()
                         },
                     );
-                    metrics::counter!("meridian_operators_added_total", "kind" => kind.name())
+                    metrics::counter!("meridian_operators_added_total", "cluster" => name.clone(), "kind" => kind.name())
                         .increment(1);
                 }
                 Err(e) => {
@@ -551,8 +551,16 @@ impl Scheduling {
                             ..About::default()
                         },
                     );
-                    metrics::counter!("meridian_operators_finished_total", "kind" => kind.name())
+                    let name = cluster.name();
+                    let outcome = crate::metrics::operator_outcome(&end);
+                    metrics::counter!("meridian_operators_finished_total", "cluster" => name.clone(), "kind" => kind.name(), "outcome" => outcome)
                         .increment(1);
+                    if kind == OperatorKind::Failover {
+                        metrics::counter!("meridian_failovers_total", "cluster" => name.clone(), "outcome" => outcome)
+                            .increment(1);
+                        metrics::histogram!("meridian_failover_duration_seconds", "cluster" => name)
+                            .record(duration_ms as f64 / 1000.0);
+                    }
                 }
             }
         }
@@ -732,7 +740,8 @@ impl Scheduling {
         drop(s);
         cluster.reset_committed(shard, applied);
         tracing::warn!(cluster = %cluster.id, op = %id, %shard, node = %to, by, "forced promotion: {reason}");
-        metrics::counter!("meridian_forced_promotions_total").increment(1);
+        metrics::counter!("meridian_forced_promotions_total", "cluster" => cluster.name())
+            .increment(1);
         Ok(id)
     }
 

@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
             state.tokens.clone(),
             authorize,
         ))
+        // Outside the token check, so refused calls are counted too.
+        .layer(axum::middleware::from_fn(
+            crate::metrics::requests::http_metrics,
+        ))
         .with_state(state)
 }
 
@@ -80,7 +84,7 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(&s.meta),
+        crate::metrics::render(&s.meta, &s.scheduling),
     )
 }
 
