@@ -63,6 +63,9 @@ pub struct ClusterScheduling {
     history: History,
     /// Heartbeat and DDL counts at the last history sample, with its time.
     last_counts: Option<(u64, u64, u64)>,
+    /// Each shard's mean load over the trend window, as of the last sample, and that
+    /// window: the views of the passes in between use it as it is.
+    trends: (u64, HashMap<ShardId, f64>),
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -159,6 +162,7 @@ impl Scheduling {
                     overrides: BTreeMap::new(),
                     history: History::new(self.history_step_ms),
                     last_counts: None,
+                    trends: (0, HashMap::new()),
                 }))
             })
             .clone()
@@ -363,11 +367,15 @@ impl Scheduling {
         let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
         let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
             .with_copysets(cluster.copysets());
-        Self::sample_history(cluster, s, &view, now);
+        let sampled = Self::sample_history(cluster, s, &view, now);
         // Load is judged by its recent average, not by one report.
         let window = s.settings.scheduler.hot_trend_window_ms;
+        if sampled || s.trends.0 != window {
+            s.trends = (window, s.history.shard_trends(window, now));
+        }
+        let trends = &s.trends.1;
         let view = view
-            .with_history_trend(&s.history, window, now)
+            .with_load_trend(|sv| trends.get(&sv.shard.id).copied())
             .with_controller(&s.controller);
         cluster.report_copyset_violations(&view);
         // Invariant 4: placement may degrade when domains are too few, but never

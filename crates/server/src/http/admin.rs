@@ -104,6 +104,7 @@ async fn list_schedulers(
 
 async fn switch_scheduler(
     State(s): State<AppState>,
+    super::Who(who): super::Who,
     Path((cluster, name, action)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -137,7 +138,7 @@ async fn switch_scheduler(
         message = format!("{message}. WARNING: {warning}");
         answer["warning"] = json!(warning);
     }
-    c.event("admin", message, About::default());
+    c.event("admin", format!("{message} (by {who})"), About::default());
     Ok(Json(answer))
 }
 
@@ -149,6 +150,7 @@ struct MaintenanceBody {
 
 async fn maintenance(
     State(s): State<AppState>,
+    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<MaintenanceBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -164,7 +166,7 @@ async fn maintenance(
     let state = if b.enabled { "on" } else { "off" };
     c.event(
         "admin",
-        format!("maintenance mode {state}"),
+        format!("maintenance mode {state} (by {who})"),
         About::default(),
     );
     Ok(Json(json!({ "maintenance": b.enabled })).into_response())
@@ -179,6 +181,7 @@ struct FingerprintBody {
 /// Sets the config fingerprint nodes must present to join (empty: any).
 async fn set_fingerprint(
     State(s): State<AppState>,
+    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<FingerprintBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -193,7 +196,7 @@ async fn set_fingerprint(
         .map_err(IntoResponse::into_response)?;
     c.event(
         "admin",
-        format!("config fingerprint set to {:?}", b.fingerprint),
+        format!("config fingerprint set to {:?} (by {who})", b.fingerprint),
         About::default(),
     );
     Ok(Json(json!({ "config_fingerprint": b.fingerprint })).into_response())
@@ -343,6 +346,7 @@ async fn move_shard(
 
 async fn node_action(
     State(s): State<AppState>,
+    super::Who(who): super::Who,
     Path((cluster, node, action)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -394,7 +398,7 @@ async fn node_action(
     let updated = detached(async move { cluster.update_node_flags(id, change).await }).await?;
     c.event(
         "admin",
-        format!("node {node} ({id}): {action}"),
+        format!("node {node} ({id}): {action} (by {who})"),
         About {
             node: Some(id.0),
             ..About::default()
