@@ -79,8 +79,7 @@ async fn call(channel: &tonic::transport::Channel, path: &str, token: Option<&st
             .metadata_mut()
             .insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
-    let path = tonic::codegen::http::uri::PathAndQuery::from_maybe_shared(path.to_string())
-        .expect("a path");
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).expect("a path");
     // A refusal arrives at once; an allowed streaming call would not end: cut it short.
     match tokio::time::timeout(
         std::time::Duration::from_secs(3),
