@@ -17,7 +17,11 @@ use tonic::Code;
 async fn only_tokens_of_the_right_role_get_in() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "# roles\nadmin adm-1\nreader rd-1\nnode nd-1\n").unwrap();
+    std::fs::write(
+        &tokens,
+        "# roles\nadmin adm-1 alice\nreader rd-1\nnode nd-1\n",
+    )
+    .unwrap();
     let mut config = memory_config();
     config.tokens_file = Some(tokens);
     let server = start(config).await;
@@ -187,6 +191,14 @@ async fn only_tokens_of_the_right_role_get_in() {
     )
     .await;
     assert!(ok && out.contains("created schema secured"), "{out}");
+    // Admin actions name who did them: the token's name.
+    let (ok, out) = ctl(&http_addr, &["--token", "adm-1", "maintenance", "off"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&http_addr, &["--token", "rd-1", "events"]).await;
+    assert!(
+        ok && out.contains("maintenance mode off (by alice (admin) from 127.0.0.1:"),
+        "{out}"
+    );
 
     // `meridian backup` needs an admin token too.
     let backup = |token: Option<&str>| {

@@ -9,7 +9,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_speaks_in_node_names_shows_one_node_or_shard_and_exits_meaningfully() {
     let server = start(memory_config()).await;
-    let nodes = start_nodes(&server, "ct", 3, 3).await;
+    let nodes = start_nodes(&server, "ct", 4, 3).await;
     shards_ready(&server, &nodes).await;
     let addr = server.http_addr.to_string();
     let id = nodes[0].agent.status().node_id.unwrap();
@@ -50,6 +50,21 @@ async fn ctl_speaks_in_node_names_shows_one_node_or_shard_and_exits_meaningfully
     assert!(leader_line.contains("ct-"), "{out}");
     let (code, _) = ctl_exit(&addr, &["shard", "show", "99"]).await;
     assert_eq!(code, Some(1));
+
+    // drain --wait follows the drain to its end.
+    let (ok, out) = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        ctl(&addr, &["drain", "ct-3", "--wait"]),
+    )
+    .await
+    .expect("the drain ends");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("draining ct-3:") && out.contains("ct-3 holds no replica"),
+        "{out}"
+    );
+    let (_, out) = ctl(&addr, &["node", "show", "ct-3"]).await;
+    assert!(out.contains("0 replicas, 0 leaders"), "{out}");
 
     // Exit codes: a healthy check is 0; nobody at the address is 3; bad usage is 2.
     let (code, out) = ctl_exit(&addr, &["check"]).await;

@@ -129,6 +129,22 @@ async fn followers_forward_ddl_redirect_http_and_send_nodes_to_the_leader() {
     .await
     .unwrap();
     assert!(tables.to_string().contains("forwarded"), "{tables}");
+    // The leader timed its etcd commits.
+    let metrics = reqwest::get(format!("http://{}/metrics", leader.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let commits = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"meridian_store_commit_duration_seconds_count{backend="etcd",op="txn"} "#,
+            )
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(commits.is_some_and(|n| n > 0.0), "{metrics}");
 
     for n in nodes {
         n.agent.stop().await;

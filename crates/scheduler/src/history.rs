@@ -96,6 +96,27 @@ impl History {
             .collect()
     }
 
+    /// Every shard's mean load over the last `window_ms` before `now` (the shards with a
+    /// load series): computed once per sample rather than once per scheduling pass.
+    pub fn shard_trends(
+        &self,
+        window_ms: u64,
+        now: u64,
+    ) -> std::collections::HashMap<ShardId, f64> {
+        self.series
+            .range("shard/".to_string()..)
+            .take_while(|(name, _)| name.starts_with("shard/"))
+            .filter_map(|(name, _)| {
+                let id = name
+                    .strip_prefix("shard/")?
+                    .strip_suffix("/load")?
+                    .parse()
+                    .ok()?;
+                Some((ShardId(id), self.mean_over(name, window_ms, now)?))
+            })
+            .collect()
+    }
+
     /// The mean of `name`'s points in the last `window_ms` before `now`; `None` without
     /// any.
     pub fn mean_over(&self, name: &str, window_ms: u64, now: u64) -> Option<f64> {
@@ -216,6 +237,9 @@ mod tests {
         assert_eq!(h.mean_over("shard/1/load", 1500, 3000), Some(15.0));
         assert_eq!(h.mean_over("shard/1/load", 10_000, 3000), Some(32.5));
         assert_eq!(h.mean_over("shard/2/load", 10_000, 3000), None);
+        let trends = h.shard_trends(1500, 3000);
+        assert_eq!(trends.len(), 1);
+        assert_eq!(trends[&ShardId(1)], 15.0);
     }
 
     #[test]

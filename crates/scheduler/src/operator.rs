@@ -63,6 +63,22 @@ pub enum OperatorKind {
 }
 
 impl OperatorKind {
+    /// Every kind (metrics start a zero series for each).
+    pub const ALL: [OperatorKind; 12] = [
+        OperatorKind::Failover,
+        OperatorKind::ForcedPromote,
+        OperatorKind::ReplicaRepair,
+        OperatorKind::DomainFix,
+        OperatorKind::CopysetFix,
+        OperatorKind::Drain,
+        OperatorKind::EvictLeader,
+        OperatorKind::Manual,
+        OperatorKind::BalanceShard,
+        OperatorKind::BalanceLeader,
+        OperatorKind::HotShard,
+        OperatorKind::Expansion,
+    ];
+
     /// The priority every operator of this kind gets.
     pub fn priority(self) -> Priority {
         match self {

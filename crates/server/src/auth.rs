@@ -1,6 +1,7 @@
 //! Bearer tokens with roles, checked on every gRPC and HTTP endpoint.
 //!
-//! With `--tokens FILE` (config `tokens_file`), a file of `ROLE TOKEN` lines, every call
+//! With `--tokens FILE` (config `tokens_file`), a file of `ROLE TOKEN [NAME]` lines (the
+//! name says who holds the token: admin actions in the event log name it), every call
 //! must carry `authorization: Bearer TOKEN`: none (or an unknown token) is gRPC
 //! `UNAUTHENTICATED` / HTTP 401, a token of too weak a role `PERMISSION_DENIED` / 403, and
 //! the call changes nothing. Roles:
@@ -49,6 +50,21 @@ impl Role {
     }
 }
 
+/// Who made a call: the name of its token in the tokens file, and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name (its line's third word, else `ROLE token of line N`).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.role.name())
+    }
+}
+
 /// Roles allowed to make a call; `None` from the rules below means open to all.
 pub type Allowed = &'static [Role];
 
@@ -69,11 +85,11 @@ pub enum Denied {
 /// The tokens of `--tokens FILE`.
 #[derive(Debug, Default)]
 pub struct Tokens {
-    roles: HashMap<String, Role>,
+    callers: HashMap<String, Caller>,
 }
 
 impl Tokens {
-    /// Reads a file of `ROLE TOKEN` lines (blank lines and `#` comments skipped); refuses
+    /// Reads a file of `ROLE TOKEN [NAME]` lines (blank lines and `#` comments skipped); refuses
     /// an unknown role, a malformed line, a token used twice, or no token at all.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -85,15 +101,17 @@ impl Tokens {
     }
 
     fn parse(text: &str) -> std::result::Result<Self, String> {
-        let mut roles = HashMap::new();
+        let mut callers = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let mut words = line.split_whitespace();
-            let (Some(role), Some(token), None) = (words.next(), words.next(), words.next()) else {
-                return Err(format!("line {}: want `ROLE TOKEN`", i + 1));
+            let (Some(role), Some(token), name, None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err(format!("line {}: want `ROLE TOKEN [NAME]`", i + 1));
             };
             let role = Role::parse(role).ok_or_else(|| {
                 format!(
@@ -104,22 +122,30 @@ impl Tokens {
             if !token.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(format!("line {}: a token is printable ASCII", i + 1));
             }
-            if roles.insert(token.to_string(), role).is_some() {
+            let name = name.map_or_else(
+                || format!("{} token of line {}", role.name(), i + 1),
+                str::to_string,
+            );
+            if callers
+                .insert(token.to_string(), Caller { name, role })
+                .is_some()
+            {
                 return Err(format!("line {}: the token is listed twice", i + 1));
             }
         }
-        if roles.is_empty() {
+        if callers.is_empty() {
             return Err("no tokens: nobody could call the server".into());
         }
-        Ok(Self { roles })
+        Ok(Self { callers })
     }
 
-    /// Checks an `authorization` header value against the roles `allowed`.
+    /// Checks an `authorization` header value against the roles `allowed`; the caller
+    /// when it may.
     pub fn check(
         &self,
         authorization: Option<&str>,
         allowed: Allowed,
-    ) -> std::result::Result<Role, Denied> {
+    ) -> std::result::Result<Caller, Denied> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| {
@@ -127,12 +153,13 @@ impl Tokens {
                     "this server needs a token: `authorization: Bearer TOKEN`".into(),
                 )
             })?;
-        let role = *self
-            .roles
+        let caller = self
+            .callers
             .get(token.trim())
             .ok_or_else(|| Denied::Unauthenticated("unknown token".into()))?;
+        let role = caller.role;
         if allowed.contains(&role) {
-            Ok(role)
+            Ok(caller.clone())
         } else {
             let need: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
             Err(Denied::PermissionDenied(format!(
@@ -187,15 +214,29 @@ mod tests {
 
     #[test]
     fn tokens_files_are_checked_and_roles_applied() {
-        let t = Tokens::parse("# ops\nadmin a1\nreader r1\n\nnode n1\n").unwrap();
+        let t = Tokens::parse("# ops\nadmin a1 alice\nreader r1\n\nnode n1\n").unwrap();
+        assert_eq!(
+            t.check(Some("Bearer a1"), ADMINS).unwrap().to_string(),
+            "alice (admin)"
+        );
+        assert_eq!(
+            t.check(Some("Bearer r1"), READERS).unwrap().name,
+            "reader token of line 3"
+        );
         let create = grpc_allowed("/meridian.v1.CatalogService/CreateTable").unwrap();
         let get = grpc_allowed("/meridian.v1.CatalogService/GetTable").unwrap();
-        assert_eq!(t.check(Some("Bearer a1"), create), Ok(Role::Admin));
+        assert_eq!(
+            t.check(Some("Bearer a1"), create).map(|c| c.role),
+            Ok(Role::Admin)
+        );
         assert!(matches!(
             t.check(Some("Bearer r1"), create),
             Err(Denied::PermissionDenied(_))
         ));
-        assert_eq!(t.check(Some("Bearer r1"), get), Ok(Role::Reader));
+        assert_eq!(
+            t.check(Some("Bearer r1"), get).map(|c| c.role),
+            Ok(Role::Reader)
+        );
         assert!(matches!(
             t.check(None, get),
             Err(Denied::Unauthenticated(_))
@@ -205,14 +246,17 @@ mod tests {
             Err(Denied::Unauthenticated(_))
         ));
         let heartbeat = grpc_allowed("/meridian.v1.NodeService/Heartbeat").unwrap();
-        assert_eq!(t.check(Some("Bearer n1"), heartbeat), Ok(Role::Node));
+        assert_eq!(
+            t.check(Some("Bearer n1"), heartbeat).map(|c| c.role),
+            Ok(Role::Node)
+        );
         assert!(t.check(Some("Bearer r1"), heartbeat).is_err());
         assert!(grpc_allowed("/meridian.v1.MembershipService/GetLeader").is_none());
         let get_http = axum::http::Method::GET;
         assert!(http_allowed(&get_http, "/api/v1/openapi.json").is_none());
         assert!(http_allowed(&get_http, "/api/v1/clusters").is_some());
 
-        for bad in ["", "admin", "root x", "admin a b", "admin a\nreader a"] {
+        for bad in ["", "admin", "root x", "admin a b c", "admin a\nreader a"] {
             assert!(Tokens::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -63,6 +63,9 @@ pub struct ClusterScheduling {
     history: History,
     /// Heartbeat and DDL counts at the last history sample, with its time.
     last_counts: Option<(u64, u64, u64)>,
+    /// Each shard's mean load over the trend window, as of the last sample, and that
+    /// window: the views of the passes in between use it as it is.
+    trends: (u64, HashMap<ShardId, f64>),
 }
 
 /// Scheduling state of every cluster, and the loop that drives it.
@@ -159,6 +162,7 @@ impl Scheduling {
                     overrides: BTreeMap::new(),
                     history: History::new(self.history_step_ms),
                     last_counts: None,
+                    trends: (0, HashMap::new()),
                 }))
             })
             .clone()
@@ -282,7 +286,7 @@ impl Scheduling {
         };
         // The decision part of a tick (liveness, view, schedulers, controller), under the
         // cluster's scheduling lock; executing the steps is asynchronous.
-        metrics::histogram!("meridian_schedule_tick_seconds")
+        metrics::histogram!("meridian_schedule_tick_seconds", "cluster" => cluster.name())
             .record(started.elapsed().as_secs_f64());
         match events {
             None => {
@@ -345,7 +349,7 @@ impl Scheduling {
                         ..About::default()
                     },
                 );
-                metrics::counter!("meridian_node_state_changes_total", "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
+                metrics::counter!("meridian_node_state_changes_total", "cluster" => cluster.name(), "to" => format!("{:?}", c.to).to_lowercase()).increment(1);
             }
             for c in changes.iter().filter(|c| c.to == NodeState::Offline) {
                 // Operators waiting on a dead node fail now rather than at their timeout.
@@ -363,11 +367,15 @@ impl Scheduling {
         let nodes = cluster.node_views(|n| s.liveness.state_since(n).unwrap_or(0));
         let view = ClusterView::new(cluster.config(), nodes, cluster.shard_views())
             .with_copysets(cluster.copysets());
-        Self::sample_history(cluster, s, &view, now);
+        let sampled = Self::sample_history(cluster, s, &view, now);
         // Load is judged by its recent average, not by one report.
         let window = s.settings.scheduler.hot_trend_window_ms;
+        if sampled || s.trends.0 != window {
+            s.trends = (window, s.history.shard_trends(window, now));
+        }
+        let trends = &s.trends.1;
         let view = view
-            .with_history_trend(&s.history, window, now)
+            .with_load_trend(|sv| trends.get(&sv.shard.id).copied())
             .with_controller(&s.controller);
         cluster.report_copyset_violations(&view);
         // Invariant 4: placement may degrade when domains are too few, but never
@@ -420,7 +428,7 @@ impl Scheduling {
                             ..About::default()
                         },
                     );
-                    metrics::counter!("meridian_operators_added_total", "kind" => kind.name())
+                    metrics::counter!("meridian_operators_added_total", "cluster" => name.clone(), "kind" => kind.name())
                         .increment(1);
                 }
                 Err(e) => {
@@ -551,8 +559,16 @@ impl Scheduling {
                             ..About::default()
                         },
                     );
-                    metrics::counter!("meridian_operators_finished_total", "kind" => kind.name())
+                    let name = cluster.name();
+                    let outcome = crate::metrics::operator_outcome(&end);
+                    metrics::counter!("meridian_operators_finished_total", "cluster" => name.clone(), "kind" => kind.name(), "outcome" => outcome)
                         .increment(1);
+                    if kind == OperatorKind::Failover {
+                        metrics::counter!("meridian_failovers_total", "cluster" => name.clone(), "outcome" => outcome)
+                            .increment(1);
+                        metrics::histogram!("meridian_failover_duration_seconds", "cluster" => name)
+                            .record(duration_ms as f64 / 1000.0);
+                    }
                 }
             }
         }
@@ -732,7 +748,8 @@ impl Scheduling {
         drop(s);
         cluster.reset_committed(shard, applied);
         tracing::warn!(cluster = %cluster.id, op = %id, %shard, node = %to, by, "forced promotion: {reason}");
-        metrics::counter!("meridian_forced_promotions_total").increment(1);
+        metrics::counter!("meridian_forced_promotions_total", "cluster" => cluster.name())
+            .increment(1);
         Ok(id)
     }
 

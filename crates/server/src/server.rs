@@ -220,6 +220,7 @@ impl Server {
         term: ServingTerm,
     ) -> Result<RunningServer> {
         crate::metrics::install();
+        let store = crate::metrics::store::MeteredBackend::wrap(store);
         let timeout = Duration::from_millis(config.instruction_timeout_ms);
         config
             .liveness
@@ -318,6 +319,8 @@ impl Server {
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let result = grpc_builder
+                // Outermost: refused calls are counted too.
+                .layer(crate::metrics::requests::GrpcMetricsLayer)
                 .layer(crate::auth::GrpcAuthLayer {
                     tokens: grpc_tokens,
                 })

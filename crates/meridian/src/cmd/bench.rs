@@ -365,20 +365,83 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Reads one sample from Prometheus text: `name` alone, or `name{quantile="q"}`.
-fn metric(text: &str, name: &str, quantile: Option<&str>) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (key, value) = l.rsplit_once(' ')?;
-        let matches = match quantile {
-            None => key == name,
-            Some(q) => key.starts_with(name) && key.contains(&format!("quantile=\"{q}\"")),
+/// Reads family `name` from Prometheus text: the sum of its samples over every label set
+/// (e.g. every cluster), if it has any.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = l.rsplit_once(' ') else {
+            continue;
         };
-        if matches {
-            value.parse().ok()
-        } else {
-            None
+        let family = key.split('{').next().unwrap_or(key);
+        if family == name {
+            if let Ok(v) = value.parse::<f64>() {
+                *found.get_or_insert(0.0) += v;
+            }
         }
-    })
+    }
+    found
+}
+
+/// Quantile `q` of histogram `name` over what was recorded between two scrapes (every label
+/// set merged), interpolated within its bucket as Prometheus' `histogram_quantile` does.
+fn histogram_quantile(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let buckets = |text: &str| {
+        let mut by_le: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((key, value)) = l.rsplit_once(' ') else {
+                continue;
+            };
+            if key.split('{').next() != Some(&format!("{name}_bucket")) {
+                continue;
+            }
+            let Some(le) = key.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+                continue;
+            };
+            let le: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count: f64 = value.parse().ok()?;
+            by_le.entry(le.to_bits()).or_insert((le, 0.0)).1 += count;
+        }
+        let mut v: Vec<(f64, f64)> = by_le.into_values().collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(v)
+    };
+    let (before, after) = (buckets(before)?, buckets(after)?);
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (le, n) in counts {
+        if n >= rank {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let within = if n > lower.1 {
+                (rank - lower.1) / (n - lower.1)
+            } else {
+                1.0
+            };
+            return Some(lower.0 + (le - lower.0) * within);
+        }
+        lower = (le, n);
+    }
+    None
 }
 
 async fn scrape(http: &Option<String>) -> Option<String> {
@@ -746,27 +809,29 @@ async fn heartbeat(
     tokio::time::sleep(Duration::from_secs(duration)).await;
     let after = scrape(&t.http).await.unwrap_or_default();
     let secs = started.elapsed().as_secs_f64();
-    let delta = |name: &str| {
-        metric(&after, name, None).unwrap_or(0.0) - metric(&before, name, None).unwrap_or(0.0)
-    };
+    let delta =
+        |name: &str| metric(&after, name).unwrap_or(0.0) - metric(&before, name).unwrap_or(0.0);
     let hb_rate = delta("meridian_heartbeats_total") / secs;
     let report_rate = delta("meridian_shard_reports_total") / secs;
-    let q = |q: &str| {
-        metric(&after, "meridian_heartbeat_handle_seconds", Some(q)).unwrap_or(f64::NAN) * 1000.0
+    let q = |q: f64| {
+        histogram_quantile(&before, &after, "meridian_heartbeat_handle_seconds", q)
+            .unwrap_or(f64::NAN)
+            * 1000.0
     };
-    let rss = metric(&after, "meridian_process_resident_memory_bytes", None).unwrap_or(f64::NAN)
+    let rss = metric(&after, "meridian_process_resident_memory_bytes").unwrap_or(f64::NAN)
         / (1 << 20) as f64;
-    let tick_p99 =
-        metric(&after, "meridian_schedule_tick_seconds", Some("0.99")).unwrap_or(f64::NAN) * 1000.0;
+    let tick_p99 = histogram_quantile(&before, &after, "meridian_schedule_tick_seconds", 0.99)
+        .unwrap_or(f64::NAN)
+        * 1000.0;
     let value = json!({
         "bench": "heartbeat", "cores": cores(), "nodes": nodes, "shards_per_node": spn,
         "ops_per_sec": hb_rate.round(), "shard_reports_per_sec": report_rate.round(),
-        "p50_ms": q("0.5"), "p99_ms": q("0.99"), "server_rss_mb": rss.round(),
+        "p50_ms": q(0.5), "p99_ms": q(0.99), "server_rss_mb": rss.round(),
         "schedule_tick_p99_ms": tick_p99,
     });
     let summary = format!(
         "heartbeat: {nodes} nodes x {spn} shards: {hb_rate:.0} heartbeats/s, {report_rate:.0} shard reports/s; server handling p50 {:.3} ms, p99 {:.3} ms; server RSS {rss:.0} MiB; scheduling tick p99 {tick_p99:.1} ms; {} cores (client and server share them)",
-        q("0.5"), q("0.99"), cores()
+        q(0.5), q(0.99), cores()
     );
     drop(sims);
     finish(common.json, summary, value)

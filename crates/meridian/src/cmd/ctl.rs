@@ -354,6 +354,9 @@ enum CtlCommand {
     Drain {
         /// Node id or name.
         node: String,
+        /// Wait until it holds no replica, printing progress.
+        #[arg(long)]
+        wait: bool,
     },
     /// Stop new placements on a node.
     Cordon {
@@ -994,7 +997,13 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             }
             return Ok(std::process::ExitCode::SUCCESS);
         }
-        CtlCommand::Drain { node } => node_action(&http, c, node, "drain").await,
+        CtlCommand::Drain { node, wait } => {
+            let started = node_action(&http, c, node, "drain").await;
+            match started {
+                Ok(v) if *wait => show::wait_drained(&http, c, node, args.json).await.map(|_| v),
+                other => other,
+            }
+        }
         CtlCommand::Cordon { node } => node_action(&http, c, node, "cordon").await,
         CtlCommand::Uncordon { node } => node_action(&http, c, node, "uncordon").await,
         CtlCommand::EvictLeaders { node } => node_action(&http, c, node, "evict-leaders").await,

@@ -50,8 +50,18 @@ pub fn run(args: SimArgs) -> CmdResult {
     };
     let mut all_pass = true;
     let mut reports = Vec::new();
-    for name in names {
+    let total = names.len();
+    for (i, name) in names.into_iter().enumerate() {
+        // Progress on stderr: stdout stays the reports (and the JSON line).
+        eprintln!("[{}/{total}] simulating {name}...", i + 1);
+        let started = std::time::Instant::now();
         let report = run_scenario(name, &opts)?;
+        eprintln!(
+            "[{}/{total}] {name}: {} in {:.1} s",
+            i + 1,
+            if report.pass { "pass" } else { "FAIL" },
+            started.elapsed().as_secs_f64()
+        );
         all_pass &= report.pass;
         println!("{}", report.render_human());
         reports.push(report);

@@ -109,9 +109,9 @@ impl pb::node_service_server::NodeService for NodeSvc {
             let node = match node {
                 Ok(n) => n,
                 Err(e) => {
-                    // Refusals are an operator's business: visible in the log and counted.
+                    // Refusals are an operator's business: visible in the log and counted
+                    // (by `Cluster::register`, which knows the reason).
                     tracing::warn!(cluster = %cluster.id, name = %register.name, endpoint = %register.endpoint, "registration refused: {e}");
-                    metrics::counter!("meridian_registrations_refused_total", "cluster" => cluster.id.to_string(), "reason" => e.code()).increment(1);
                     cluster.event(
                         "registration_refused",
                         format!(
@@ -152,7 +152,8 @@ impl pb::node_service_server::NodeService for NodeSvc {
             return Err(Status::cancelled("stream closed"));
         }
         tracing::info!(cluster = %cluster.id, %node, name = %register.name, endpoint = %register.endpoint, "node registered");
-        metrics::counter!("meridian_node_registrations_total").increment(1);
+        metrics::counter!("meridian_node_registrations_total", "cluster" => cluster.name())
+            .increment(1);
         reconcile(&cluster, node, &reports, now);
         {
             let cluster = cluster.clone();
@@ -225,6 +226,12 @@ impl Stream {
         tx: mpsc::Sender<Result<pb::MetaMessage, Status>>,
     ) {
         let (cluster, node) = (&self.cluster, self.node);
+        let name = cluster.name();
+        let heartbeats = metrics::counter!("meridian_heartbeats_total", "cluster" => name.clone());
+        let shard_reports =
+            metrics::counter!("meridian_shard_reports_total", "cluster" => name.clone());
+        let handle_seconds =
+            metrics::histogram!("meridian_heartbeat_handle_seconds", "cluster" => name);
         loop {
             let msg = match inbound.message().await {
                 Ok(Some(m)) => m,
@@ -274,14 +281,13 @@ impl Stream {
                     if tx.try_send(Ok(ack)).is_err() {
                         tracing::debug!(%node, "ack dropped: node is not reading its stream");
                     }
-                    metrics::counter!("meridian_heartbeats_total").increment(1);
+                    heartbeats.increment(1);
                     cluster
                         .activity
                         .heartbeats
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    metrics::counter!("meridian_shard_reports_total").increment(n);
-                    metrics::histogram!("meridian_heartbeat_handle_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                    shard_reports.increment(n);
+                    handle_seconds.record(started.elapsed().as_secs_f64());
                 }
                 Some(Body::Result(result)) => cluster.sessions.answer(node, &result),
                 Some(Body::Register(_)) => {

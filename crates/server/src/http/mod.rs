@@ -55,6 +55,10 @@ pub fn router(state: AppState) -> Router {
             state.tokens.clone(),
             authorize,
         ))
+        // Outside the token check, so refused calls are counted too.
+        .layer(axum::middleware::from_fn(
+            crate::metrics::requests::http_metrics,
+        ))
         .with_state(state)
 }
 
@@ -89,7 +93,7 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(&s.meta),
+        crate::metrics::render(&s.meta, &s.scheduling),
     )
 }
 
@@ -97,7 +101,7 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
 /// 403 with a JSON error, before the handler runs.
 async fn authorize(
     State(tokens): State<Option<Arc<crate::auth::Tokens>>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     if let Some(tokens) = tokens {
@@ -106,20 +110,50 @@ async fn authorize(
                 .headers()
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if let Err(denied) = tokens.check(header, allowed) {
-                let (status, code, message) = match denied {
-                    crate::auth::Denied::Unauthenticated(m) => {
-                        (StatusCode::UNAUTHORIZED, "unauthenticated", m)
-                    }
-                    crate::auth::Denied::PermissionDenied(m) => {
-                        (StatusCode::FORBIDDEN, "permission_denied", m)
-                    }
-                };
-                return ErrorBody::response(status, code, message);
+            match tokens.check(header, allowed) {
+                Ok(caller) => {
+                    req.extensions_mut().insert(caller);
+                }
+                Err(denied) => {
+                    let (status, code, message) = match denied {
+                        crate::auth::Denied::Unauthenticated(m) => {
+                            (StatusCode::UNAUTHORIZED, "unauthenticated", m)
+                        }
+                        crate::auth::Denied::PermissionDenied(m) => {
+                            (StatusCode::FORBIDDEN, "permission_denied", m)
+                        }
+                    };
+                    return ErrorBody::response(status, code, message);
+                }
             }
         }
     }
     next.run(req).await
+}
+
+/// Who asked, for the event log: the token's name and role (with `--tokens`), else the
+/// peer's address.
+pub(crate) struct Who(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<crate::auth::Caller>();
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        Ok(Who(match (caller, peer) {
+            (Some(c), Some(p)) => format!("{c} from {p}"),
+            (Some(c), None) => c.to_string(),
+            (None, Some(p)) => format!("a caller at {p}"),
+            (None, None) => "a caller".into(),
+        }))
+    }
 }
 
 /// A known path asked with a method it does not take: a JSON error like every other.

@@ -128,6 +128,53 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
         .map_err(|e| ServerError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key))))
 }
 
+/// Why a node's registration was refused (the `reason` label of
+/// `meridian_registrations_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A malformed request (name, endpoint or label).
+    InvalidRequest,
+    /// The node's config fingerprint differs from the cluster's.
+    FingerprintMismatch,
+    /// The name belongs to a node removed from the cluster.
+    NodeRemoved,
+    /// The name is alive at another endpoint.
+    NameInUse,
+    /// Another registration of the same name won a race.
+    ConcurrentRegistration,
+    /// The store could not record the node.
+    StoreError,
+}
+
+impl Refusal {
+    /// Every reason.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::InvalidRequest,
+        Refusal::FingerprintMismatch,
+        Refusal::NodeRemoved,
+        Refusal::NameInUse,
+        Refusal::ConcurrentRegistration,
+        Refusal::StoreError,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::InvalidRequest => "invalid_request",
+            Refusal::FingerprintMismatch => "fingerprint_mismatch",
+            Refusal::NodeRemoved => "node_removed",
+            Refusal::NameInUse => "name_in_use",
+            Refusal::ConcurrentRegistration => "concurrent_registration",
+            Refusal::StoreError => "store_error",
+        }
+    }
+
+    /// Tags an error with this reason (for `map_err`).
+    fn tag<E: Into<ServerError>>(self) -> impl FnOnce(E) -> (Refusal, ServerError) {
+        move |e| (self, e.into())
+    }
+}
+
 /// Serializable view of a node for the admin API.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeInfo {
@@ -270,6 +317,8 @@ impl Cluster {
         let copyset_family =
             super::copysets::load(&store, id, &config, state.shards.values().map(|e| &e.shard))
                 .await?;
+        crate::metrics::register_cluster(&config.name);
+        let sessions = Sessions::new(&config.name);
         Ok(Arc::new(Self {
             id,
             config: RwLock::new(config),
@@ -278,7 +327,7 @@ impl Cluster {
             table_ids: SequenceAllocator::new(store.clone(), keys::table_id_sequence(id), 1000),
             store,
             routes,
-            sessions: Sessions::default(),
+            sessions,
             init_lock: tokio::sync::Mutex::new(()),
             shards_complete: std::sync::atomic::AtomicBool::new(false),
             instruction_timeout,
@@ -288,6 +337,11 @@ impl Cluster {
             events,
             activity: Activity::default(),
         }))
+    }
+
+    /// The cluster's name (the `cluster` label of its metrics).
+    pub fn name(&self) -> String {
+        self.config.read().name.clone()
     }
 
     /// The cluster's configuration.
@@ -343,11 +397,29 @@ impl Cluster {
 
     /// Registers a node from its first heartbeat. Refuses a name alive at another endpoint
     /// and a config fingerprint that differs from the cluster's (when it has one).
+    /// Every refusal is counted by reason (`meridian_registrations_refused_total`).
     pub async fn register(&self, req: &pb::RegisterNode, now_ms: u64) -> Result<NodeId> {
-        meridian_model::validate_name("node", &req.name)?;
+        self.admit(req, now_ms).await.map_err(|(reason, e)| {
+            metrics::counter!("meridian_registrations_refused_total", "cluster" => self.name(), "reason" => reason.name())
+                .increment(1);
+            e
+        })
+    }
+
+    /// [`Cluster::register`], with the reason of a refusal.
+    async fn admit(
+        &self,
+        req: &pb::RegisterNode,
+        now_ms: u64,
+    ) -> std::result::Result<NodeId, (Refusal, ServerError)> {
+        use Refusal::*;
+        meridian_model::validate_name("node", &req.name).map_err(InvalidRequest.tag())?;
         if req.endpoint.is_empty() || req.endpoint.len() > 256 {
-            return Err(ServerError::InvalidArgument(
-                "node endpoint must be 1..=256 bytes (host:port)".into(),
+            return Err((
+                InvalidRequest,
+                ServerError::InvalidArgument(
+                    "node endpoint must be 1..=256 bytes (host:port)".into(),
+                ),
             ));
         }
         let labels = req.labels.clone().unwrap_or_default();
@@ -359,9 +431,10 @@ impl Cluster {
             ("config_fingerprint", &req.config_fingerprint),
         ] {
             if value.len() > 256 {
-                return Err(ServerError::InvalidArgument(format!(
-                    "{what} longer than 256 bytes"
-                )));
+                return Err((
+                    InvalidRequest,
+                    ServerError::InvalidArgument(format!("{what} longer than 256 bytes")),
+                ));
             }
         }
         // The expected fingerprint is set explicitly (create-cluster, `ctl
@@ -372,12 +445,15 @@ impl Cluster {
             if !config.config_fingerprint.is_empty()
                 && config.config_fingerprint != req.config_fingerprint
             {
-                return Err(ServerError::FailedPrecondition(format!(
-                    "config fingerprint {:?} differs from cluster {:?}'s {:?}: \
-                     the node's cluster-wide settings do not match \
-                     (`meridian ctl set-fingerprint` changes the expected one)",
-                    req.config_fingerprint, config.name, config.config_fingerprint
-                )));
+                return Err((
+                    FingerprintMismatch,
+                    ServerError::FailedPrecondition(format!(
+                        "config fingerprint {:?} differs from cluster {:?}'s {:?}: \
+                         the node's cluster-wide settings do not match \
+                         (`meridian ctl set-fingerprint` changes the expected one)",
+                        req.config_fingerprint, config.name, config.config_fingerprint
+                    )),
+                ));
             }
         }
 
@@ -394,18 +470,24 @@ impl Cluster {
         let node = match existing {
             Some(entry) => {
                 if entry.node.removed {
-                    return Err(ServerError::FailedPrecondition(format!(
-                        "node {:?} ({}) was removed from the cluster; register under a new name",
-                        req.name, entry.node.id
-                    )));
+                    return Err((
+                        NodeRemoved,
+                        ServerError::FailedPrecondition(format!(
+                            "node {:?} ({}) was removed from the cluster; register under a new name",
+                            req.name, entry.node.id
+                        )),
+                    ));
                 }
                 let alive = self.sessions.session_of(entry.node.id).is_some()
                     && matches!(entry.state, NodeState::Online | NodeState::Suspect);
                 if alive && entry.node.endpoint != req.endpoint {
-                    return Err(ServerError::AlreadyExists(format!(
-                        "node name {:?} is already alive at {} (this one says {})",
-                        req.name, entry.node.endpoint, req.endpoint
-                    )));
+                    return Err((
+                        NameInUse,
+                        ServerError::AlreadyExists(format!(
+                            "node name {:?} is already alive at {} (this one says {})",
+                            req.name, entry.node.endpoint, req.endpoint
+                        )),
+                    ));
                 }
                 let mut node = entry.node.clone();
                 node.endpoint = req.endpoint.clone();
@@ -413,12 +495,12 @@ impl Cluster {
                 node.capacity = capacity;
                 node.version = req.version.clone();
                 if node != entry.node {
-                    self.persist_node(&node).await?;
+                    self.persist_node(&node).await.map_err(StoreError.tag())?;
                 }
                 node
             }
             None => {
-                let id = NodeId(self.node_ids.next().await?);
+                let id = NodeId(self.node_ids.next().await.map_err(StoreError.tag())?);
                 let node = Node {
                     cluster: self.id,
                     id,
@@ -438,12 +520,24 @@ impl Cluster {
                         keys::node_name(self.id, &node.name),
                         id.0.to_string().into_bytes(),
                     ))
-                    .then(WriteOp::put(keys::node(self.id, id), encode(&node)?));
-                if !self.store.txn(txn).await?.succeeded {
-                    return Err(ServerError::Aborted(format!(
-                        "node name {:?} was registered concurrently; retry",
-                        req.name
-                    )));
+                    .then(WriteOp::put(
+                        keys::node(self.id, id),
+                        encode(&node).map_err(StoreError.tag())?,
+                    ));
+                if !self
+                    .store
+                    .txn(txn)
+                    .await
+                    .map_err(StoreError.tag())?
+                    .succeeded
+                {
+                    return Err((
+                        ConcurrentRegistration,
+                        ServerError::Aborted(format!(
+                            "node name {:?} was registered concurrently; retry",
+                            req.name
+                        )),
+                    ));
                 }
                 node
             }
@@ -505,7 +599,8 @@ impl Cluster {
             seen.insert(report.shard);
             if let Some(e) = state.shards.get(&report.shard) {
                 if report.version < e.shard.version {
-                    metrics::counter!("meridian_stale_shard_reports_total").increment(1);
+                    metrics::counter!("meridian_stale_shard_reports_total", "cluster" => self.name())
+                        .increment(1);
                 }
                 state
                     .committed
@@ -543,7 +638,7 @@ impl Cluster {
         entry
             .reconciling
             .retain(|s, _| !seen.contains(s) || ordered.contains(s));
-        due_orders(&mut entry.reconciling, orders, now_ms, false)
+        due_orders(&self.name(), &mut entry.reconciling, orders, now_ms, false)
     }
 
     /// Carries out one instruction for a node and waits for its answer. Opening carries the
@@ -819,7 +914,8 @@ impl Cluster {
                 })?;
         for w in &placement.warnings {
             tracing::warn!(cluster = %self.id, "{}", w.message);
-            metrics::counter!("meridian_domain_violations_total").increment(1);
+            metrics::counter!("meridian_domain_violations_total", "cluster" => self.name())
+                .increment(1);
         }
         let mut ops = Vec::with_capacity(placement.shards.len() * 2 + 2);
         ops.extend(self.copyset_ops(placement.copysets.as_ref())?);

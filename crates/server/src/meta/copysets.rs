@@ -152,7 +152,8 @@ impl Cluster {
             dropped = update.dropped,
             "copyset family updated"
         );
-        metrics::counter!("meridian_copyset_family_updates_total").increment(1);
+        metrics::counter!("meridian_copyset_family_updates_total", "cluster" => self.name())
+            .increment(1);
         self.copyset_family.unsaved.store(false, Ordering::Relaxed);
         self.copyset_family.set(Some(Arc::new(update.family)));
         Ok(true)

@@ -31,7 +31,8 @@ impl Cluster {
             now_ms,
         );
         for (shard, denied) in &decided.denied {
-            metrics::counter!("meridian_lease_grants_denied_total").increment(1);
+            metrics::counter!("meridian_lease_grants_denied_total", "cluster" => self.name())
+                .increment(1);
             tracing::debug!(%node, %shard, ?denied, "lease not granted");
         }
         decided

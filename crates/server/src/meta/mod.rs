@@ -15,7 +15,7 @@ mod routes;
 pub mod session;
 
 pub use catalog::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
-pub use cluster::{Cluster, NodeEntry, NodeInfo, ReplicaPosition, ShardEntry, ShardInfo};
+pub use cluster::{Cluster, NodeEntry, NodeInfo, Refusal, ReplicaPosition, ShardEntry, ShardInfo};
 use meridian_scheduler::LeaseBook;
 pub use procedure::{MoveRecord, RecordChange, ReshardOutcome};
 pub use session::{InstructionOutcome, Sessions};

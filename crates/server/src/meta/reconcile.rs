@@ -29,7 +29,9 @@ pub struct Resend {
 
 /// Keeps the orders that are due (new, or unanswered past their backoff) and records them.
 /// Fixes for shards that need none any more are forgotten.
+/// Resends are counted for `cluster`.
 pub(super) fn due_orders(
+    cluster: &str,
     book: &mut HashMap<ShardId, Resend>,
     orders: Vec<NodeInstruction>,
     now_ms: u64,
@@ -47,7 +49,8 @@ pub(super) fn due_orders(
                     if now_ms < r.next_ms {
                         return false;
                     }
-                    metrics::counter!("meridian_reconcile_resends_total").increment(1);
+                    metrics::counter!("meridian_reconcile_resends_total", "cluster" => cluster.to_string())
+                        .increment(1);
                     r.attempts + 1
                 }
                 _ => 0,
@@ -145,9 +148,16 @@ impl Cluster {
             }
         }
         let mut out = Vec::new();
+        let name = self.name();
         for (id, orders) in fixes {
             if let Some(entry) = state.nodes.get_mut(&id) {
-                out.extend(due_orders(&mut entry.reconciling, orders, now_ms, true));
+                out.extend(due_orders(
+                    &name,
+                    &mut entry.reconciling,
+                    orders,
+                    now_ms,
+                    true,
+                ));
             }
         }
         out
@@ -172,16 +182,28 @@ mod tests {
     #[test]
     fn an_unanswered_fix_is_sent_again_with_growing_backoff() {
         let mut book = HashMap::new();
-        assert_eq!(due_orders(&mut book, vec![order(4)], 0, true).len(), 1);
-        assert!(due_orders(&mut book, vec![order(4)], 499, true).is_empty());
-        assert_eq!(due_orders(&mut book, vec![order(4)], 500, true).len(), 1);
+        assert_eq!(
+            due_orders("test", &mut book, vec![order(4)], 0, true).len(),
+            1
+        );
+        assert!(due_orders("test", &mut book, vec![order(4)], 499, true).is_empty());
+        assert_eq!(
+            due_orders("test", &mut book, vec![order(4)], 500, true).len(),
+            1
+        );
         // Second resend waits twice as long.
-        assert!(due_orders(&mut book, vec![order(4)], 1_499, true).is_empty());
-        assert_eq!(due_orders(&mut book, vec![order(4)], 1_500, true).len(), 1);
+        assert!(due_orders("test", &mut book, vec![order(4)], 1_499, true).is_empty());
+        assert_eq!(
+            due_orders("test", &mut book, vec![order(4)], 1_500, true).len(),
+            1
+        );
         // A newer version is a new fix: sent at once.
-        assert_eq!(due_orders(&mut book, vec![order(5)], 1_501, true).len(), 1);
+        assert_eq!(
+            due_orders("test", &mut book, vec![order(5)], 1_501, true).len(),
+            1
+        );
         // Fixed: forgotten, so a later disagreement is sent at once too.
-        assert!(due_orders(&mut book, vec![], 1_502, true).is_empty());
+        assert!(due_orders("test", &mut book, vec![], 1_502, true).is_empty());
         assert!(book.is_empty());
     }
 }

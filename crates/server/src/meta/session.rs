@@ -51,9 +51,24 @@ pub struct Sessions {
     next_instruction: AtomicU64,
     sessions: Mutex<HashMap<NodeId, Session>>,
     pending: Mutex<HashMap<u64, (NodeId, oneshot::Sender<InstructionOutcome>)>>,
+    /// The cluster's name, for the timeouts counter.
+    cluster: String,
 }
 
 impl Sessions {
+    /// No session yet, for the nodes of cluster `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        Self {
+            cluster: cluster.to_string(),
+            ..Self::default()
+        }
+    }
+
+    fn count_timeout(&self) {
+        metrics::counter!("meridian_instruction_timeouts_total", "cluster" => self.cluster.clone())
+            .increment(1);
+    }
+
     /// Registers the stream of a node that just registered; replaces and closes an older
     /// session of it. Returns the session id, used to unregister exactly this session
     /// later, and a receiver that completes when this session is replaced in turn.
@@ -167,6 +182,7 @@ impl Sessions {
             }
             Err(_) => {
                 self.forget(node, id);
+                self.count_timeout();
                 return InstructionOutcome::Lost(format!("{node} is not reading its stream"));
             }
         }
@@ -175,6 +191,7 @@ impl Sessions {
             Ok(Err(_)) => InstructionOutcome::Lost(format!("{node} session ended")),
             Err(_) => {
                 self.forget(node, id);
+                self.count_timeout();
                 InstructionOutcome::Lost(format!(
                     "{node} did not answer instruction {id} within {} ms",
                     timeout.as_millis()

@@ -16,15 +16,15 @@ use std::sync::atomic::Ordering;
 
 impl Scheduling {
     /// Takes a sample of `view` (its reported loads, not trends) and of the cluster's
-    /// activity, once per history step.
+    /// activity, once per history step; says whether it did.
     pub(super) fn sample_history(
         cluster: &Cluster,
         s: &mut ClusterScheduling,
         view: &ClusterView,
         now: u64,
-    ) {
+    ) -> bool {
         if !s.history.due(now) {
-            return;
+            return false;
         }
         let names = cluster.node_names();
         let mut per_node: HashMap<meridian_model::NodeId, (f64, u32, u32)> = view
@@ -75,6 +75,7 @@ impl Scheduling {
             s.controller.running().count() as f64,
         ));
         s.history.record(now, samples);
+        true
     }
 
     /// The series of `cluster` whose names start with `prefix` (`""`: all), and the

@@ -62,6 +62,48 @@ fn find_node<'a>(nodes: &'a Value, key: &str) -> Option<&'a Value> {
         .or_else(|| list.iter().find(|n| id.is_some() && n["id"].as_u64() == id))
 }
 
+/// `drain --wait`: polls until the node holds no replica, printing each change of what is
+/// left (to stderr, so `--json` output stays one document).
+pub(super) async fn wait_drained(
+    http: &Http,
+    cluster: &str,
+    key: &str,
+    quiet: bool,
+) -> Result<(), String> {
+    let mut last = None;
+    loop {
+        let nodes = http
+            .get_all(&format!("/api/v1/clusters/{cluster}/nodes"), "nodes")
+            .await?;
+        let node = find_node(&nodes, key)
+            .ok_or_else(|| format!("node {key:?} is gone from cluster {cluster}"))?;
+        let left = (
+            node["shards"].as_u64().unwrap_or(0),
+            node["leaders"].as_u64().unwrap_or(0),
+        );
+        if last != Some(left) && !quiet {
+            eprintln!(
+                "draining {}: {} replicas left ({} leaders)",
+                cell(&node["name"]),
+                left.0,
+                left.1
+            );
+        }
+        if left.0 == 0 {
+            if !quiet {
+                eprintln!(
+                    "{} holds no replica: `meridian ctl remove {}` takes it out",
+                    cell(&node["name"]),
+                    cell(&node["name"])
+                );
+            }
+            return Ok(());
+        }
+        last = Some(left);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// `node show`: the node, and every shard it holds with its role there.
 pub(super) async fn node_show(http: &Http, cluster: &str, key: &str) -> Result<Value, String> {
     let nodes = http

@@ -28,7 +28,17 @@ use std::sync::Arc;
 
 impl Cluster {
     /// Changes the definition of table `name`; returns the table as committed.
+    /// Timed and counted as DDL (`meridian_ddl_*{kind="alter"}`).
     pub async fn alter_table(
+        self: &Arc<Self>,
+        name: &TableName,
+        change: DefinitionChange,
+    ) -> Result<Table> {
+        let alter = self.alter_table_unmetered(name, change);
+        crate::metrics::ddl(&self.name(), crate::metrics::DdlKind::Alter, alter).await
+    }
+
+    async fn alter_table_unmetered(
         self: &Arc<Self>,
         name: &TableName,
         change: DefinitionChange,

@@ -85,7 +85,19 @@ impl Cluster {
 
     /// [`Cluster::create_table`] with a definition (columns, keys, options): validated,
     /// stored with the table at version 1, and sent to the shard leaders with the create.
+    /// Timed and counted as DDL (`meridian_ddl_*{kind="create"}`).
     pub async fn create_table_with(
+        self: &Arc<Self>,
+        name: TableName,
+        rule: PartitionRule,
+        definition: TableDefinition,
+        if_not_exists: bool,
+    ) -> Result<(Table, bool)> {
+        let create = self.create_table_unmetered(name, rule, definition, if_not_exists);
+        crate::metrics::ddl(&self.name(), crate::metrics::DdlKind::Create, create).await
+    }
+
+    async fn create_table_unmetered(
         self: &Arc<Self>,
         name: TableName,
         rule: PartitionRule,
@@ -188,7 +200,7 @@ impl Cluster {
             }
         }
         self.publish_table(&table);
-        metrics::counter!("meridian_tables_created_total").increment(1);
+        metrics::counter!("meridian_tables_created_total", "cluster" => self.name()).increment(1);
         self.event(
             "ddl",
             format!(

@@ -37,7 +37,17 @@ pub(super) struct DropRecord {
 impl Cluster {
     /// Drops a table: durable first (with its procedure record), then memory and routes,
     /// then the nodes, retried in the background until each partition's shard confirmed.
+    /// Timed and counted as DDL (`meridian_ddl_*{kind="drop"}`).
     pub async fn drop_table(self: &Arc<Self>, name: &TableName, if_exists: bool) -> Result<bool> {
+        let drop = self.drop_table_unmetered(name, if_exists);
+        crate::metrics::ddl(&self.name(), crate::metrics::DdlKind::Drop, drop).await
+    }
+
+    async fn drop_table_unmetered(
+        self: &Arc<Self>,
+        name: &TableName,
+        if_exists: bool,
+    ) -> Result<bool> {
         let table = {
             let _commit = self.procedures.commit.write().await;
             let table = self.get_table(name);
@@ -83,7 +93,7 @@ impl Cluster {
             schema: name.schema.clone(),
             table: name.table.clone(),
         }));
-        metrics::counter!("meridian_tables_dropped_total").increment(1);
+        metrics::counter!("meridian_tables_dropped_total", "cluster" => self.name()).increment(1);
         self.event(
             "ddl",
             format!("table {name} dropped"),

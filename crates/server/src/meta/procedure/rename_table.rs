@@ -35,7 +35,13 @@ pub(super) struct RenameRecord {
 
 impl Cluster {
     /// Renames a table within its schema.
+    /// Timed and counted as DDL (`meridian_ddl_*{kind="rename"}`).
     pub async fn rename_table(&self, name: &TableName, new_name: &str) -> Result<Table> {
+        let rename = self.rename_table_unmetered(name, new_name);
+        crate::metrics::ddl(&self.name(), crate::metrics::DdlKind::Rename, rename).await
+    }
+
+    async fn rename_table_unmetered(&self, name: &TableName, new_name: &str) -> Result<Table> {
         let new = TableName::new(&name.catalog, &name.schema, new_name)?;
         let id = self
             .get_table(name)

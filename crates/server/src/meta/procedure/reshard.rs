@@ -186,7 +186,8 @@ impl Cluster {
             self.publish_table(t);
         }
         tracing::info!(cluster = %self.id, %source, %target, moved = record.moved.len(), kind = kind.name(), "resharded");
-        metrics::counter!("meridian_reshards_total", "kind" => kind.name()).increment(1);
+        metrics::counter!("meridian_reshards_total", "cluster" => self.name(), "kind" => kind.name())
+            .increment(1);
         let point = format!("{}.after_commit", kind.name());
         self.procedures.failpoints.hit(&point).await;
         // 3. The source's nodes drop what moved (or close the deleted shard), until done.
