@@ -451,5 +451,25 @@ async fn http_refuses_unknown_fields_and_wrong_methods_with_json() {
         v["error"]["message"].as_str().unwrap().contains("PUT"),
         "{v}"
     );
+    // A typo in a query (`limt`) would silently take the default page: refused, naming it.
+    for url in [
+        "api/v1/clusters/default/shards?limt=5",
+        "api/v1/clusters/default/tables?schem=public",
+        "api/v1/clusters/default/schemas?catalg=default",
+        "api/v1/clusters/default/tables/default/public/t?if_exist=true",
+    ] {
+        let method = if url.contains("if_exist") {
+            reqwest::Method::DELETE
+        } else {
+            reqwest::Method::GET
+        };
+        let (status, v) = http(method, format!("{base}/{url}"), None).await;
+        assert_eq!(status, 400, "{url}: {v}");
+        let typo = url.split('?').nth(1).unwrap().split('=').next().unwrap();
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(typo),
+            "{url}: {v}"
+        );
+    }
     server.shutdown().await;
 }

@@ -101,6 +101,7 @@ async fn create_cluster(
 /// page (see `meta::paging`) and, for nodes, a name prefix.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(super) struct IdPageQuery {
     /// Only names starting with this (nodes).
     #[serde(default)]
@@ -200,6 +201,7 @@ async fn list_shards(
 /// Query of `GET .../tables`: filters and a page (see `meta::paging`).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct TableFilter {
     #[serde(default)]
     catalog: String,
@@ -299,6 +301,7 @@ struct CreateSchemaBody {
 /// Query of `GET .../schemas`: a catalog and a page (see `meta::paging`).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct SchemaFilter {
     #[serde(default = "default_catalog")]
     catalog: String,
@@ -329,6 +332,7 @@ async fn list_schemas(
 /// Query of `DELETE .../schemas/{catalog}/{schema}` and `DELETE .../catalogs/{catalog}`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct DropSchemaQuery {
     #[serde(default)]
     cascade: bool,
@@ -401,6 +405,7 @@ async fn get_table(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct DropQuery {
     #[serde(default)]
     if_exists: bool,
