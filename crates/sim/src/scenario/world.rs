@@ -539,16 +539,20 @@ impl Sim {
     /// The scheduler's view, exactly as the tick builds it: loads judged by their trend,
     /// as the server's are.
     pub fn view(&self) -> ClusterView {
-        self.raw_view()
-            .with_history_trend(
-                &self.history,
-                self.params.scheduler.hot_trend_window_ms,
-                self.now,
-            )
-            .with_operators(
-                self.controller.running(),
-                Some(self.params.controller.limits.per_node),
-            )
+        self.judged(self.raw_view())
+    }
+
+    /// `raw` with loads judged by their trend and the running operators added.
+    fn judged(&self, raw: ClusterView) -> ClusterView {
+        raw.with_history_trend(
+            &self.history,
+            self.params.scheduler.hot_trend_window_ms,
+            self.now,
+        )
+        .with_operators(
+            self.controller.running(),
+            Some(self.params.controller.limits.per_node),
+        )
     }
 
     fn node_views(&self) -> Vec<NodeView> {
@@ -581,11 +585,11 @@ impl Sim {
         }
         self.sync_copysets();
         let raw = self.raw_view();
-        self.history.record(
-            now,
-            meridian_scheduler::history::shard_load_samples(&raw).collect::<Vec<_>>(),
-        );
-        let view = self.view();
+        if self.history.due(now) {
+            let samples: Vec<_> = meridian_scheduler::history::shard_load_samples(&raw).collect();
+            self.history.record(now, samples);
+        }
+        let view = self.judged(raw);
         for op in self.schedulers.schedule(&view, now) {
             match self.controller.try_add(op) {
                 Ok(_) => self.moves.operators += 1,
