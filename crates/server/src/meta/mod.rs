@@ -112,10 +112,6 @@ impl Meta {
             meta.clusters.write().insert(config.name, cluster);
         }
         for cluster in meta.clusters() {
-            let written = cluster.ensure_revision_keys().await?;
-            if written > 0 {
-                tracing::info!(cluster = %cluster.id, written, "wrote missing revision keys");
-            }
             let resumed = cluster.resume_procedures().await?;
             if resumed > 0 {
                 tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted procedures");
