@@ -37,8 +37,12 @@ use std::time::{Duration, Instant};
 pub async fn detached<T: Send + 'static>(
     change: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(change)
-        .await
+    // The task still names who asked, for the events it records.
+    let task = match crate::events::REQUESTER.try_with(String::clone) {
+        Ok(who) => tokio::spawn(crate::events::REQUESTER.scope(who, change)),
+        Err(_) => tokio::spawn(change),
+    };
+    task.await
         .map_err(|e| ServerError::Unavailable(format!("metadata change task failed: {e}")))?
 }
 
