@@ -20,8 +20,8 @@
 //!
 //! and `format1.backup` is `meridian backup` of it, taken just before the server stopped.
 //! Today's binary must open both (the backup also restored into etcd), migrate them, and
-//! go on where they left off. Never
-//! regenerate these files: they stand for stores in the field.
+//! go on where they left off. Never regenerate these files: they stand for stores in the
+//! field.
 
 mod common;
 
