@@ -329,12 +329,13 @@ async fn await_quiet(
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let nodes = super::get_all(&client, &format!("{base}/nodes"), "nodes").await?;
-        let ops = super::get_all(&client, &format!("{base}/operators"), "operators").await?;
-        let all_online = nodes.iter().all(|n| n["state"] == "online");
+        let get = |url| super::get_json(&client, url);
+        let nodes = super::get_all(&format!("{base}/nodes"), "nodes", get).await?;
+        let ops = super::get_all(&format!("{base}/operators"), "operators", get).await?;
+        let all_online = entries(&nodes, "nodes").all(|n| n["state"] == "online");
         // Balancing never stops in a large cluster (hot shards come and go): it is part of
         // the steady state. Failovers and repairs are not.
-        let idle = ops.iter().all(|op| {
+        let idle = entries(&ops, "operators").all(|op| {
             matches!(
                 op["kind"].as_str(),
                 Some("balance_leader" | "balance_shard" | "hot_shard" | "expansion")
@@ -353,6 +354,11 @@ async fn await_quiet(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The entries of the list under `key` of a [`super::get_all`] answer.
+fn entries<'a>(list: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    list[key].as_array().into_iter().flatten()
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -850,13 +856,13 @@ async fn shard_leaders(
     http: &str,
 ) -> Result<HashMap<u32, u64>, Box<dyn std::error::Error + Send + Sync>> {
     let shards = super::get_all(
-        http_client,
         &format!("{http}/api/v1/clusters/default/shards"),
         "shards",
+        |url| super::get_json(http_client, url),
     )
     .await?;
     let mut leaders = HashMap::new();
-    for s in shards {
+    for s in entries(&shards, "shards") {
         if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
             leaders.insert(id as u32, l);
         }

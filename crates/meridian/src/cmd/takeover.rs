@@ -153,11 +153,14 @@ impl Harness {
     async fn shard_leaders(&self) -> Result<Vec<(u64, bool)>, BoxError> {
         for s in &self.servers {
             let url = format!("http://{}/api/v1/clusters/default/shards", s.http);
-            let Ok(shards) = super::get_all(&self.web, &url, "shards").await else {
+            let get = |url| super::get_json(&self.web, url);
+            let Ok(shards) = super::get_all(&url, "shards", get).await else {
                 continue;
             };
-            return Ok(shards
-                .iter()
+            return Ok(shards["shards"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .map(|s| (s["id"].as_u64().unwrap_or(0), !s["leader"].is_null()))
                 .collect());
         }
