@@ -7,6 +7,7 @@ pub mod ctl;
 pub mod demo;
 pub mod example_node;
 pub mod node;
+pub mod progress;
 pub mod server;
 pub mod sim;
 pub mod takeover;
