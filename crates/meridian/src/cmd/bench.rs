@@ -19,7 +19,7 @@ use meridian_sim::node::SimNode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -266,29 +266,31 @@ async fn start_nodes(
             SimNode::start_with_channel(c, Some(channels[i % channels.len()].clone()))
         })
         .collect();
-    let registered = Arc::new(AtomicUsize::new(0));
-    let phase = progress.phase(format!("registering {n} simulated nodes"), {
-        let registered = registered.clone();
-        move || format!("{}/{n}", registered.load(Ordering::Relaxed))
-    });
-    for node in &nodes {
-        if node
-            .agent
-            .registered(Duration::from_secs(60))
-            .await
-            .is_none()
-        {
+    await_registered(nodes.iter(), n, Duration::from_secs(60), progress).await?;
+    Ok(nodes)
+}
+
+/// Waits until each of the `n` `nodes` has registered, for at most `within` each.
+async fn await_registered<'a>(
+    nodes: impl Iterator<Item = &'a SimNode>,
+    n: usize,
+    within: Duration,
+    progress: Progress,
+) -> Result<(), String> {
+    let (phase, registered) =
+        progress.counting(format!("registering {n} simulated nodes"), Some(n), "");
+    for node in nodes {
+        if node.agent.registered(within).await.is_none() {
             return Err(format!(
                 "{} did not register: {:?}",
                 node.name,
                 node.agent.status().last_error
-            )
-            .into());
+            ));
         }
         registered.fetch_add(1, Ordering::Relaxed);
     }
     phase.done();
-    Ok(nodes)
+    Ok(())
 }
 
 /// Creates cluster `name` of `shards` shards (replication factor 3) through the HTTP admin
@@ -321,14 +323,11 @@ async fn start_cluster(
     let settle = Instant::now();
     // Large clusters take a while to place and open; allow a second per 200 replicas.
     let limit = Duration::from_secs(120).max(Duration::from_secs((want / 200) as u64));
-    let opened = Arc::new(AtomicUsize::new(0));
-    let phase = progress.phase(format!("opening the replicas of {name}"), {
-        let opened = opened.clone();
-        move || format!("{}/{want}", opened.load(Ordering::Relaxed))
-    });
+    let (phase, opened) =
+        progress.counting(format!("opening the replicas of {name}"), Some(want), "");
     loop {
         let held: usize = sims.iter().map(|n| n.shards.shards().len()).sum();
-        opened.store(held, Ordering::Relaxed);
+        opened.store(held as u64, Ordering::Relaxed);
         if held >= want {
             phase.done();
             return Ok((sims, settle.elapsed()));
@@ -546,12 +545,7 @@ where
 {
     let hist = Arc::new(parking_lot_free::Mutex::new(Histogram::<u64>::new(3)?));
     let next = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let total = names.len();
-    let phase = progress.phase(phase, {
-        let done = done.clone();
-        move || format!("{}/{total}", done.load(Ordering::Relaxed))
-    });
+    let (phase, done) = progress.counting(phase, Some(names.len()), "");
     let names = Arc::new(names.to_vec());
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -687,11 +681,7 @@ async fn route_locate(common: Common, duration: u64) -> CmdResult {
         "locating keys of a 64-partition table for {duration}s on one core..."
     ));
     let run = Duration::from_secs(duration.max(1));
-    let located = Arc::new(AtomicU64::new(0));
-    let phase = progress.phase(format!("locating for {duration} s"), {
-        let located = located.clone();
-        move || format!("{} keys", located.load(Ordering::Relaxed))
-    });
+    let (phase, located) = progress.counting(format!("locating for {duration} s"), None, "keys");
     let (ops, elapsed) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut ops: u64 = 0;
@@ -736,11 +726,11 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
     progress.say(format!(
         "batched phase: {duration}s, {batch} tables per request..."
     ));
-    let routed = Arc::new(AtomicU64::new(0));
-    let phase = progress.phase(format!("batched phase of {duration} s"), {
-        let routed = routed.clone();
-        move || format!("{} tables routed", routed.load(Ordering::Relaxed))
-    });
+    let (phase, routed) = progress.counting(
+        format!("batched phase of {duration} s"),
+        None,
+        "tables routed",
+    );
     let deadline = Instant::now() + Duration::from_secs(duration);
     let names = Arc::new(names);
     let mut tasks = Vec::new();
@@ -771,11 +761,11 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
 
     // Single-table latency, one request in flight.
     progress.say(format!("single-table phase: {duration}s..."));
-    let requests = Arc::new(AtomicU64::new(0));
-    let phase = progress.phase(format!("single-table phase of {duration} s"), {
-        let requests = requests.clone();
-        move || format!("{} requests", requests.load(Ordering::Relaxed))
-    });
+    let (phase, requests) = progress.counting(
+        format!("single-table phase of {duration} s"),
+        None,
+        "requests",
+    );
     let mut hist = Histogram::<u64>::new(3)?;
     let deadline = Instant::now() + Duration::from_secs(duration);
     let started = Instant::now();
@@ -795,11 +785,8 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
     // The floor, measured in this run: the same RPC naming no table (a round trip through
     // tonic and the cluster lookup, no route built).
     progress.say(format!("floor phase: {duration}s of empty requests..."));
-    let requests = Arc::new(AtomicU64::new(0));
-    let phase = progress.phase(format!("floor phase of {duration} s"), {
-        let requests = requests.clone();
-        move || format!("{} requests", requests.load(Ordering::Relaxed))
-    });
+    let (phase, requests) =
+        progress.counting(format!("floor phase of {duration} s"), None, "requests");
     let mut floor = Histogram::<u64>::new(3)?;
     let deadline = Instant::now() + Duration::from_secs(duration);
     while Instant::now() < deadline {
@@ -1051,19 +1038,7 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
     let mut nodes: Vec<Option<SimNode>> = (0..n)
         .map(|i| Some(SimNode::start(node_config(i))))
         .collect();
-    let registered = Arc::new(AtomicUsize::new(0));
-    let phase = progress.phase(format!("registering {n} simulated nodes"), {
-        let registered = registered.clone();
-        move || format!("{}/{n}", registered.load(Ordering::Relaxed))
-    });
-    for node in nodes.iter().flatten() {
-        node.agent
-            .registered(Duration::from_secs(30))
-            .await
-            .ok_or("node did not register")?;
-        registered.fetch_add(1, Ordering::Relaxed);
-    }
-    phase.done();
+    await_registered(nodes.iter().flatten(), n, Duration::from_secs(30), progress).await?;
     let client = MetaClient::connect(std::slice::from_ref(&grpc), "default").await?;
     progress.say("waiting for the shards (one create)...");
     let warmup = [format!("fo_{}", std::process::id())];
@@ -1071,11 +1046,7 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
     // Let the start-up grace period pass: no node is declared dead during it.
     progress.say("waiting 6 s for the start-up grace period to pass...");
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let kills = Arc::new(AtomicUsize::new(0));
-    let phase = progress.phase("kills", {
-        let kills = kills.clone();
-        move || format!("{}/{rounds}", kills.load(Ordering::Relaxed))
-    });
+    let (phase, kills) = progress.counting("kills", Some(rounds), "");
     let mut hist = Histogram::<u64>::new(3)?;
     let mut routed_hist = Histogram::<u64>::new(3)?;
     let mut shard_hist = Histogram::<u64>::new(3)?;

@@ -2,6 +2,7 @@
 //! its scenarios: it reads the same in a terminal and in a CI log, and stdout keeps only
 //! the results (the summary, and the `--json` line). `--quiet` turns it off.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,30 @@ impl Progress {
             started,
             ticker,
         }
+    }
+
+    /// A phase whose status is a count, `done/total` or `done unit`: the phase, and the
+    /// counter the work adds to (or stores into).
+    pub fn counting(
+        &self,
+        name: impl Into<String>,
+        total: Option<usize>,
+        unit: &'static str,
+    ) -> (Phase, Arc<AtomicU64>) {
+        let done = Arc::new(AtomicU64::new(0));
+        let counter = done.clone();
+        let phase = self.phase(name, move || {
+            let n = counter.load(Ordering::Relaxed);
+            let mut status = match total {
+                Some(total) => format!("{n}/{total}"),
+                None => n.to_string(),
+            };
+            if !unit.is_empty() {
+                status = format!("{status} {unit}");
+            }
+            status
+        });
+        (phase, done)
     }
 }
 

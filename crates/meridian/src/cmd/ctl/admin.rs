@@ -78,11 +78,7 @@ impl Check {
     /// The cluster's health, narrowed to `problem` if one is named.
     pub(super) async fn request(&self, http: &Http, cluster: &str) -> Answer {
         let mut v = http
-            .call(
-                Method::GET,
-                &format!("/api/v1/clusters/{cluster}/health"),
-                None,
-            )
+            .get(&format!("/api/v1/clusters/{cluster}/health"))
             .await?;
         if let Some(p) = &self.problem {
             if !PROBLEMS.contains(&p.as_str()) {
@@ -107,12 +103,8 @@ pub(super) fn has_problems(v: &Value) -> bool {
 
 /// Every scheduler and whether it is paused.
 pub(super) async fn schedulers(http: &Http, cluster: &str) -> Result<Value, String> {
-    http.call(
-        Method::GET,
-        &format!("/api/v1/clusters/{cluster}/schedulers"),
-        None,
-    )
-    .await
+    http.get(&format!("/api/v1/clusters/{cluster}/schedulers"))
+        .await
 }
 
 /// `POST .../schedulers/{name}/{what}`: `pause` or `resume`.
@@ -184,7 +176,7 @@ impl ConfigAction {
     pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let path = format!("/api/v1/clusters/{cluster}/config");
         match self {
-            ConfigAction::Show => http.call(Method::GET, &path, None).await,
+            ConfigAction::Show => http.get(&path).await,
             ConfigAction::Set { key, value } => {
                 let body = json!({"key": key, "value": value});
                 http.call(Method::PUT, &path, Some(body)).await

@@ -155,18 +155,14 @@ async fn table_and_route(
 ) -> Result<(String, Value, Value), String> {
     let (cat, sch, t) = split_table(table);
     let found = http
-        .call(
-            Method::GET,
-            &format!("/api/v1/clusters/{cluster}/tables/{cat}/{sch}/{t}"),
-            None,
-        )
+        .get(&format!(
+            "/api/v1/clusters/{cluster}/tables/{cat}/{sch}/{t}"
+        ))
         .await?;
     let route = http
-        .call(
-            Method::GET,
-            &format!("/api/v1/clusters/{cluster}/routes/{cat}/{sch}/{t}"),
-            None,
-        )
+        .get(&format!(
+            "/api/v1/clusters/{cluster}/routes/{cat}/{sch}/{t}"
+        ))
         .await?;
     Ok((format!("{cat}.{sch}.{t}"), found, route))
 }
@@ -235,11 +231,9 @@ impl TableArg {
     /// `ctl route`: where the table's partitions live.
     pub(super) async fn route(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let (cat, sch, t) = split_table(&self.table);
-        http.call(
-            Method::GET,
-            &format!("/api/v1/clusters/{cluster}/routes/{cat}/{sch}/{t}"),
-            None,
-        )
+        http.get(&format!(
+            "/api/v1/clusters/{cluster}/routes/{cat}/{sch}/{t}"
+        ))
         .await
     }
 
@@ -331,24 +325,14 @@ impl AlterTable {
 impl DropCatalog {
     /// Asks for the drop.
     pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
-        let (catalog, cascade, if_exists) = (&self.catalog, self.cascade, self.if_exists);
-        http.call(
-            Method::DELETE,
-            &format!("/api/v1/clusters/{cluster}/catalogs/{catalog}?cascade={cascade}&if_exists={if_exists}"),
-            None,
-        )
-        .await
+        let catalog = &self.catalog;
+        let path = format!("/api/v1/clusters/{cluster}/catalogs/{catalog}");
+        drop_request(http, &path, self.cascade, self.if_exists).await
     }
 
     /// What was dropped, in one line.
     pub(super) fn summary(&self, v: &Value) -> String {
-        let catalog = &self.catalog;
-        done(
-            v,
-            "dropped",
-            format!("dropped catalog {catalog}"),
-            format!("no catalog {catalog}; nothing dropped"),
-        )
+        dropped(v, "catalog", &self.catalog)
     }
 }
 
@@ -356,25 +340,39 @@ impl DropSchema {
     /// Asks for the drop.
     pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let (catalog, name) = split_schema(&self.schema);
-        let (cascade, if_exists) = (self.cascade, self.if_exists);
-        http.call(
-            Method::DELETE,
-            &format!("/api/v1/clusters/{cluster}/schemas/{catalog}/{name}?cascade={cascade}&if_exists={if_exists}"),
-            None,
-        )
-        .await
+        let path = format!("/api/v1/clusters/{cluster}/schemas/{catalog}/{name}");
+        drop_request(http, &path, self.cascade, self.if_exists).await
     }
 
     /// What was dropped, in one line.
     pub(super) fn summary(&self, v: &Value) -> String {
-        let schema = &self.schema;
-        done(
-            v,
-            "dropped",
-            format!("dropped schema {schema}"),
-            format!("no schema {schema}; nothing dropped"),
-        )
+        dropped(v, "schema", &self.schema)
     }
+}
+
+/// `DELETE path?cascade=...&if_exists=...`: drops a catalog or a schema.
+async fn drop_request(
+    http: &Http,
+    path: &str,
+    cascade: bool,
+    if_exists: bool,
+) -> Result<Value, String> {
+    http.call(
+        Method::DELETE,
+        &format!("{path}?cascade={cascade}&if_exists={if_exists}"),
+        None,
+    )
+    .await
+}
+
+/// What a drop did, in one line: `dropped KIND NAME`, or that there was none.
+fn dropped(v: &Value, kind: &str, name: &str) -> String {
+    done(
+        v,
+        "dropped",
+        format!("dropped {kind} {name}"),
+        format!("no {kind} {name}; nothing dropped"),
+    )
 }
 
 impl Locate {
@@ -467,13 +465,7 @@ impl DropTable {
 
     /// What was dropped, in one line.
     pub(super) fn summary(&self, v: &Value) -> String {
-        let table = &self.table;
-        done(
-            v,
-            "dropped",
-            format!("dropped table {table}"),
-            format!("no table {table}; nothing dropped"),
-        )
+        dropped(v, "table", &self.table)
     }
 }
 
@@ -507,22 +499,28 @@ pub(super) fn print_tables(v: &Value) {
 /// Prints `route`'s answer.
 pub(super) fn print_route(v: &Value) {
     println!("{} (id {})", cell(&v["table"]), cell(&v["table_id"]));
+    print_partitions(&v["partitions"], "endpoint");
+}
+
+/// Prints where each partition of `partitions` lives, naming each replica by its `field`
+/// (`endpoint` or `node`).
+fn print_partitions(partitions: &Value, field: &str) {
     print_table(
         &["partition", "shard", "version", "leader", "followers"],
-        v["partitions"]
+        partitions
             .as_array()
             .map(|a| {
                 a.iter()
                     .map(|p| {
                         let followers: Vec<String> = p["followers"]
                             .as_array()
-                            .map(|f| f.iter().map(|x| cell(&x["endpoint"])).collect())
+                            .map(|f| f.iter().map(|x| cell(&x[field])).collect())
                             .unwrap_or_default();
                         vec![
                             cell(&p["partition"]),
                             cell(&p["shard"]),
                             cell(&p["version"]),
-                            cell(&p["leader"]["endpoint"]),
+                            cell(&p["leader"][field]),
                             followers.join(","),
                         ]
                     })
@@ -597,27 +595,5 @@ pub(super) fn print_describe(v: &Value) {
             cell(&def["version"])
         );
     }
-    print_table(
-        &["partition", "shard", "version", "leader", "followers"],
-        v["partitions"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|p| {
-                        let node = |r: &Value| cell(&r["node"]);
-                        vec![
-                            cell(&p["partition"]),
-                            cell(&p["shard"]),
-                            cell(&p["version"]),
-                            node(&p["leader"]),
-                            p["followers"]
-                                .as_array()
-                                .map(|f| f.iter().map(node).collect::<Vec<_>>().join(","))
-                                .unwrap_or_default(),
-                        ]
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    );
+    print_partitions(&v["partitions"], "node");
 }

@@ -56,8 +56,7 @@ impl CreateCluster {
 
 /// Every cluster.
 pub(super) async fn list(http: &Http) -> Result<Value, String> {
-    http.call(reqwest::Method::GET, "/api/v1/clusters", None)
-        .await
+    http.get("/api/v1/clusters").await
 }
 
 /// Asks each address's `/health` (answered by leader and followers alike).

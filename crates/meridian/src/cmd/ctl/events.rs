@@ -36,11 +36,7 @@ impl Events {
     pub(super) async fn run(&self, http: &Http, cluster: &str, json: bool) -> CmdResult {
         let limit = self.limit;
         let page = http
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/v1/events?cluster={cluster}&limit={limit}"),
-                None,
-            )
+            .get(&format!("/api/v1/events?cluster={cluster}&limit={limit}"))
             .await?;
         let events = page["events"].as_array().cloned().unwrap_or_default();
         for e in &events {

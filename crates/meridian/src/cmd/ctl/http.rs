@@ -64,10 +64,12 @@ impl Http {
     /// `GET path` with every page of the list under `key` followed and joined: the first
     /// page's answer, with `key` holding every entry.
     pub(super) async fn get_all(&self, path: &str, key: &str) -> Result<Value, String> {
-        crate::cmd::get_all(path, key, |page| async move {
-            self.call(reqwest::Method::GET, &page, None).await
-        })
-        .await
+        crate::cmd::get_all(path, key, |page| async move { self.get(&page).await }).await
+    }
+
+    /// `GET path`: see [`Http::call`].
+    pub(super) async fn get(&self, path: &str) -> Result<Value, String> {
+        self.call(reqwest::Method::GET, path, None).await
     }
 
     /// `method path` on the first server that answers (a follower redirects to the
