@@ -168,7 +168,6 @@ async fn list_schedulers(
     responses((status = 200, description = "`{\"scheduler\", \"paused\", \"warning\"?}`", body = Object)))]
 async fn switch_scheduler(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path((cluster, name, action)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -202,7 +201,7 @@ async fn switch_scheduler(
         message = format!("{message}. WARNING: {warning}");
         answer["warning"] = json!(warning);
     }
-    c.event("admin", format!("{message} (by {who})"), About::default());
+    c.event("admin", message.to_string(), About::default());
     Ok(Json(answer))
 }
 
@@ -217,7 +216,6 @@ struct MaintenanceBody {
     responses((status = 200, description = "`{\"maintenance\": bool}`", body = Object)))]
 async fn maintenance(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<MaintenanceBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -233,7 +231,7 @@ async fn maintenance(
     let state = if b.enabled { "on" } else { "off" };
     c.event(
         "admin",
-        format!("maintenance mode {state} (by {who})"),
+        format!("maintenance mode {state}"),
         About::default(),
     );
     Ok(Json(json!({ "maintenance": b.enabled })).into_response())
@@ -251,7 +249,6 @@ struct FingerprintBody {
     responses((status = 200, description = "`{\"config_fingerprint\"}`", body = Object)))]
 async fn set_fingerprint(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<FingerprintBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -266,7 +263,7 @@ async fn set_fingerprint(
         .map_err(IntoResponse::into_response)?;
     c.event(
         "admin",
-        format!("config fingerprint set to {:?} (by {who})", b.fingerprint),
+        format!("config fingerprint set to {:?}", b.fingerprint),
         About::default(),
     );
     Ok(Json(json!({ "config_fingerprint": b.fingerprint })).into_response())
@@ -425,7 +422,6 @@ async fn move_shard(
     responses((status = 200, description = "`{\"node\": Node, \"replicas\": N}`", body = Object)))]
 async fn node_action(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path((cluster, node, action)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -477,7 +473,7 @@ async fn node_action(
     let updated = detached(async move { cluster.update_node_flags(id, change).await }).await?;
     c.event(
         "admin",
-        format!("node {node} ({id}): {action} (by {who})"),
+        format!("node {node} ({id}): {action}"),
         About {
             node: Some(id.0),
             ..About::default()

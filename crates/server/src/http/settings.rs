@@ -79,7 +79,6 @@ struct SetBody {
     responses((status = 200, description = "`{\"key\", \"value\", \"warnings\": [..]}`", body = Object)))]
 async fn set(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<SetBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -103,7 +102,7 @@ async fn set(
         tracing::warn!(cluster = %c.id, key = %b.key, "{w}");
         message = format!("{message}. WARNING: {w}");
     }
-    c.event("admin", format!("{message} (by {who})"), About::default());
+    c.event("admin", message.to_string(), About::default());
     Ok(Json(json!({ "key": b.key, "value": value, "warnings": warnings })).into_response())
 }
 
@@ -112,7 +111,6 @@ async fn set(
     responses((status = 200, description = "`{\"key\", \"value\"}`: back to the configuration file's value", body = Object)))]
 async fn reset(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path((cluster, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -121,7 +119,7 @@ async fn reset(
     let value = value_json(s.scheduling.settings(c.id).current.get(&key));
     c.event(
         "admin",
-        format!("setting {key} reset to the configuration file's {value} (by {who})"),
+        format!("setting {key} reset to the configuration file's {value}"),
         About::default(),
     );
     Ok(Json(json!({ "key": key, "value": value })))
