@@ -4,7 +4,10 @@
 //! Unless `--addr` is given, each bench starts its own `meridian server` process in a
 //! temporary directory (embedded redb store), so client and server do not share a process.
 //! Each prints a readable summary and, with `--json`, one JSON object as its last line.
+//! While it runs, it says on stderr what it is doing and how far it is, once a second
+//! (`--quiet`: not at all); stdout holds only the results.
 
+use super::progress::Progress;
 use super::CmdResult;
 use crate::procs::free_addr;
 use clap::{Args, Subcommand};
@@ -38,6 +41,16 @@ struct Common {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Print no progress on stderr (what runs, how far it is, once a second).
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Common {
+    /// Progress on stderr, unless `--quiet`.
+    fn progress(&self) -> Progress {
+        Progress::new(self.quiet)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +175,9 @@ async fn target_on(
             _server: None,
         });
     }
+    common.progress().say(format!(
+        "starting a meridian server (store {store}) in a temp dir..."
+    ));
     let dir = tempfile::tempdir()?;
     let (gp, hp) = (free_addr()?.port(), free_addr()?.port());
     let mut command = std::process::Command::new(std::env::current_exe()?);
@@ -232,6 +248,7 @@ async fn start_nodes(
     prefix: &str,
     n: usize,
     connections: usize,
+    progress: Progress,
 ) -> Result<Vec<SimNode>, Box<dyn std::error::Error + Send + Sync>> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
@@ -249,22 +266,31 @@ async fn start_nodes(
             SimNode::start_with_channel(c, Some(channels[i % channels.len()].clone()))
         })
         .collect();
-    for node in &nodes {
-        if node
-            .agent
-            .registered(Duration::from_secs(60))
-            .await
-            .is_none()
-        {
+    await_registered(nodes.iter(), n, Duration::from_secs(60), progress).await?;
+    Ok(nodes)
+}
+
+/// Waits until each of the `n` `nodes` has registered, for at most `within` each.
+async fn await_registered<'a>(
+    nodes: impl Iterator<Item = &'a SimNode>,
+    n: usize,
+    within: Duration,
+    progress: Progress,
+) -> Result<(), String> {
+    let (phase, registered) =
+        progress.counting(format!("registering {n} simulated nodes"), Some(n), "");
+    for node in nodes {
+        if node.agent.registered(within).await.is_none() {
             return Err(format!(
                 "{} did not register: {:?}",
                 node.name,
                 node.agent.status().last_error
-            )
-            .into());
+            ));
         }
+        registered.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(nodes)
+    phase.done();
+    Ok(())
 }
 
 /// Creates cluster `name` of `shards` shards (replication factor 3) through the HTTP admin
@@ -277,6 +303,7 @@ async fn start_cluster(
     shards: usize,
     nodes: usize,
     connections: usize,
+    progress: Progress,
 ) -> Result<(Vec<SimNode>, Duration), Box<dyn std::error::Error + Send + Sync>> {
     let body = json!({"name": name, "shard_count": shards, "replication_factor": 3, "min_nodes": nodes.max(3)});
     let resp = reqwest::Client::new()
@@ -291,14 +318,18 @@ async fn start_cluster(
         )
         .into());
     }
-    let sims = start_nodes(grpc, name, name, nodes, connections).await?;
+    let sims = start_nodes(grpc, name, name, nodes, connections, progress).await?;
     let want = shards * 3;
     let settle = Instant::now();
     // Large clusters take a while to place and open; allow a second per 200 replicas.
     let limit = Duration::from_secs(120).max(Duration::from_secs((want / 200) as u64));
+    let (phase, opened) =
+        progress.counting(format!("opening the replicas of {name}"), Some(want), "");
     loop {
         let held: usize = sims.iter().map(|n| n.shards.shards().len()).sum();
+        opened.store(held as u64, Ordering::Relaxed);
         if held >= want {
+            phase.done();
             return Ok((sims, settle.elapsed()));
         }
         if settle.elapsed() > limit {
@@ -323,18 +354,21 @@ const QUIET: Duration = Duration::from_secs(5);
 async fn await_quiet(
     http: &str,
     name: &str,
+    progress: Progress,
 ) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
     let client = reqwest::Client::new();
     let base = format!("{http}/api/v1/clusters/{name}");
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
+    let phase = progress.phase(format!("waiting for {name} to settle"), String::new);
     loop {
-        let nodes = super::get_all(&client, &format!("{base}/nodes"), "nodes").await?;
-        let ops = super::get_all(&client, &format!("{base}/operators"), "operators").await?;
-        let all_online = nodes.iter().all(|n| n["state"] == "online");
+        let get = |url| super::get_json(&client, url);
+        let nodes = super::get_all(&format!("{base}/nodes"), "nodes", get).await?;
+        let ops = super::get_all(&format!("{base}/operators"), "operators", get).await?;
+        let all_online = entries(&nodes, "nodes").all(|n| n["state"] == "online");
         // Balancing never stops in a large cluster (hot shards come and go): it is part of
         // the steady state. Failovers and repairs are not.
-        let idle = ops.iter().all(|op| {
+        let idle = entries(&ops, "operators").all(|op| {
             matches!(
                 op["kind"].as_str(),
                 Some("balance_leader" | "balance_shard" | "hot_shard" | "expansion")
@@ -343,6 +377,7 @@ async fn await_quiet(
         if all_online && idle {
             let since = *quiet_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= QUIET {
+                phase.done();
                 return Ok(started.elapsed());
             }
         } else {
@@ -353,6 +388,11 @@ async fn await_quiet(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The entries of the list under `key` of a [`super::get_all`] answer.
+fn entries<'a>(list: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    list[key].as_array().into_iter().flatten()
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -460,33 +500,43 @@ async fn create_tables(
     client: &MetaClient,
     names: &[String],
     concurrency: usize,
+    progress: Progress,
 ) -> Result<Histogram<u64>, Box<dyn std::error::Error + Send + Sync>> {
-    timed_per_table(names, concurrency, client, |client, table| async move {
-        let mut tries = 0;
-        loop {
-            match client
-                .create_table(&table, &PartitionRule::None, true)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // Shards are created a moment after the third node registers.
-                Err(e) if tries < 100 && e.code() == Some(tonic::Code::FailedPrecondition) => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+    let phase = (progress, "creating tables");
+    timed_per_table(
+        names,
+        concurrency,
+        client,
+        phase,
+        |client, table| async move {
+            let mut tries = 0;
+            loop {
+                match client
+                    .create_table(&table, &PartitionRule::None, true)
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    // Shards are created a moment after the third node registers.
+                    Err(e) if tries < 100 && e.code() == Some(tonic::Code::FailedPrecondition) => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(format!("create {table}: {e}")),
                 }
-                Err(e) => return Err(format!("create {table}: {e}")),
             }
-        }
-    })
+        },
+    )
     .await
 }
 
 /// Runs `op` once per table of `names` (schema `default.public`) with `concurrency` in
-/// flight: the histogram of their latencies in microseconds.
+/// flight: the histogram of their latencies in microseconds. Progress: a phase of that
+/// name, counting the tables done.
 async fn timed_per_table<F, Fut>(
     names: &[String],
     concurrency: usize,
     client: &MetaClient,
+    (progress, phase): (Progress, &str),
     op: F,
 ) -> Result<Histogram<u64>, Box<dyn std::error::Error + Send + Sync>>
 where
@@ -495,15 +545,17 @@ where
 {
     let hist = Arc::new(parking_lot_free::Mutex::new(Histogram::<u64>::new(3)?));
     let next = Arc::new(AtomicU64::new(0));
+    let (phase, done) = progress.counting(phase, Some(names.len()), "");
     let names = Arc::new(names.to_vec());
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (client, hist, next, names, op) = (
+        let (client, hist, next, names, op, done) = (
             client.clone(),
             hist.clone(),
             next.clone(),
             names.clone(),
             op.clone(),
+            done.clone(),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -515,12 +567,14 @@ where
                 let started = Instant::now();
                 op(client.clone(), table).await?;
                 let _ = hist.lock().record(started.elapsed().as_micros() as u64);
+                done.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
     for t in tasks {
         t.await??;
     }
+    phase.done();
     let h = hist.lock().clone();
     Ok(h)
 }
@@ -597,8 +651,9 @@ pub async fn run(args: BenchArgs) -> CmdResult {
 
 /// Keys located per second by the client router, from a cached route, on one core.
 async fn route_locate(common: Common, duration: u64) -> CmdResult {
+    let progress = common.progress();
     let t = target(&common).await?;
-    let _nodes = start_nodes(&t.grpc, "default", "bench-locate", 3, 1).await?;
+    let _nodes = start_nodes(&t.grpc, "default", "bench-locate", 3, 1, progress).await?;
     let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
     let name = TableName::new(
         "default",
@@ -622,8 +677,11 @@ async fn route_locate(common: Common, duration: u64) -> CmdResult {
     }
     let locator = client.locator(&name).await?;
     let keys: Vec<String> = (0..100_000).map(|i| format!("host-{i}")).collect();
-    eprintln!("locating keys of a 64-partition table for {duration}s on one core...");
+    progress.say(format!(
+        "locating keys of a 64-partition table for {duration}s on one core..."
+    ));
     let run = Duration::from_secs(duration.max(1));
+    let (phase, located) = progress.counting(format!("locating for {duration} s"), None, "keys");
     let (ops, elapsed) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut ops: u64 = 0;
@@ -635,11 +693,13 @@ async fn route_locate(common: Common, duration: u64) -> CmdResult {
                 }
             }
             ops += keys.len() as u64;
+            located.store(ops, Ordering::Relaxed);
         }
         std::hint::black_box(sum);
         (ops, started.elapsed())
     })
     .await?;
+    phase.done();
     let rate = ops as f64 / elapsed.as_secs_f64();
     let summary = format!(
         "route locate: {rate:.0} keys/s on one core (64 hash partitions, 100,000 distinct keys, from the cached route); {} cores",
@@ -653,17 +713,24 @@ async fn route_locate(common: Common, duration: u64) -> CmdResult {
 }
 
 async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> CmdResult {
+    let progress = common.progress();
     let t = target(&common).await?;
-    let _nodes = start_nodes(&t.grpc, "default", "bench-route", 6, 2).await?;
+    let _nodes = start_nodes(&t.grpc, "default", "bench-route", 6, 2, progress).await?;
     let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
     let run = std::process::id();
     let names: Vec<String> = (0..tables).map(|i| format!("route_{run}_{i}")).collect();
-    eprintln!("creating {tables} tables...");
-    create_tables(&client, &names, 64).await?;
+    progress.say(format!("creating {tables} tables..."));
+    create_tables(&client, &names, 64, progress).await?;
 
     // Batched throughput: 4 clients, each asking for `batch` tables per request.
-    eprintln!("batched phase: {duration}s, {batch} tables per request...");
-    let routed = Arc::new(AtomicU64::new(0));
+    progress.say(format!(
+        "batched phase: {duration}s, {batch} tables per request..."
+    ));
+    let (phase, routed) = progress.counting(
+        format!("batched phase of {duration} s"),
+        None,
+        "tables routed",
+    );
     let deadline = Instant::now() + Duration::from_secs(duration);
     let names = Arc::new(names);
     let mut tasks = Vec::new();
@@ -690,9 +757,15 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
         task.await??;
     }
     let batched = routed.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    phase.done();
 
     // Single-table latency, one request in flight.
-    eprintln!("single-table phase: {duration}s...");
+    progress.say(format!("single-table phase: {duration}s..."));
+    let (phase, requests) = progress.counting(
+        format!("single-table phase of {duration} s"),
+        None,
+        "requests",
+    );
     let mut hist = Histogram::<u64>::new(3)?;
     let deadline = Instant::now() + Duration::from_secs(duration);
     let started = Instant::now();
@@ -704,19 +777,25 @@ async fn route(common: Common, tables: usize, batch: usize, duration: u64) -> Cm
             .await?;
         hist.record(t0.elapsed().as_micros() as u64)?;
         i += 1;
+        requests.store(i as u64, Ordering::Relaxed);
     }
     let single_rate = i as f64 / started.elapsed().as_secs_f64();
+    phase.done();
 
     // The floor, measured in this run: the same RPC naming no table (a round trip through
     // tonic and the cluster lookup, no route built).
-    eprintln!("floor phase: {duration}s of empty requests...");
+    progress.say(format!("floor phase: {duration}s of empty requests..."));
+    let (phase, requests) =
+        progress.counting(format!("floor phase of {duration} s"), None, "requests");
     let mut floor = Histogram::<u64>::new(3)?;
     let deadline = Instant::now() + Duration::from_secs(duration);
     while Instant::now() < deadline {
         let t0 = Instant::now();
         client.fetch_routes("default", "public", Vec::new()).await?;
         floor.record(t0.elapsed().as_micros() as u64)?;
+        requests.fetch_add(1, Ordering::Relaxed);
     }
+    phase.done();
     let value = json!({
         "bench": "route", "cores": cores(), "tables": tables, "batch": batch,
         "ops_per_sec": batched.round(), "p50_ms": ms(&hist, 0.5), "p99_ms": ms(&hist, 0.99),
@@ -737,37 +816,54 @@ async fn ddl(
     store: &str,
     alter: bool,
 ) -> CmdResult {
+    let progress = common.progress();
     let t = target_on(&common, store).await?;
-    let _nodes = start_nodes(&t.grpc, "default", "bench-ddl", 6, 2).await?;
+    let _nodes = start_nodes(&t.grpc, "default", "bench-ddl", 6, 2, progress).await?;
     let client = MetaClient::connect(std::slice::from_ref(&t.grpc), "default").await?;
     let run = std::process::id();
     // Warm up: make sure shards exist before timing.
-    create_tables(&client, &[format!("ddl_warmup_{run}")], 1).await?;
+    progress.say("waiting for the shards (one create)...");
+    create_tables(
+        &client,
+        &[format!("ddl_warmup_{run}")],
+        1,
+        Progress::silent(),
+    )
+    .await?;
     let names: Vec<String> = (0..count).map(|i| format!("ddl_{run}_{i}")).collect();
     let what = if alter { "alters" } else { "creates" };
     let hist;
     let started;
     if alter {
-        eprintln!("creating {count} tables to alter...");
-        create_tables(&client, &names, concurrency).await?;
-        eprintln!(
+        progress.say(format!("creating {count} tables to alter..."));
+        create_tables(&client, &names, concurrency, progress).await?;
+        progress.say(format!(
             "altering {count} tables (one added column each) with {concurrency} in flight..."
-        );
+        ));
         started = Instant::now();
-        hist = timed_per_table(&names, concurrency, &client, |client, table| async move {
-            let column =
-                meridian_model::Column::new("added", meridian_model::ColumnType::Float64, true);
-            client
-                .alter_table(&table, &meridian_model::DefinitionChange::AddColumn(column))
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("alter {table}: {e}"))
-        })
+        let phase = (progress, "altering tables");
+        hist = timed_per_table(
+            &names,
+            concurrency,
+            &client,
+            phase,
+            |client, table| async move {
+                let column =
+                    meridian_model::Column::new("added", meridian_model::ColumnType::Float64, true);
+                client
+                    .alter_table(&table, &meridian_model::DefinitionChange::AddColumn(column))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("alter {table}: {e}"))
+            },
+        )
         .await?;
     } else {
-        eprintln!("creating {count} tables with {concurrency} in flight...");
+        progress.say(format!(
+            "creating {count} tables with {concurrency} in flight..."
+        ));
         started = Instant::now();
-        hist = create_tables(&client, &names, concurrency).await?;
+        hist = create_tables(&client, &names, concurrency, progress).await?;
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     let value = json!({
@@ -789,6 +885,7 @@ async fn heartbeat(
     duration: u64,
     connections: usize,
 ) -> CmdResult {
+    let progress = common.progress();
     let t = target(&common).await?;
     let http = t
         .http
@@ -796,17 +893,27 @@ async fn heartbeat(
         .ok_or("bench heartbeat needs --http with --addr (to create its cluster)")?;
     let cluster = format!("bench-hb-{}", std::process::id());
     let shards = (nodes * spn).div_ceil(3).max(1);
-    eprintln!("starting {nodes} simulated nodes over {connections} connections ({shards} shards x 3 replicas)...");
-    let (sims, settled) =
-        start_cluster(&t.grpc, &http, &cluster, shards, nodes, connections).await?;
-    eprintln!(
+    progress.say(format!("starting {nodes} simulated nodes over {connections} connections ({shards} shards x 3 replicas)..."));
+    let (sims, settled) = start_cluster(
+        &t.grpc,
+        &http,
+        &cluster,
+        shards,
+        nodes,
+        connections,
+        progress,
+    )
+    .await?;
+    progress.say(format!(
         "all {} replicas open after {:.1}s; measuring {duration}s...",
         shards * 3,
         settled.as_secs_f64()
-    );
+    ));
     let before = scrape(&t.http).await.unwrap_or_default();
     let started = Instant::now();
+    let phase = progress.phase(format!("measuring for {duration} s"), String::new);
     tokio::time::sleep(Duration::from_secs(duration)).await;
+    phase.done();
     let after = scrape(&t.http).await.unwrap_or_default();
     let secs = started.elapsed().as_secs_f64();
     let delta =
@@ -850,13 +957,13 @@ async fn shard_leaders(
     http: &str,
 ) -> Result<HashMap<u32, u64>, Box<dyn std::error::Error + Send + Sync>> {
     let shards = super::get_all(
-        http_client,
         &format!("{http}/api/v1/clusters/default/shards"),
         "shards",
+        |url| super::get_json(http_client, url),
     )
     .await?;
     let mut leaders = HashMap::new();
-    for s in shards {
+    for s in entries(&shards, "shards") {
         if let (Some(id), Some(l)) = (s["id"].as_u64(), s["leader"].as_u64()) {
             leaders.insert(id as u32, l);
         }
@@ -877,6 +984,7 @@ struct KillTimes {
 const ROUND_LIMIT: Duration = Duration::from_secs(30);
 
 async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour) -> CmdResult {
+    let progress = common.progress();
     let t = target(&common).await?;
     let http = t
         .http
@@ -889,10 +997,10 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
         neighbour_nodes = (neighbour.shards * 3)
             .div_ceil(neighbour.shards_per_node.max(1))
             .max(3);
-        eprintln!(
+        progress.say(format!(
             "neighbour cluster: {} shards x 3 replicas on {neighbour_nodes} simulated nodes over {} connections...",
             neighbour.shards, neighbour.connections
-        );
+        ));
         let name = format!("bench-nb-{}", std::process::id());
         let (sims, settled) = start_cluster(
             &grpc,
@@ -901,18 +1009,19 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
             neighbour.shards,
             neighbour_nodes,
             neighbour.connections,
+            progress,
         )
         .await?;
-        eprintln!(
+        progress.say(format!(
             "neighbour: all replicas open after {:.1}s",
             settled.as_secs_f64()
-        );
-        let quiet = await_quiet(&http, &name).await?;
-        eprintln!(
+        ));
+        let quiet = await_quiet(&http, &name, progress).await?;
+        progress.say(format!(
             "neighbour: every node online and only balance moves running for {} s, {:.1}s later",
             QUIET.as_secs(),
             quiet.as_secs_f64()
-        );
+        ));
         sims
     } else {
         Vec::new()
@@ -929,16 +1038,15 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
     let mut nodes: Vec<Option<SimNode>> = (0..n)
         .map(|i| Some(SimNode::start(node_config(i))))
         .collect();
-    for node in nodes.iter().flatten() {
-        node.agent
-            .registered(Duration::from_secs(30))
-            .await
-            .ok_or("node did not register")?;
-    }
+    await_registered(nodes.iter().flatten(), n, Duration::from_secs(30), progress).await?;
     let client = MetaClient::connect(std::slice::from_ref(&grpc), "default").await?;
-    create_tables(&client, &[format!("fo_{}", std::process::id())], 1).await?;
+    progress.say("waiting for the shards (one create)...");
+    let warmup = [format!("fo_{}", std::process::id())];
+    create_tables(&client, &warmup, 1, Progress::silent()).await?;
     // Let the start-up grace period pass: no node is declared dead during it.
+    progress.say("waiting 6 s for the start-up grace period to pass...");
     tokio::time::sleep(Duration::from_secs(6)).await;
+    let (phase, kills) = progress.counting("kills", Some(rounds), "");
     let mut hist = Histogram::<u64>::new(3)?;
     let mut routed_hist = Histogram::<u64>::new(3)?;
     let mut shard_hist = Histogram::<u64>::new(3)?;
@@ -1006,16 +1114,18 @@ async fn failover(common: Common, n: usize, rounds: usize, neighbour: Neighbour)
         }
         samples.push(took.as_millis() as u64);
         shards_per_kill.push(led.len());
-        eprintln!(
+        kills.fetch_add(1, Ordering::Relaxed);
+        progress.say(format!(
             "round {round}: node {victim_id} led {} shards; all routed {} ms and writable {} ms after its last heartbeat",
             led.len(),
             routed.as_millis(),
             took.as_millis()
-        );
+        ));
         // Bring it back (empty) and let it settle before the next kill.
         nodes[idx] = Some(SimNode::start(node_config(idx)));
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
+    phase.done();
     let value = json!({
         "bench": "failover", "cores": cores(), "nodes": n, "rounds": rounds,
         "neighbour_shards": neighbour.shards, "neighbour_nodes": neighbour_nodes,

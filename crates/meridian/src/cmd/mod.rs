@@ -7,9 +7,12 @@ pub mod ctl;
 pub mod demo;
 pub mod example_node;
 pub mod node;
+pub mod progress;
 pub mod server;
 pub mod sim;
 pub mod takeover;
+
+use serde_json::Value;
 
 /// Errors of the binary: plain messages for the terminal.
 pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error + Send + Sync>>;
@@ -83,30 +86,49 @@ impl ClientTlsArgs {
     }
 }
 
-/// Every entry of a paged admin list: `GET url` (which may carry a query already), its
-/// pages followed to the end, the entries under `key` joined.
-pub async fn get_all(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-) -> Result<Vec<serde_json::Value>, reqwest::Error> {
-    let sep = if url.contains('?') { '&' } else { '?' };
+/// Every entry of a paged admin list: `get_page` fetches `path` (which may carry a query
+/// already) with `limit` and `page_token` added, and the pages are followed to the end.
+/// The answer is the first page with `key` holding every entry (its other fields, such as
+/// `history` beside `operators`, as that page had them).
+pub async fn get_all<F, Fut, E>(path: &str, key: &str, mut get_page: F) -> Result<Value, E>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, E>>,
+{
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut first: Option<Value> = None;
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
-        let page: serde_json::Value = client
-            .get(format!("{url}{sep}limit=10000&page_token={token}"))
-            .timeout(std::time::Duration::from_secs(10))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let page = get_page(format!("{path}{sep}limit=10000&page_token={token}")).await?;
         all.extend(page[key].as_array().cloned().unwrap_or_default());
-        match page["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() => token = t.to_string(),
-            _ => return Ok(all),
+        token = page["next_page_token"].as_str().unwrap_or("").to_string();
+        first.get_or_insert(page);
+        if token.is_empty() {
+            break;
         }
     }
+    let mut answer = match first {
+        Some(Value::Object(page)) => Value::Object(page),
+        _ => Value::Object(Default::default()),
+    };
+    answer[key] = Value::Array(all);
+    if let Some(o) = answer.as_object_mut() {
+        o.remove("next_page_token");
+    }
+    Ok(answer)
+}
+
+/// `GET url` with `client`, its body as JSON (whatever the status: an error's body holds
+/// no list), within 10 s.
+pub async fn get_json(client: &reqwest::Client, url: String) -> Result<Value, reqwest::Error> {
+    client
+        .get(url)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await?
+        .json()
+        .await
 }
 
 /// Logs to stderr, as text or one JSON object per line; `RUST_LOG` overrides the level.

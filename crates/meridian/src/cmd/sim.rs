@@ -1,6 +1,7 @@
 //! `meridian sim SCENARIO`: the real scheduler and operator code against simulated nodes
 //! on a simulated clock; deterministic for a `--seed`.
 
+use super::progress::Progress;
 use super::CmdResult;
 use clap::Args;
 use meridian_sim::scenario::{run_scenario, scenario_names, ScenarioOptions};
@@ -26,6 +27,9 @@ pub struct SimArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Print no progress on stderr (which scenario runs, how it ended).
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Runs one scenario (or all); exit status 0 only if every criterion passed.
@@ -51,17 +55,18 @@ pub fn run(args: SimArgs) -> CmdResult {
     let mut all_pass = true;
     let mut reports = Vec::new();
     let total = names.len();
+    let progress = Progress::new(args.quiet);
     for (i, name) in names.into_iter().enumerate() {
         // Progress on stderr: stdout stays the reports (and the JSON line).
-        eprintln!("[{}/{total}] simulating {name}...", i + 1);
+        progress.say(format!("[{}/{total}] simulating {name}...", i + 1));
         let started = std::time::Instant::now();
         let report = run_scenario(name, &opts)?;
-        eprintln!(
+        progress.say(format!(
             "[{}/{total}] {name}: {} in {:.1} s",
             i + 1,
             if report.pass { "pass" } else { "FAIL" },
             started.elapsed().as_secs_f64()
-        );
+        ));
         all_pass &= report.pass;
         println!("{}", report.render_human());
         reports.push(report);

@@ -20,6 +20,7 @@
 //! takeover); every shard has a leader and a writable node at the end; the client saw
 //! errors only inside fault windows.
 
+use super::progress::Progress;
 use super::CmdResult;
 use crate::procs::{free_addr, leading_server, spawn, BoxError, Proc};
 use clap::Args;
@@ -71,6 +72,10 @@ pub struct TakeoverArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Print no progress on stderr (what runs, each fault as it ends); the findings are
+    /// printed still.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// One Meridian server process and its addresses.
@@ -153,11 +158,14 @@ impl Harness {
     async fn shard_leaders(&self) -> Result<Vec<(u64, bool)>, BoxError> {
         for s in &self.servers {
             let url = format!("http://{}/api/v1/clusters/default/shards", s.http);
-            let Ok(shards) = super::get_all(&self.web, &url, "shards").await else {
+            let get = |url| super::get_json(&self.web, url);
+            let Ok(shards) = super::get_all(&url, "shards", get).await else {
                 continue;
             };
-            return Ok(shards
-                .iter()
+            return Ok(shards["shards"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .map(|s| (s["id"].as_u64().unwrap_or(0), !s["leader"].is_null()))
                 .collect());
         }
@@ -364,6 +372,8 @@ pub async fn run(args: TakeoverArgs) -> CmdResult {
 }
 
 async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, BoxError> {
+    let progress = Progress::new(args.quiet);
+    progress.say("starting a 3-member etcd...");
     let etcd_dir = dir.join("etcd");
     std::fs::create_dir_all(&etcd_dir)?;
     let etcd = LocalEtcd::start(3, &etcd_dir).await?;
@@ -384,10 +394,14 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         nodes: Vec::new(),
         web: reqwest::Client::new(),
     };
+    progress.say("starting 3 meridian servers on it...");
     for i in 0..3 {
         h.start_server(i)?;
     }
+    let phase = progress.phase("electing a leader", String::new);
     h.wait_leader(Duration::from_secs(30)).await?;
+    phase.done();
+    progress.say(format!("starting {} sim-node processes...", args.nodes));
     let meta = h.grpc_addrs().join(",");
     for i in 0..args.nodes {
         let node_args = vec![
@@ -410,6 +424,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
     }
     let client = MetaClient::connect(&h.grpc_addrs(), "default").await?;
     // Ready: a create is acknowledged (shards exist, leaders hold leases).
+    let phase = progress.phase("waiting for a create and every shard writable", String::new);
     let probe = TableName::new("default", "public", "probe")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while client
@@ -427,6 +442,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
     if !wait_all_writable(dir, args.nodes, &shard_ids, Duration::from_secs(60)).await {
         return Err("the shards' leaders did not all hold leases within 60 s".into());
     }
+    phase.done();
     let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(ddl_client(
@@ -443,7 +459,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
     for k in 0..args.kills {
         let leader = h.wait_leader(Duration::from_secs(15)).await?;
         let from_ns = monotonic_ns();
-        eprintln!("fault at {from_ns}");
+        progress.say(format!("fault at {from_ns}"));
         if let Some(p) = &h.servers[leader].proc {
             p.signal(libc::SIGKILL);
         }
@@ -452,13 +468,13 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         match acked {
             Some(t) => {
                 samples_ns.push(t - from_ns);
-                eprintln!(
+                progress.say(format!(
                     "kill {}/{}: {} killed; DDL answered again after {} ms",
                     k + 1,
                     args.kills,
                     h.servers[leader].name,
                     ms(t - from_ns)
-                );
+                ));
             }
             None => violations.push(format!(
                 "kill {}: no create was acknowledged within 30 s of killing {}",
@@ -480,7 +496,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
     if args.pause {
         let leader = h.wait_leader(Duration::from_secs(15)).await?;
         let from_ns = monotonic_ns();
-        eprintln!("pause at {from_ns}");
+        progress.say(format!("pause at {from_ns}"));
         if let Some(p) = &h.servers[leader].proc {
             p.signal(libc::SIGSTOP);
         }
@@ -507,7 +523,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
                 h.servers[leader].name
             ));
         }
-        eprintln!(
+        progress.say(format!(
             "pause: {} stopped for {} s; DDL answered again after {takeover_ms:?} ms; \
              after SIGCONT it {}",
             h.servers[leader].name,
@@ -517,7 +533,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
             } else {
                 "still leads"
             }
-        );
+        ));
         windows.push(Window {
             from_ns,
             to_ns: acked.unwrap_or(resumed_ns) + WINDOW_TAIL_NS,
@@ -541,7 +557,9 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         tokio::time::sleep(Duration::from_secs(5)).await;
         h.etcd.restart(victim).await?;
         let to_ns = monotonic_ns();
-        eprintln!("etcd: member {victim} killed for 5 s and restarted");
+        progress.say(format!(
+            "etcd: member {victim} killed for 5 s and restarted"
+        ));
         windows.push(Window {
             from_ns,
             to_ns: to_ns + WINDOW_TAIL_NS,
@@ -561,7 +579,7 @@ async fn run_in(args: &TakeoverArgs, dir: &Path) -> Result<serde_json::Value, Bo
         }
         let acked = first_ack_after(&log, from_ns, Duration::from_secs(30)).await;
         let back_ms = acked.map(|t| ms(t - from_ns));
-        eprintln!("restart-all: every server killed and restarted; DDL answered again after {back_ms:?} ms");
+        progress.say(format!("restart-all: every server killed and restarted; DDL answered again after {back_ms:?} ms"));
         if acked.is_none() {
             violations
                 .push("no create was acknowledged within 30 s of restarting every server".into());
