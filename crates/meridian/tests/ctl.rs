@@ -64,6 +64,22 @@ async fn ctl_speaks_in_node_names_shows_one_node_or_shard_and_exits_meaningfully
     let (code, _) = ctl_exit(&addr, &["shard", "show", "99"]).await;
     assert_eq!(code, Some(1));
 
+    // describe names each partition's leader and followers.
+    let (ok, out) = ctl(&addr, &["create-table", "named", "--partitions", "2"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&addr, &["describe", "named"]).await;
+    let rows: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("PARTITION"))
+        .skip(1)
+        .collect();
+    assert!(ok && rows.len() == 2, "{out}");
+    for row in rows {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert!(cells.len() == 5 && cells[3].starts_with("ct-"), "{out}");
+        assert!(cells[4].split(',').all(|f| f.starts_with("ct-")), "{out}");
+    }
+
     // drain --wait follows the drain to its end.
     let (ok, out) = tokio::time::timeout(
         std::time::Duration::from_secs(120),
@@ -82,9 +98,29 @@ async fn ctl_speaks_in_node_names_shows_one_node_or_shard_and_exits_meaningfully
     // Exit codes: a healthy check is 0; nobody at the address is 3; bad usage is 2.
     let (code, out) = ctl_exit(&addr, &["check"]).await;
     assert_eq!(code, Some(0), "{out}");
-    let (code, out) = ctl_exit(&format!("127.0.0.1:{}", free_port()), &["nodes"]).await;
-    assert_eq!(code, Some(3), "{out}");
-    assert!(out.contains("cannot reach Meridian"), "{out}");
+    let nobody = format!("127.0.0.1:{}", free_port());
+    for command in [
+        &["nodes"][..],
+        &["check"],
+        &["events"],
+        &["describe", "t"],
+        &["locate", "t", "k"],
+        &["create-table", "t"],
+    ] {
+        let (code, out) = ctl_exit(&nobody, command).await;
+        assert_eq!(code, Some(3), "{command:?}: {out}");
+        assert!(out.contains("cannot reach Meridian"), "{out}");
+    }
+    // --json failures are JSON too.
+    let (code, out) = ctl_exit(&nobody, &["--json", "describe", "t"]).await;
+    assert_eq!(code, Some(3));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach")),
+        "{out}"
+    );
     let (code, _) = ctl_exit(&addr, &["shard", "show", "x"]).await;
     assert_eq!(code, Some(2));
     for n in nodes {

@@ -196,6 +196,8 @@ pub async fn run(args: CtlArgs) -> CmdResult {
             | CtlCommand::Node { .. }
             | CtlCommand::Shard { .. }
             | CtlCommand::Operators(_)
+            | CtlCommand::Describe(_)
+            | CtlCommand::Check(_)
     ) {
         if let Ok(names) = nodes::node_names(&http, c).await {
             output::name_nodes(&mut value, &names);
@@ -216,16 +218,16 @@ impl CtlCommand {
             CtlCommand::Node { action } => action.request(http, c).await,
             CtlCommand::Shard { action } => action.request(http, c).await,
             CtlCommand::Shards => shards::list(http, c).await,
-            CtlCommand::Check(a) => return a.request(http, c).await,
+            CtlCommand::Check(a) => a.request(http, c).await,
             CtlCommand::Tables(a) => a.request(http, c).await,
             CtlCommand::Route(a) => a.route(http, c).await,
             CtlCommand::CreateSchema(a) => a.request(http, c).await,
-            CtlCommand::AlterTable(a) => return a.request(http, c).await,
+            CtlCommand::AlterTable(a) => a.request(http, c).await,
             CtlCommand::DropSchema(a) => a.request(http, c).await,
             CtlCommand::DropCatalog(a) => a.request(http, c).await,
-            CtlCommand::Locate(a) => return a.request(http, c).await,
-            CtlCommand::Describe(a) => return a.describe(http, c).await,
-            CtlCommand::CreateTable(a) => return a.request(http, c).await,
+            CtlCommand::Locate(a) => a.request(http, c).await,
+            CtlCommand::Describe(a) => a.describe(http, c).await,
+            CtlCommand::CreateTable(a) => a.request(http, c).await,
             CtlCommand::DropTable(a) => a.request(http, c).await,
             CtlCommand::Operators(a) => a.request(http, c).await,
             CtlCommand::CancelOperator(a) => a.request(http, c).await,

@@ -2,7 +2,7 @@
 //! maintenance mode, runtime settings (`ctl config`), and the config fingerprint nodes
 //! must present.
 
-use super::http::{Answer, Http};
+use super::http::Http;
 use super::output::{cell, print_table, rows};
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -76,15 +76,16 @@ pub(super) struct Maintenance {
 
 impl Check {
     /// The cluster's health, narrowed to `problem` if one is named.
-    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Answer {
+    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let mut v = http
             .get(&format!("/api/v1/clusters/{cluster}/health"))
             .await?;
         if let Some(p) = &self.problem {
             if !PROBLEMS.contains(&p.as_str()) {
-                return Err(
-                    format!("unknown problem {p:?}; one of: {}", PROBLEMS.join(", ")).into(),
-                );
+                return Err(format!(
+                    "unknown problem {p:?}; one of: {}",
+                    PROBLEMS.join(", ")
+                ));
             }
             let only = v["problems"].get(p.as_str()).cloned();
             v["problems"] = match only {
@@ -92,7 +93,7 @@ impl Check {
                 None => json!({}),
             };
         }
-        Ok(Ok(v))
+        Ok(v)
     }
 }
 

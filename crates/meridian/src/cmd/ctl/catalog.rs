@@ -2,7 +2,7 @@
 //! (`create-schema`, `create-table`, `alter-table`, `drop-table`, `drop-schema`,
 //! `drop-catalog`). Names are typed as `name`, `schema.name` or `catalog.schema.name`.
 
-use super::http::{Answer, Http};
+use super::http::Http;
 use super::output::{cell, print_table};
 use clap::Args;
 use reqwest::Method;
@@ -238,16 +238,16 @@ impl TableArg {
     }
 
     /// `ctl describe`: the table's definition, and where each partition lives.
-    pub(super) async fn describe(&self, http: &Http, cluster: &str) -> Answer {
+    pub(super) async fn describe(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let (name, found, route) = table_and_route(http, cluster, &self.table).await?;
         let table = &found["table"];
-        Ok(Ok(json!({
+        Ok(json!({
             "table": name,
             "id": table["id"],
             "rule": table["rule"],
             "definition": table["definition"],
             "partitions": route["partitions"],
-        })))
+        }))
     }
 }
 
@@ -278,7 +278,7 @@ impl CreateSchema {
 
 impl AlterTable {
     /// Asks for the one change the flags name.
-    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Answer {
+    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let (cat, sch, t) = split_table(&self.table);
         let change = if let Some(c) = &self.add_column {
             let def = definition_from_flags(std::slice::from_ref(c), None, None, &[])?;
@@ -303,13 +303,12 @@ impl AlterTable {
                     .into(),
             );
         };
-        Ok(http
-            .call(
-                Method::PATCH,
-                &format!("/api/v1/clusters/{cluster}/tables/{cat}/{sch}/{t}"),
-                Some(change),
-            )
-            .await)
+        http.call(
+            Method::PATCH,
+            &format!("/api/v1/clusters/{cluster}/tables/{cat}/{sch}/{t}"),
+            Some(change),
+        )
+        .await
     }
 
     /// What changed, in one line.
@@ -378,7 +377,7 @@ fn dropped(v: &Value, kind: &str, name: &str) -> String {
 impl Locate {
     /// The row's partition (by the documented function, computed here from the table's
     /// rule), and that partition's shard, leader and followers from the route.
-    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Answer {
+    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let (name, found, route) = table_and_route(http, cluster, &self.table).await?;
         let rule: meridian_model::PartitionRule =
             serde_json::from_value(found["table"]["rule"].clone()).map_err(|e| {
@@ -391,7 +390,7 @@ impl Locate {
             .and_then(|ps| ps.iter().find(|p| p["partition"] == partition))
             .cloned()
             .unwrap_or(Value::Null);
-        Ok(Ok(json!({
+        Ok(json!({
             "table": name,
             "key": key,
             "partition": partition,
@@ -399,13 +398,13 @@ impl Locate {
             "version": at["version"],
             "leader": at["leader"],
             "followers": at["followers"],
-        })))
+        }))
     }
 }
 
 impl CreateTable {
     /// Asks for the table the flags describe.
-    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Answer {
+    pub(super) async fn request(&self, http: &Http, cluster: &str) -> Result<Value, String> {
         let definition = definition_from_flags(
             &self.columns,
             self.primary_key.as_deref(),
@@ -423,13 +422,12 @@ impl CreateTable {
             _ => json!({"kind": "none"}),
         };
         let body = json!({"catalog": cat, "schema": sch, "name": t, "partition": partition, "definition": definition, "if_not_exists": self.if_not_exists});
-        Ok(http
-            .call(
-                Method::POST,
-                &format!("/api/v1/clusters/{cluster}/tables"),
-                Some(body),
-            )
-            .await)
+        http.call(
+            Method::POST,
+            &format!("/api/v1/clusters/{cluster}/tables"),
+            Some(body),
+        )
+        .await
     }
 
     /// What was created, in one line.

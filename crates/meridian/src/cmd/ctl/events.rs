@@ -35,9 +35,14 @@ impl Events {
     /// Prints the newest events, then (with `--follow`) the new ones as they happen.
     pub(super) async fn run(&self, http: &Http, cluster: &str, json: bool) -> CmdResult {
         let limit = self.limit;
-        let page = http
+        let page = match http
             .get(&format!("/api/v1/events?cluster={cluster}&limit={limit}"))
-            .await?;
+            .await
+        {
+            Ok(page) => page,
+            // Refused or unreachable: the exit code says which, as for every command.
+            Err(e) => return Ok(super::http::print_failure(&e, json)),
+        };
         let events = page["events"].as_array().cloned().unwrap_or_default();
         for e in &events {
             print_event(e, json);

@@ -16,8 +16,9 @@ const EXIT_UNREACHABLE: u8 = 3;
 pub(super) const EXIT_PROBLEMS: u8 = 4;
 
 /// What a command got. The outer error stops ctl at once (`error: ...` on stderr, exit
-/// 1); the inner one, a refusal or no server at all, is the command's answer: printed as
-/// JSON with `--json`, with the exit code that says which ([`print_failure`]).
+/// 1: something ctl itself cannot do, such as reading a TLS file); the inner one, a bad
+/// flag value, a refusal or no server at all, is the command's answer: printed as JSON
+/// with `--json`, with the exit code that says which ([`print_failure`]).
 pub(super) type Answer = Result<Result<Value, String>, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The Meridian servers of `--addr`, as ctl's flags say to reach them.

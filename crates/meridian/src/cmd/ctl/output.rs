@@ -56,14 +56,22 @@ pub(super) fn rows(list: &Value, fields: &[&str]) -> Vec<Vec<String>> {
 }
 
 /// Replaces the node ids in `v` (a shard, an operator step, a position) with names, under
-/// the keys that hold node ids.
+/// the keys that hold node ids, and `node-4` in the scheduler's texts.
 pub(super) fn name_nodes(v: &mut Value, names: &HashMap<u64, String>) {
     const NODE_KEYS: [&str; 6] = ["leader", "followers", "node", "from", "to", "on"];
+    // Texts written by the scheduler, which knows ids only (`node-4`).
+    const TEXT_KEYS: [&str; 2] = ["reason", "message"];
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
                 if NODE_KEYS.contains(&k.as_str()) {
                     rename(child, names);
+                } else if let (true, Value::String(text)) =
+                    (TEXT_KEYS.contains(&k.as_str()), &*child)
+                {
+                    let named =
+                        meridian_model::with_node_names(text, |id| names.get(&id.0).cloned());
+                    *child = json!(named);
                 } else {
                     name_nodes(child, names);
                 }
@@ -82,6 +90,8 @@ fn rename(v: &mut Value, names: &HashMap<u64, String>) {
             }
         }
         Value::Array(list) => list.iter_mut().for_each(|c| rename(c, names)),
+        // A node as an object (`{"node": 4, "endpoint", "zone"}`, as routes give it).
+        Value::Object(_) => name_nodes(v, names),
         _ => {}
     }
 }
