@@ -18,7 +18,9 @@ async fn ctl_speaks_in_node_names_shows_one_node_or_shard_and_exits_meaningfully
     let (ok, out) = ctl(&addr, &["--json", "shards"]).await;
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let id = v["shards"][0]["leader"].as_u64().expect("a numeric leader id");
+    let id = v["shards"][0]["leader"]
+        .as_u64()
+        .expect("a numeric leader id");
     let name = nodes
         .iter()
         .enumerate()
@@ -37,7 +39,9 @@ async fn ctl_speaks_in_node_names_shows_one_node_or_shard_and_exits_meaningfully
         assert!(ok, "{key}: {out}");
         assert!(out.contains(&format!("{name} (node-{id})")), "{out}");
         assert!(
-            out.contains(&format!("zone {zone}")) && out.contains("leader") && out.contains("shard-"),
+            out.contains(&format!("zone {zone}"))
+                && out.contains("leader")
+                && out.contains("shard-"),
             "{out}"
         );
     }
