@@ -199,6 +199,17 @@ async fn only_tokens_of_the_right_role_get_in() {
         ok && out.contains("maintenance mode off (by alice (admin) from 127.0.0.1:"),
         "{out}"
     );
+    // So does DDL, over gRPC as over HTTP.
+    assert!(
+        out.contains(
+            "table default.public.g1 created (1 partitions) (by alice (admin) from 127.0.0.1:"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("schema default.secured created (by alice (admin) from 127.0.0.1:"),
+        "{out}"
+    );
 
     // `meridian backup` needs an admin token too.
     let backup = |token: Option<&str>| {

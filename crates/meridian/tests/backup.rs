@@ -98,7 +98,10 @@ async fn a_store_of_a_newer_format_is_refused_at_start() {
         Err(e) => e.to_string(),
     };
     assert!(
-        err.contains("format 99, newer than this binary's 1"),
+        err.contains(&format!(
+            "format 99, newer than this binary's {}",
+            meridian_store::format::STORE_FORMAT
+        )),
         "{err}"
     );
 }

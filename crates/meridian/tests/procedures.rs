@@ -480,7 +480,7 @@ async fn records_written_by_another_binary_still_swap() {
     let table = cluster.get_table(&name("old")).unwrap();
     let (id, store) = (cluster.id, server.meta.store().clone());
     // Records with a field this binary does not know, and no revision keys (written by a
-    // binary from before them).
+    // binary from before them, so a store of format 1: the next start migrates it).
     let with_extra = |raw: Vec<u8>| {
         let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
         v["added_by_a_newer_binary"] = serde_json::json!({"any": [1, 2]});
@@ -502,6 +502,7 @@ async fn records_written_by_another_binary_still_swap() {
             meridian_store::WriteOp::delete(keys::shard_version(id, ShardId(1))),
             meridian_store::WriteOp::put(keys::table(id, table.id), with_extra(table_raw)),
             meridian_store::WriteOp::delete(keys::table_revision(id, table.id)),
+            meridian_store::WriteOp::put(keys::format(), b"1".to_vec()),
         ])
         .await
         .unwrap();

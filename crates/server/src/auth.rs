@@ -65,6 +65,29 @@ impl std::fmt::Display for Caller {
     }
 }
 
+/// Who made a request, as the event log names it: the caller's token (with `--tokens`)
+/// and the peer's address, whichever are known.
+pub fn requester(caller: Option<&Caller>, peer: Option<std::net::SocketAddr>) -> String {
+    match (caller, peer) {
+        (Some(c), Some(p)) => format!("{c} from {p}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(p)) => format!("a caller at {p}"),
+        (None, None) => "a caller".into(),
+    }
+}
+
+/// The peer of a gRPC request, plain or TLS.
+fn grpc_peer<B>(req: &axum::http::Request<B>) -> Option<std::net::SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let ext = req.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|t| t.get_ref().remote_addr())
+        })
+}
+
 /// Roles allowed to make a call; `None` from the rules below means open to all.
 pub type Allowed = &'static [Role];
 
@@ -304,21 +327,28 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let mut caller = None;
         if let Some(tokens) = &self.tokens {
             if let Some(allowed) = grpc_allowed(req.uri().path()) {
                 let header = req
                     .headers()
                     .get(axum::http::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok());
-                if let Err(denied) = tokens.check(header, allowed) {
-                    let status = match denied {
-                        Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m),
-                        Denied::PermissionDenied(m) => tonic::Status::permission_denied(m),
-                    };
-                    return Box::pin(async move { Ok(status.into_http()) });
+                match tokens.check(header, allowed) {
+                    Ok(c) => caller = Some(c),
+                    Err(denied) => {
+                        let status = match denied {
+                            Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+                            Denied::PermissionDenied(m) => tonic::Status::permission_denied(m),
+                        };
+                        return Box::pin(async move { Ok(status.into_http()) });
+                    }
                 }
             }
         }
-        Box::pin(self.inner.call(req))
+        // The handler runs inside this future (tonic does not spawn it), so the events it
+        // records name the caller.
+        let who = requester(caller.as_ref(), grpc_peer(&req));
+        Box::pin(crate::events::REQUESTER.scope(who, self.inner.call(req)))
     }
 }

@@ -7,52 +7,32 @@
 //! per key (values that are not UTF-8 as `{"k", "hex"}`). Restoring writes them into an
 //! empty store; id sequences are keys like any other, so ids never go backwards.
 //!
-//! The format version (`/meridian/v1/format`) is stamped at start: a store without one is
-//! today's format (1) and gets it; a store of a newer format is refused, so an older binary
-//! never misreads a newer layout.
+//! The header names the store's format version ([`meridian_store::format`]). A backup of an
+//! older format restores as it was taken, and the next start migrates it; one of a newer
+//! format is refused.
 
 use crate::error::{Result, ServerError};
+use meridian_store::format::{self, STORE_FORMAT};
 use meridian_store::{keys, KvBackend, WriteOp};
 use serde::{Deserialize, Serialize};
-
-/// The stored layout this binary reads and writes.
-pub const STORE_FORMAT: u64 = 1;
 
 /// Version of the backup file format.
 const BACKUP_VERSION: u64 = 1;
 
-/// The key holding the stored layout's format version.
-fn format_key() -> Vec<u8> {
-    format!("{}format", keys::ROOT).into_bytes()
-}
-
-/// Stamps a store without a format version with this binary's; refuses a newer one.
+/// Brings the store to this binary's format (migrating an older one) or refuses a newer
+/// one, logging each migration that ran.
 pub async fn ensure_format(store: &dyn KvBackend) -> Result<()> {
-    match store.get(&format_key()).await? {
-        None => {
-            store
-                .batch(vec![WriteOp::put(
-                    format_key(),
-                    STORE_FORMAT.to_string().into_bytes(),
-                )])
-                .await?;
-            Ok(())
-        }
-        Some(raw) => {
-            let found: u64 = std::str::from_utf8(&raw)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| ServerError::Corrupt("unreadable store format version".into()))?;
-            if found > STORE_FORMAT {
-                Err(ServerError::FailedPrecondition(format!(
-                    "the metadata store is in format {found}, newer than this binary's {STORE_FORMAT}: run a newer meridian (a backup from `meridian backup` restores into any empty store of the newer binary)"
-                )))
-            } else {
-                // Older formats would be migrated here; format 1 is the first.
-                Ok(())
-            }
-        }
+    let check = format::ensure_current(store).await?;
+    for run in &check.migrations {
+        tracing::info!(
+            to = run.to,
+            writes = run.writes,
+            "migrated the metadata store to format {}: {}",
+            run.to,
+            run.what
+        );
     }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,7 +63,7 @@ pub async fn take(store: &dyn KvBackend) -> Result<String> {
         .collect();
     let header = Header {
         meridian_backup: BACKUP_VERSION,
-        format: STORE_FORMAT,
+        format: format::read(store).await?.unwrap_or(STORE_FORMAT),
         taken_at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
@@ -219,16 +199,5 @@ mod tests {
         );
         let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
         assert!(parse(&cut).unwrap_err().to_string().contains("truncated"));
-    }
-
-    #[tokio::test]
-    async fn a_newer_store_format_is_refused() {
-        let store = MemoryBackend::new();
-        store
-            .batch(vec![WriteOp::put(format_key(), b"2".to_vec())])
-            .await
-            .unwrap();
-        let err = ensure_format(&store).await.unwrap_err();
-        assert!(err.to_string().contains("format 2, newer"), "{err}");
     }
 }

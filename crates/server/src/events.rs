@@ -7,6 +7,11 @@
 //! background task writes them, batched, under `/meridian/v1/events/`, deleting the ones
 //! that fall out of the window. A new leader loads the window at start. An event lost in a
 //! crash before its batch was written is acceptable: the log explains, it does not decide.
+//!
+//! Events recorded while a gRPC or HTTP request is served name who made it: the edge (the
+//! HTTP middleware, the gRPC layer in `crate::auth`) runs each request inside
+//! [`REQUESTER`], and [`EventLog::record`] appends "(by …)". Work that outlives the request
+//! (an operator's later steps, a heartbeat stream) is the server's own and names nobody.
 
 use crate::error::Result;
 use meridian_store::{keys, KvBackend, WriteOp};
@@ -15,6 +20,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
+
+tokio::task_local! {
+    /// Who made the request being served, for the event log: the token's name and role
+    /// (with `--tokens`) and the peer's address; see [`crate::auth::requester`].
+    pub static REQUESTER: String;
+}
 
 /// Events kept (in memory and in the store).
 pub const CAPACITY: u64 = 10_000;
@@ -95,6 +106,10 @@ impl EventLog {
 
     /// Records an event.
     pub fn record(&self, cluster: &str, kind: &str, message: impl Into<String>, about: About) {
+        let message = match REQUESTER.try_with(|who| format!("(by {who})")) {
+            Ok(by) => format!("{} {by}", message.into()),
+            Err(_) => message.into(),
+        };
         let event = {
             let mut next = self.next.lock();
             let e = Event {
@@ -102,7 +117,7 @@ impl EventLog {
                 at_ms: wall_ms(),
                 cluster: cluster.to_string(),
                 kind: kind.to_string(),
-                message: message.into(),
+                message,
                 node: about.node,
                 shard: about.shard,
                 operator: about.operator,

@@ -10,6 +10,7 @@
 //!
 //! | key pattern                                          | value                | written by                         | deleted when                 |
 //! |------------------------------------------------------|----------------------|------------------------------------|------------------------------|
+//! | `/meridian/v1/format`                               | the layout's format version (decimal; see [`crate::format`]) | the first start on an empty store; each migration | never |
 //! | `/meridian/v1/election/leader`                       | the leader's name and addresses (JSON), under its etcd lease | the elected server (etcd only) | resignation, or its lease runs out |
 //! | `/meridian/v1/events/{seq:020}`                      | `Event` JSON (the event log) | the serving leader, in the background after the event | once 10,000 newer events exist |
 //! | `/meridian/v1/id/cluster`                            | high-water cluster id| `SequenceAllocator`                | never                        |
@@ -51,6 +52,11 @@ use meridian_model::{ClusterId, NodeId, ShardId, TableId, TableName};
 
 /// The root of every key.
 pub const ROOT: &str = "/meridian/v1/";
+
+/// The stored layout's format version ([`crate::format`]).
+pub fn format() -> Vec<u8> {
+    format!("{ROOT}format").into_bytes()
+}
 
 /// The election key (etcd only): held by the leading server under its etcd lease; its
 /// create revision is the leader's term.

@@ -8,6 +8,7 @@
 //! - [`EtcdBackend`] keeps everything in etcd, for highly available deployments;
 //!   [`etcd::election`] elects one leader among several servers and fences its writes.
 //! - [`keys`] is THE key layout; nothing outside it formats a key.
+//! - [`format`] is the layout's version and the migrations from older ones.
 //! - [`SequenceAllocator`] hands out never-reused ids persisted under a key.
 //! - [`conformance`] is the test suite every backend must pass.
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@
 pub mod backend;
 pub mod conformance;
 pub mod etcd;
+pub mod format;
 pub mod keys;
 pub mod memory;
 pub mod redb_backend;
@@ -60,6 +62,14 @@ pub enum StoreError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// The store was written in a newer layout than this binary knows.
+    #[error("the metadata store is in format {found}, newer than this binary's {supported}: run a meridian that reads format {found}")]
+    NewerFormat {
+        /// The store's format version.
+        found: u64,
+        /// The newest this binary reads.
+        supported: u64,
     },
     /// A request is malformed (e.g. an empty key).
     #[error("invalid argument: {0}")]

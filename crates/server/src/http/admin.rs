@@ -216,7 +216,6 @@ pub(super) struct SchedulerSwitched {
     responses((status = 200, description = "Paused or resumed", body = SchedulerSwitched)))]
 async fn switch_scheduler(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path((cluster, name, action)): Path<(String, String, String)>,
 ) -> Result<Json<SchedulerSwitched>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -250,7 +249,7 @@ async fn switch_scheduler(
         message = format!("{message}. WARNING: {warning}");
         warned = Some(warning);
     }
-    c.event("admin", format!("{message} (by {who})"), About::default());
+    c.event("admin", message.to_string(), About::default());
     Ok(Json(SchedulerSwitched {
         scheduler: name,
         paused,
@@ -276,7 +275,6 @@ pub(super) struct MaintenanceState {
     responses((status = 200, description = "Maintenance mode switched", body = MaintenanceState)))]
 async fn maintenance(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<MaintenanceBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -292,7 +290,7 @@ async fn maintenance(
     let state = if b.enabled { "on" } else { "off" };
     c.event(
         "admin",
-        format!("maintenance mode {state} (by {who})"),
+        format!("maintenance mode {state}"),
         About::default(),
     );
     Ok(Json(MaintenanceState {
@@ -320,7 +318,6 @@ pub(super) struct FingerprintSet {
     responses((status = 200, description = "Set", body = FingerprintSet)))]
 async fn set_fingerprint(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<FingerprintBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -335,7 +332,7 @@ async fn set_fingerprint(
         .map_err(IntoResponse::into_response)?;
     c.event(
         "admin",
-        format!("config fingerprint set to {:?} (by {who})", b.fingerprint),
+        format!("config fingerprint set to {:?}", b.fingerprint),
         About::default(),
     );
     Ok(Json(FingerprintSet {
@@ -513,7 +510,6 @@ pub(super) struct NodeActionDone {
     responses((status = 200, description = "Done", body = NodeActionDone)))]
 async fn node_action(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path((cluster, node, action)): Path<(String, String, String)>,
 ) -> Result<Json<NodeActionDone>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -565,7 +561,7 @@ async fn node_action(
     let updated = detached(async move { cluster.update_node_flags(id, change).await }).await?;
     c.event(
         "admin",
-        format!("node {node} ({id}): {action} (by {who})"),
+        format!("node {node} ({id}): {action}"),
         About {
             node: Some(id.0),
             ..About::default()

@@ -133,9 +133,10 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
 /// 403 with a JSON error, before the handler runs.
 async fn authorize(
     State(tokens): State<Option<Arc<crate::auth::Tokens>>>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let mut caller = None;
     if let Some(tokens) = tokens {
         if let Some(allowed) = crate::auth::http_allowed(req.method(), req.uri().path()) {
             let header = req
@@ -143,9 +144,7 @@ async fn authorize(
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
             match tokens.check(header, allowed) {
-                Ok(caller) => {
-                    req.extensions_mut().insert(caller);
-                }
+                Ok(c) => caller = Some(c),
                 Err(denied) => {
                     let (status, code, message) = match denied {
                         crate::auth::Denied::Unauthenticated(m) => {
@@ -160,32 +159,13 @@ async fn authorize(
             }
         }
     }
-    next.run(req).await
-}
-
-/// Who asked, for the event log: the token's name and role (with `--tokens`), else the
-/// peer's address.
-pub(crate) struct Who(pub String);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = parts.extensions.get::<crate::auth::Caller>();
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0);
-        Ok(Who(match (caller, peer) {
-            (Some(c), Some(p)) => format!("{c} from {p}"),
-            (Some(c), None) => c.to_string(),
-            (None, Some(p)) => format!("a caller at {p}"),
-            (None, None) => "a caller".into(),
-        }))
-    }
+    // Events recorded while the handler runs name who asked (see `crate::events`).
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let who = crate::auth::requester(caller.as_ref(), peer);
+    crate::events::REQUESTER.scope(who, next.run(req)).await
 }
 
 /// A known path asked with a method it does not take: a JSON error like every other.

@@ -161,7 +161,6 @@ pub(super) struct SettingReset {
     responses((status = 200, description = "Set, with warnings when the value puts something at risk", body = SettingSet)))]
 async fn set(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path(cluster): Path<String>,
     req: Result<Json<SetBody>, JsonRejection>,
 ) -> Result<Response, Response> {
@@ -185,7 +184,7 @@ async fn set(
         tracing::warn!(cluster = %c.id, key = %b.key, "{w}");
         message = format!("{message}. WARNING: {w}");
     }
-    c.event("admin", format!("{message} (by {who})"), About::default());
+    c.event("admin", message.to_string(), About::default());
     Ok(Json(SettingSet {
         key: b.key,
         value,
@@ -199,7 +198,6 @@ async fn set(
     responses((status = 200, description = "Back to the configuration file's value", body = SettingReset)))]
 async fn reset(
     State(s): State<AppState>,
-    super::Who(who): super::Who,
     Path((cluster, key)): Path<(String, String)>,
 ) -> Result<Json<SettingReset>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
@@ -209,7 +207,7 @@ async fn reset(
     c.event(
         "admin",
         format!(
-            "setting {key} reset to the configuration file's {} (by {who})",
+            "setting {key} reset to the configuration file's {}",
             value_text(&value)
         ),
         About::default(),

@@ -37,8 +37,12 @@ use std::time::{Duration, Instant};
 pub async fn detached<T: Send + 'static>(
     change: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(change)
-        .await
+    // The task still names who asked, for the events it records.
+    let task = match crate::events::REQUESTER.try_with(String::clone) {
+        Ok(who) => tokio::spawn(crate::events::REQUESTER.scope(who, change)),
+        Err(_) => tokio::spawn(change),
+    };
+    task.await
         .map_err(|e| ServerError::Unavailable(format!("metadata change task failed: {e}")))?
 }
 
@@ -112,10 +116,6 @@ impl Meta {
             meta.clusters.write().insert(config.name, cluster);
         }
         for cluster in meta.clusters() {
-            let written = cluster.ensure_revision_keys().await?;
-            if written > 0 {
-                tracing::info!(cluster = %cluster.id, written, "wrote missing revision keys");
-            }
             let resumed = cluster.resume_procedures().await?;
             if resumed > 0 {
                 tracing::info!(cluster = %cluster.id, resumed, "resumed interrupted procedures");

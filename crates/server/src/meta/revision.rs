@@ -4,13 +4,13 @@
 //! small key of their own (`keys::shard_version`, `keys::table_revision`) written in the
 //! same transaction as the record. Transactions compare that key, never the encoded record:
 //! re-encoding a record read by an older binary drops the fields it does not know, so a
-//! byte compare would fail every swap on records written by a newer one.
+//! byte compare would fail every swap on records written by a newer one. Every record has its
+//! key from store format 2 on (`meridian_store::format` wrote the missing ones).
 
-use super::cluster::{encode, Cluster};
+use super::cluster::encode;
 use crate::error::Result;
 use meridian_model::{ClusterId, Shard, ShardId, ShardVersion, Table, TableId};
 use meridian_store::{keys, Txn, WriteOp};
-use std::collections::HashMap;
 
 /// The writes that store `shard` with its version key.
 pub(super) fn put_shard(cluster: ClusterId, shard: &Shard) -> Result<[WriteOp; 2]> {
@@ -78,49 +78,5 @@ impl Guarded for Txn {
     fn then_all(mut self, ops: impl IntoIterator<Item = WriteOp>) -> Self {
         self.success.extend(ops);
         self
-    }
-}
-
-impl Cluster {
-    /// Writes the revision key of every shard and table that lacks one or whose key
-    /// disagrees with its record (records written before revision keys existed, or by a
-    /// binary that did not maintain them). Run once at start; returns how many it wrote.
-    pub(super) async fn ensure_revision_keys(&self) -> Result<usize> {
-        let stored = |kvs: Vec<meridian_store::KeyValue>| -> HashMap<Vec<u8>, Vec<u8>> {
-            kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
-        };
-        let shard_keys = stored(
-            self.store
-                .range(&keys::shard_versions_prefix(self.id), 0)
-                .await?,
-        );
-        let table_keys = stored(
-            self.store
-                .range(&keys::table_revisions_prefix(self.id), 0)
-                .await?,
-        );
-        let mut ops = Vec::new();
-        {
-            let state = self.state.read();
-            for e in state.shards.values() {
-                let key = keys::shard_version(self.id, e.shard.id);
-                let want = keys::encode_id(e.shard.version.0);
-                if shard_keys.get(&key) != Some(&want) {
-                    ops.push(WriteOp::put(key, want));
-                }
-            }
-            for t in state.tables.values() {
-                let key = keys::table_revision(self.id, t.id);
-                let want = keys::encode_id(t.revision);
-                if table_keys.get(&key) != Some(&want) {
-                    ops.push(WriteOp::put(key, want));
-                }
-            }
-        }
-        let written = ops.len();
-        for chunk in ops.chunks(self.store.max_batch_ops().clamp(1, 1000)) {
-            self.store.batch(chunk.to_vec()).await?;
-        }
-        Ok(written)
     }
 }
