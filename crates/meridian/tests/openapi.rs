@@ -13,7 +13,7 @@ use std::path::Path;
 /// The router's source: every `.route("PATH", get(..).post(..))` in the HTTP module.
 const ROUTER_DIR: &str = "../server/src/http";
 
-/// The (METHOD, path) pairs the router's source declares, the dashboard page aside.
+/// The (METHOD, path) pairs the router's source declares.
 fn routes_in_source() -> BTreeSet<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(ROUTER_DIR);
     let mut routes = BTreeSet::new();
@@ -25,7 +25,6 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         let text = std::fs::read_to_string(&path).unwrap();
         routes.extend(routes_in(&text));
     }
-    routes.retain(|(_, p)| p != "/" && p != "/dashboard");
     routes
 }
 

@@ -39,7 +39,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
-        .route("/dashboard", get(dashboard))
+        .route("/dashboard", get(dashboard_by_name))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi::document))
@@ -63,8 +63,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The web dashboard: one static page that reads the JSON API.
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "The web dashboard (an HTML page that reads this API)", content_type = "text/html", body = String)))]
 async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("dashboard.html"))
+}
+
+/// The web dashboard at its other address (one `#[utoipa::path]` names one path).
+#[utoipa::path(get, path = "/dashboard", tag = "service",
+    responses((status = 200, description = "The web dashboard, as at `/`", content_type = "text/html", body = String)))]
+async fn dashboard_by_name() -> axum::response::Html<&'static str> {
+    dashboard().await
 }
 
 /// The answer of `GET /health`.

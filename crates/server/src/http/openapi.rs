@@ -40,7 +40,7 @@ impl ErrorBody {
     }
 }
 
-/// The document: every route of the API (the dashboard page aside).
+/// The document: every route the router serves.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -48,6 +48,8 @@ impl ErrorBody {
         description = "Admin API of Meridian, the metadata and scheduling service (docs/http-api.md). Every error answer is `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
+        super::dashboard,
+        super::dashboard_by_name,
         super::health,
         super::metrics_text,
         document,
