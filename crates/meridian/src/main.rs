@@ -54,6 +54,15 @@ fn main() -> ExitCode {
         &command,
         Command::Ctl(_) | Command::Bench(_) | Command::Sim(_) | Command::Chaos(_)
     );
+    if matches!(&command, Command::Ctl(_)) {
+        // `meridian ctl shards | head`: a reader that stops early ends ctl quietly, as it
+        // ends any Unix tool, instead of a "broken pipe" panic. Only ctl: it holds no
+        // connection whose peer could close it and kill the process.
+        // SAFETY: at start, before any thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     cmd::init_tracing(quiet, cli.log_format == "json");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,18 +7,6 @@ mod common;
 use common::*;
 use meridian_model::{PartitionRule, TableName};
 use meridian_store::{KvBackend, RedbBackend, WriteOp};
-use std::process::Command;
-
-fn meridian(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(args)
-        .output()
-        .expect("meridian runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_a_new_data_dir_and_ids_go_on() {

@@ -122,6 +122,8 @@ async fn the_event_log_tells_what_happened_and_survives_a_restart() {
     assert!(has("node_state", "node ev-0"), "{events:?}");
     assert!(has("node_state", "-> offline"), "{events:?}");
     assert!(has("operator_started", "failover on shard-"), "{events:?}");
+    // Operators' reasons name nodes as people know them, not by id.
+    assert!(has("operator_started", "follower ev-"), "{events:?}");
     assert!(has("operator_finished", "succeeded after"), "{events:?}");
 
     // Kept across a restart, and numbering goes on.

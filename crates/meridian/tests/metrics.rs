@@ -278,6 +278,16 @@ async fn every_family_starts_at_zero_with_a_cluster_label_and_moves_with_real_ev
     {
         assert_eq!(s.must(series), before + 1.0, "{series}");
     }
+    // Schema DDL is timed and counted too.
+    let schema_ddl =
+        r#"meridian_ddl_duration_seconds_count{cluster="default",kind="create_schema"}"#;
+    let before = s.must(schema_ddl);
+    client(&server)
+        .await
+        .create_schema("default", "mxs", false)
+        .await
+        .unwrap();
+    assert_eq!(scrape(&server).await.must(schema_ddl), before + 1.0);
 
     // HTTP requests are counted by route template, never by raw path.
     let (status, _) = http(

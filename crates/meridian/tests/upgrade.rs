@@ -28,23 +28,11 @@ use common::*;
 use meridian_store::format::STORE_FORMAT;
 use meridian_store::{keys, KvBackend, RedbBackend};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/store-format-1")
         .join(name)
-}
-
-fn meridian(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(args)
-        .output()
-        .expect("meridian runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 /// The format version stored in the redb data dir `dir` (the server must be stopped).

@@ -74,15 +74,24 @@ pub enum DdlKind {
     Alter,
     /// ALTER TABLE ... RENAME.
     Rename,
+    /// CREATE SCHEMA.
+    CreateSchema,
+    /// DROP SCHEMA.
+    DropSchema,
+    /// DROP CATALOG.
+    DropCatalog,
 }
 
 impl DdlKind {
     /// Every kind.
-    pub const ALL: [DdlKind; 4] = [
+    pub const ALL: [DdlKind; 7] = [
         DdlKind::Create,
         DdlKind::Drop,
         DdlKind::Alter,
         DdlKind::Rename,
+        DdlKind::CreateSchema,
+        DdlKind::DropSchema,
+        DdlKind::DropCatalog,
     ];
 
     /// The label value.
@@ -92,6 +101,9 @@ impl DdlKind {
             DdlKind::Drop => "drop",
             DdlKind::Alter => "alter",
             DdlKind::Rename => "rename",
+            DdlKind::CreateSchema => "create_schema",
+            DdlKind::DropSchema => "drop_schema",
+            DdlKind::DropCatalog => "drop_catalog",
         }
     }
 }
@@ -101,7 +113,7 @@ fn describe() {
     use metrics::Unit::Seconds;
     use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h};
     c!("meridian_copyset_family_updates_total", "Times a cluster's copyset family changed (nodes joined, drained, died past the repair delay or left), by cluster.");
-    c!("meridian_ddl_total", "DDL statements on tables, by cluster, kind (create, drop, alter, rename) and outcome (ok, error).");
+    c!("meridian_ddl_total", "DDL statements, by cluster, kind (create, drop, alter, rename of tables; create_schema, drop_schema, drop_catalog) and outcome (ok, error).");
     c!("meridian_domain_violations_total", "Placements that put two replicas in one failure domain because no free domain could take one, by cluster.");
     c!(
         "meridian_failovers_total",

@@ -414,6 +414,7 @@ impl Scheduling {
             .set(degraded as f64);
         self.note_waiting(cluster, s, &view, &name);
         health::report_health(&view, &s.waiting, &name);
+        let mut names = None;
         for op in s.schedulers.schedule(&view, now) {
             let (kind, shard, reason) = (op.kind, op.shard, op.reason.clone());
             match s.controller.try_add(op) {
@@ -421,7 +422,14 @@ impl Scheduling {
                     tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
                     cluster.event(
                         "operator_started",
-                        format!("{} on {shard}: {reason}", kind.name()),
+                        format!(
+                            "{} on {shard}: {}",
+                            kind.name(),
+                            crate::events::with_node_names(
+                                &reason,
+                                names.get_or_insert_with(|| cluster.node_names())
+                            )
+                        ),
                         About {
                             shard: Some(shard.0),
                             operator: Some(id.0),

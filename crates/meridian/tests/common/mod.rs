@@ -326,3 +326,16 @@ pub async fn ctl_exit(http_addr: &str, args: &[&str]) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text)
 }
+
+/// Runs `meridian ARGS` to its end: whether it succeeded, and what it printed (stdout,
+/// then stderr).
+pub fn meridian(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .output()
+        .expect("meridian runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}

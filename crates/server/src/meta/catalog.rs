@@ -17,16 +17,29 @@ pub const DEFAULT_CATALOG: &str = "default";
 /// See [`DEFAULT_CATALOG`].
 pub const DEFAULT_SCHEMA: &str = "public";
 
+use crate::metrics::DdlKind;
+
 impl Cluster {
     /// Creates the default catalog and schema if missing.
     pub async fn ensure_default_schema(&self) -> Result<()> {
-        self.create_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA, true)
+        self.create_schema_unmetered(DEFAULT_CATALOG, DEFAULT_SCHEMA, true)
             .await
             .map(|_| ())
     }
 
     /// Creates a schema (and its catalog implicitly). Returns whether it was created.
+    /// Timed and counted as DDL (`meridian_ddl_*{kind="create_schema"}`).
     pub async fn create_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        let create = self.create_schema_unmetered(catalog, schema, if_not_exists);
+        crate::metrics::ddl(&self.name(), DdlKind::CreateSchema, create).await
+    }
+
+    async fn create_schema_unmetered(
         &self,
         catalog: &str,
         schema: &str,
@@ -78,7 +91,19 @@ impl Cluster {
 
     /// Drops schema `catalog`.`schema`. Refused while it holds tables unless `cascade`,
     /// which drops them first (each a drop procedure). Returns whether it existed.
+    /// Timed and counted as DDL (`meridian_ddl_*{kind="drop_schema"}`).
     pub async fn drop_schema(
+        self: &std::sync::Arc<Self>,
+        catalog: &str,
+        schema: &str,
+        cascade: bool,
+        if_exists: bool,
+    ) -> Result<bool> {
+        let drop = self.drop_schema_unmetered(catalog, schema, cascade, if_exists);
+        crate::metrics::ddl(&self.name(), DdlKind::DropSchema, drop).await
+    }
+
+    async fn drop_schema_unmetered(
         self: &std::sync::Arc<Self>,
         catalog: &str,
         schema: &str,
@@ -132,8 +157,19 @@ impl Cluster {
 
     /// Drops catalog `catalog`: every schema in it (a catalog exists through its schemas).
     /// Refused, changing nothing, while any of them holds tables unless `cascade`, which
-    /// drops the tables first. Returns whether it existed.
+    /// drops the tables first. Returns whether it existed. Timed and counted as DDL
+    /// (`meridian_ddl_*{kind="drop_catalog"}`).
     pub async fn drop_catalog(
+        self: &std::sync::Arc<Self>,
+        catalog: &str,
+        cascade: bool,
+        if_exists: bool,
+    ) -> Result<bool> {
+        let drop = self.drop_catalog_unmetered(catalog, cascade, if_exists);
+        crate::metrics::ddl(&self.name(), DdlKind::DropCatalog, drop).await
+    }
+
+    async fn drop_catalog_unmetered(
         self: &std::sync::Arc<Self>,
         catalog: &str,
         cascade: bool,
@@ -164,7 +200,8 @@ impl Cluster {
             }
         }
         for schema in schemas {
-            self.drop_schema(catalog, &schema, cascade, true).await?;
+            self.drop_schema_unmetered(catalog, &schema, cascade, true)
+                .await?;
         }
         Ok(true)
     }
