@@ -19,15 +19,19 @@
 //! ```
 //!
 //! and `format1.backup` is `meridian backup` of it, taken just before the server stopped.
-//! Today's binary must open both, migrate them, and go on where they left off. Never
-//! regenerate these files: they stand for stores in the field.
+//! Today's binary must open both (the backup also restored into etcd), migrate them, and
+//! go on where they left off. Never regenerate these files: they stand for stores in the
+//! field.
 
 mod common;
 
 use common::*;
+use meridian_server::{HaServer, Role, ServerConfig, StoreKind};
+use meridian_store::etcd::{EtcdConfig, LocalEtcd};
 use meridian_store::format::STORE_FORMAT;
-use meridian_store::{keys, KvBackend, RedbBackend};
+use meridian_store::{keys, EtcdBackend, KvBackend, RedbBackend};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,13 +53,27 @@ async fn stored_format(dir: &Path) -> Option<Vec<u8>> {
     .unwrap()
 }
 
-/// Starts today's server on `dir`, holding the fixture's metadata, and checks as a user
-/// would that everything the old binary wrote is there and still changes.
-async fn everything_is_back_and_goes_on(dir: &Path) {
+/// Starts today's server on `dir`, holding the fixture's metadata, checks it with
+/// [`everything_is_back_and_goes_on`], stops it and checks that the store was migrated.
+async fn redb_store_upgrades(dir: &Path) {
     let server = start(redb_config(dir)).await;
     // The fixture's three nodes come back under their names (and ids).
     let nodes = start_nodes(&server, "fx", 3, 3).await;
-    let addr = server.http_addr.to_string();
+    shards_ready(&server, &nodes).await;
+    everything_is_back_and_goes_on(&server.http_addr.to_string()).await;
+    drop(nodes);
+    server.shutdown().await;
+    assert_eq!(
+        stored_format(dir).await,
+        Some(STORE_FORMAT.to_string().into_bytes()),
+        "the store was migrated"
+    );
+}
+
+/// Checks as a user would, through the server at HTTP `addr` with the fixture's nodes
+/// back, that everything the old binary wrote is there and still changes.
+async fn everything_is_back_and_goes_on(addr: &str) {
+    let addr = addr.to_string();
 
     let (ok, out) = ctl(&addr, &["--json", "tables"]).await;
     assert!(ok, "{out}");
@@ -91,11 +109,9 @@ async fn everything_is_back_and_goes_on(dir: &Path) {
     let (ok, out) = ctl(&addr, &["clusters"]).await;
     assert!(ok && out.contains("second"), "{out}");
 
-    // Shards with every replica on the returning nodes, and changes still commit: an
-    // ALTER swaps the table by its revision key, a new table takes an id after the
-    // dropped one's (4; ids are handed out in blocks, so
-    // the next start skips ahead).
-    shards_ready(&server, &nodes).await;
+    // Changes still commit: an ALTER swaps the table by its revision key, a new table
+    // takes an id after the dropped one's (4; ids are handed out in blocks, so the next
+    // start skips ahead).
     let (ok, out) = ctl(
         &addr,
         &[
@@ -120,13 +136,6 @@ async fn everything_is_back_and_goes_on(dir: &Path) {
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("an id in {out}"));
     assert!(id > 4, "id {id} after the dropped table's 4");
-    drop(nodes);
-    server.shutdown().await;
-    assert_eq!(
-        stored_format(dir).await,
-        Some(STORE_FORMAT.to_string().into_bytes()),
-        "the store was migrated"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +143,7 @@ async fn a_format_1_data_dir_is_migrated_and_serves_as_before() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("meridian.redb"), dir.path().join("meridian.redb")).unwrap();
     assert_eq!(stored_format(dir.path()).await, Some(b"1".to_vec()));
-    everything_is_back_and_goes_on(dir.path()).await;
+    redb_store_upgrades(dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +153,7 @@ async fn a_format_1_backup_restores_and_is_migrated() {
     let from = fixture("format1.backup").display().to_string();
     let (ok, out) = meridian(&["restore", "--from", &from, "--data-dir", &data]);
     assert!(ok, "{out}");
-    everything_is_back_and_goes_on(dir.path()).await;
+    redb_store_upgrades(dir.path()).await;
 }
 
 /// A format-1 store could hold records without revision keys (written before they
@@ -182,5 +191,54 @@ async fn format_1_records_without_revision_keys_change_again_after_the_upgrade()
         &data.display().to_string(),
     ]);
     assert!(ok, "{out}");
-    everything_is_back_and_goes_on(&data).await;
+    redb_store_upgrades(&data).await;
+}
+
+/// The same backup restored into etcd, served by an HA server: the migration runs on etcd
+/// (in transactions of at most 128 writes) when the server takes the lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_format_1_backup_restored_into_etcd_is_migrated_by_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = LocalEtcd::start(1, dir.path()).await.unwrap();
+    let endpoints = etcd.endpoints().join(",");
+    let from = fixture("format1.backup").display().to_string();
+    let (ok, out) = meridian(&["restore", "--from", &from, "--etcd-endpoints", &endpoints]);
+    assert!(ok, "{out}");
+    let mut config = ServerConfig {
+        store: StoreKind::Etcd,
+        grpc_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        http_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        name: "up".into(),
+        ..Default::default()
+    };
+    config.etcd.endpoints = etcd.endpoints();
+    let server = HaServer::start(config).await.unwrap();
+    eventually(Duration::from_secs(20), || async {
+        matches!(server.role(), Role::Leader { .. }).then_some(())
+    })
+    .await;
+    let grpc = server.grpc_addr.to_string();
+    let nodes = start_nodes_at(&grpc, "fx", 3, 37000, |_| (20, 200)).await;
+    let addr = server.http_addr.to_string();
+    // Every shard led again by a returning node before anything changes.
+    eventually(Duration::from_secs(20), || {
+        let addr = addr.clone();
+        async move {
+            let (ok, out) = ctl(&addr, &["check"]).await;
+            (ok && out.contains("0 with problems")).then_some(())
+        }
+    })
+    .await;
+    everything_is_back_and_goes_on(&addr).await;
+    let store = EtcdBackend::connect(&EtcdConfig {
+        endpoints: etcd.endpoints(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        store.get(&keys::format()).await.unwrap(),
+        Some(STORE_FORMAT.to_string().into_bytes())
+    );
+    drop(nodes);
+    server.shutdown().await;
 }

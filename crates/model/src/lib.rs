@@ -25,6 +25,6 @@ pub use cluster::{ClusterConfig, IsolationLevel, PlacementMode};
 pub use definition::{Column, ColumnType, DefinitionChange, TableDefinition};
 pub use error::ModelError;
 pub use ids::{ClusterId, InstructionId, NodeId, OperatorId, ShardId, ShardVersion, TableId};
-pub use names::validate_name;
+pub use names::{validate_name, with_node_names};
 pub use node::{Node, NodeCapacity, NodeLabels, NodeState, NodeStats};
 pub use shard::{LogPosition, Replica, ReplicaRole, Shard, ShardReport, ShardStats, ShardStatus};

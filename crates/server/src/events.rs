@@ -27,39 +27,6 @@ tokio::task_local! {
     pub static REQUESTER: String;
 }
 
-/// `text` with each node id as the scheduler prints it (`node-4`, a whole word) replaced by
-/// the node's name, for operators' reasons: the pure scheduler knows ids only, people know
-/// names. Ids without a known name stay.
-pub fn with_node_names(
-    text: &str,
-    names: &std::collections::HashMap<meridian_model::NodeId, String>,
-) -> String {
-    const TAG: &str = "node-";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(TAG) {
-        let after = &rest[at + TAG.len()..];
-        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let starts_word = !rest[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
-        let name = after[..digits]
-            .parse()
-            .ok()
-            .and_then(|id| names.get(&meridian_model::NodeId(id)))
-            .filter(|_| starts_word && digits > 0);
-        out.push_str(&rest[..at]);
-        match name {
-            Some(name) => out.push_str(name),
-            None => out.push_str(&rest[at..at + TAG.len() + digits]),
-        }
-        rest = &after[digits..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Events kept (in memory and in the store).
 pub const CAPACITY: u64 = 10_000;
 
@@ -278,23 +245,5 @@ mod tests {
         assert_eq!(again.after(None, 0, 10).len(), 3);
         again.record("a", "ddl", "dropped t1", About::default());
         assert_eq!(again.latest(None, 1)[0].seq, 4);
-    }
-
-    #[test]
-    fn node_ids_in_reasons_become_names() {
-        let names = [(meridian_model::NodeId(4), "sim-4".to_string())]
-            .into_iter()
-            .collect();
-        assert_eq!(
-            with_node_names(
-                "move shard-6 from node-4 (5 replicas) to node-6 (3)",
-                &names
-            ),
-            "move shard-6 from sim-4 (5 replicas) to node-6 (3)"
-        );
-        assert_eq!(
-            with_node_names("my-node-4 node- node-44", &names),
-            "my-node-4 node- node-44"
-        );
     }
 }

@@ -422,14 +422,10 @@ impl Scheduling {
                     tracing::info!(cluster = %cluster.id, op = %id, %shard, kind = kind.name(), "operator added");
                     cluster.event(
                         "operator_started",
-                        format!(
-                            "{} on {shard}: {}",
-                            kind.name(),
-                            crate::events::with_node_names(
-                                &reason,
-                                names.get_or_insert_with(|| cluster.node_names())
-                            )
-                        ),
+                        format!("{} on {shard}: {}", kind.name(), {
+                            let names = names.get_or_insert_with(|| cluster.node_names());
+                            meridian_model::with_node_names(&reason, |id| names.get(&id).cloned())
+                        }),
                         About {
                             shard: Some(shard.0),
                             operator: Some(id.0),
