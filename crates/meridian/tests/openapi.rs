@@ -13,7 +13,7 @@ use std::path::Path;
 /// The router's source: every `.route("PATH", get(..).post(..))` in the HTTP module.
 const ROUTER_DIR: &str = "../server/src/http";
 
-/// The (METHOD, path) pairs the router's source declares, the dashboard page aside.
+/// The (METHOD, path) pairs the router's source declares.
 fn routes_in_source() -> BTreeSet<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(ROUTER_DIR);
     let mut routes = BTreeSet::new();
@@ -25,7 +25,6 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         let text = std::fs::read_to_string(&path).unwrap();
         routes.extend(routes_in(&text));
     }
-    routes.retain(|(_, p)| p != "/" && p != "/dashboard");
     routes
 }
 
@@ -80,6 +79,95 @@ async fn document(server: &meridian_server::RunningServer) -> serde_json::Value 
     doc
 }
 
+/// What is untyped in the 2xx answers of one operation: a JSON answer whose schema (or a
+/// schema it refers to, at any depth) is an object with no properties, an array with no
+/// items, or a schema with no type at all; a text answer (server-sent events, metrics,
+/// JSON lines) whose schema is not a string; an answer with no content.
+fn untyped_successes(doc: &serde_json::Value, op: &serde_json::Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for (status, response) in op["responses"].as_object().expect("responses") {
+        if !status.starts_with('2') {
+            continue;
+        }
+        let Some(content) = response["content"].as_object().filter(|c| !c.is_empty()) else {
+            found.push(format!("{status} has no content"));
+            continue;
+        };
+        for (media, body) in content {
+            let schema = &body["schema"];
+            if media == "application/json" {
+                let mut seen = BTreeSet::new();
+                if let Some(what) = untyped_in(doc, schema, &mut seen) {
+                    found.push(format!("{status} {media}: {what}"));
+                }
+            } else if schema["type"] != "string" {
+                found.push(format!(
+                    "{status} {media} is not described as text: {schema}"
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The first untyped part of `schema` (see [`untyped_successes`]), following `$ref`s
+/// (each once: schemas may be recursive).
+fn untyped_in(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    seen: &mut BTreeSet<String>,
+) -> Option<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        if !seen.insert(reference.to_string()) {
+            return None;
+        }
+        let name = reference.strip_prefix("#/components/schemas/")?;
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return Some(format!("{reference} is not in the document"));
+        }
+        return untyped_in(doc, target, seen).map(|what| format!("{name}: {what}"));
+    }
+    for combined in ["oneOf", "anyOf", "allOf"] {
+        if let Some(parts) = schema[combined].as_array() {
+            return parts.iter().find_map(|p| untyped_in(doc, p, seen));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        serde_json::Value::String(t) => vec![t.as_str()],
+        serde_json::Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).collect(),
+        _ => return Some(format!("a schema without a type: {schema}")),
+    };
+    if types.contains(&"object") {
+        let properties = schema["properties"].as_object();
+        let values = schema["additionalProperties"]
+            .as_object()
+            .filter(|v| !v.is_empty());
+        if properties.is_none_or(|p| p.is_empty()) && values.is_none() {
+            return Some(format!("an object without properties: {schema}"));
+        }
+        let nested = properties.into_iter().flat_map(|p| p.values());
+        for part in nested.chain(values.map(|_| &schema["additionalProperties"])) {
+            if let Some(what) = untyped_in(doc, part, seen) {
+                return Some(what);
+            }
+        }
+    }
+    if types.contains(&"array") {
+        let prefix = schema["prefixItems"].as_array();
+        if schema["items"].is_null() && prefix.is_none() {
+            return Some(format!("an array without items: {schema}"));
+        }
+        let items = prefix.into_iter().flatten().chain(Some(&schema["items"]));
+        for part in items.filter(|p| p.is_object()) {
+            if let Some(what) = untyped_in(doc, part, seen) {
+                return Some(what);
+            }
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_names_every_route_the_router_serves() {
     let server = start(memory_config()).await;
@@ -90,9 +178,15 @@ async fn the_document_names_every_route_the_router_serves() {
     );
 
     let mut documented = BTreeSet::new();
+    let mut untyped = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().unwrap() {
             documented.insert((method.to_uppercase(), path.clone()));
+            untyped.extend(
+                untyped_successes(&doc, op)
+                    .into_iter()
+                    .map(|what| format!("{} {path}: {what}", method.to_uppercase())),
+            );
             // Every operation says what its errors look like.
             for status in ["400", "404", "409", "412", "503", "default"] {
                 assert_eq!(
@@ -117,6 +211,13 @@ async fn the_document_names_every_route_the_router_serves() {
     );
     let stale: Vec<_> = documented.difference(&served).collect();
     assert!(stale.is_empty(), "documented but not served: {stale:?}");
+    // A success answer documented as a bare object tells a client nothing: every one is
+    // the schema of the type the handler serialises (`Json<T>` with `T: ToSchema`).
+    assert!(
+        untyped.is_empty(),
+        "success answers without a real schema (body = Object, a serde_json::Value...):\n{}",
+        untyped.join("\n")
+    );
 
     // Open to all, like /health, also with tokens; errors keep the documented body, axum's
     // own rejections included.

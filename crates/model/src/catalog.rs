@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PARTITIONS: u32 = 1024;
 
 /// Fully qualified table name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableName {
     /// Catalog.
@@ -148,6 +149,7 @@ pub fn hash_key(key: &[&str]) -> u64 {
 }
 
 /// One partition of a table and the shard it lives in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
     /// Index within the table, 0-based.
@@ -157,6 +159,7 @@ pub struct Partition {
 }
 
 /// A table, as persisted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     /// Never-reused id.

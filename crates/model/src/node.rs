@@ -4,6 +4,7 @@ use crate::{ClusterId, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Failure-domain labels of a node. Empty labels count as one shared unknown domain.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct NodeLabels {
     /// Availability zone.
@@ -18,6 +19,7 @@ pub struct NodeLabels {
 }
 
 /// What a node offers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NodeCapacity {
     /// CPU cores.
@@ -29,6 +31,7 @@ pub struct NodeCapacity {
 }
 
 /// Load reported by a node in its heartbeats; kept in memory only.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct NodeStats {
     /// CPU use, 0.0..=1.0 of all cores.
@@ -55,6 +58,7 @@ pub struct NodeStats {
 ///   any ── drained and removed by an operator ──> Removed (terminal)
 /// ```
 /// The liveness tracker (server) moves Online/Suspect/Offline; an admin moves Removed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
@@ -77,6 +81,7 @@ impl NodeState {
 }
 
 /// A registered node, as persisted (liveness and load live in memory).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     /// Cluster it belongs to.

@@ -97,6 +97,7 @@ pub enum ShardStatus {
 }
 
 /// Load figures of one shard replica.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct ShardStats {
     /// Bytes on disk.

@@ -31,7 +31,7 @@ tokio::task_local! {
 pub const CAPACITY: u64 = 10_000;
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Position in the log (1, 2, ...; never reused).
     pub seq: u64,

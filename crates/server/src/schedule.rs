@@ -82,7 +82,7 @@ pub struct Scheduling {
 }
 
 /// An operator as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OperatorInfo {
     /// Operator id.
     pub id: OperatorId,

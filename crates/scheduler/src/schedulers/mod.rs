@@ -125,6 +125,7 @@ pub trait Scheduler: Send {
 }
 
 /// A scheduler's switch state, for admin APIs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerStatus {
     /// Its name.

@@ -6,17 +6,19 @@ use super::{body, AppState};
 use crate::error::ServerError;
 use crate::events::About;
 use crate::meta::paging::page_by_id;
+use crate::meta::ReshardOutcome;
 use crate::meta::{detached, Cluster};
+use crate::schedule::OperatorInfo;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Extension;
 use axum::{Json, Router};
-use meridian_model::{NodeId, OperatorId, ShardId};
-use meridian_scheduler::Step;
-use serde::Deserialize;
-use serde_json::json;
+use meridian_model::{Node, NodeId, OperatorId, ShardId};
+use meridian_scheduler::{SchedulerStatus, Step};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -116,60 +118,106 @@ impl NodeAction {
     }
 }
 
+/// A page of `GET .../operators`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct OperatorPage {
+    /// The running operators, by id.
+    operators: Vec<OperatorInfo>,
+    /// Pass it as `page_token` for the next page; empty on the last.
+    next_page_token: String,
+    /// With `history=true` only: the finished operators kept (a bounded recent history,
+    /// oldest first, not paged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    history: Option<Vec<OperatorInfo>>,
+}
+
 #[utoipa::path(get, path = "/api/v1/clusters/{cluster}/operators", tag = "scheduling",
     params(("cluster" = String, Path, description = "Cluster name"), super::catalog::IdPageQuery),
-    responses((status = 200, description = "`{\"operators\": [Operator], \"next_page_token\", \"history\"?: [Operator]}`", body = Object)))]
+    responses((status = 200, description = "A page of running operators (and the finished ones)", body = OperatorPage)))]
 async fn list_operators(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
     Query(q): Query<super::catalog::IdPageQuery>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<OperatorPage>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let (running, history) = s.scheduling.operators(c.id, q.history);
     let page = page_by_id(running.into_iter().map(|o| (o.id.0, o)), &q.page()?)?;
-    let mut v = json!({ "operators": page.items, "next_page_token": page.next_page_token });
-    if q.history {
-        v["history"] = json!(history);
-    }
-    Ok(Json(v))
+    Ok(Json(OperatorPage {
+        operators: page.items,
+        next_page_token: page.next_page_token,
+        history: q.history.then_some(history),
+    }))
+}
+
+/// The answer of `DELETE .../operators/{id}`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct OperatorCancelled {
+    /// The operator cancelled.
+    cancelled: OperatorId,
 }
 
 #[utoipa::path(delete, path = "/api/v1/clusters/{cluster}/operators/{id}", tag = "scheduling",
     params(("cluster" = String, Path, description = "Cluster name"), ("id" = u64, Path, description = "Operator id")),
-    responses((status = 200, description = "`{\"cancelled\": id}`", body = Object)))]
+    responses((status = 200, description = "Cancelled", body = OperatorCancelled)))]
 async fn cancel_operator(
     State(s): State<AppState>,
     Path((cluster, id)): Path<(String, u64)>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<OperatorCancelled>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     if s.scheduling.cancel_operator(c.id, OperatorId(id)) {
-        Ok(Json(json!({ "cancelled": id })))
+        Ok(Json(OperatorCancelled {
+            cancelled: OperatorId(id),
+        }))
     } else {
         Err(ServerError::NotFound(format!("no running operator {id}")))
     }
 }
 
+/// The answer of `GET .../schedulers`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SchedulerList {
+    /// Maintenance mode: only essential schedulers run.
+    maintenance: bool,
+    /// Every scheduler, in priority order, with its switch.
+    schedulers: Vec<SchedulerStatus>,
+}
+
 #[utoipa::path(get, path = "/api/v1/clusters/{cluster}/schedulers", tag = "scheduling",
     params(("cluster" = String, Path, description = "Cluster name")),
-    responses((status = 200, description = "`{\"maintenance\": bool, \"schedulers\": [{\"name\", \"paused\", \"essential\"}]}`", body = Object)))]
+    responses((status = 200, description = "The schedulers and their switches", body = SchedulerList)))]
 async fn list_schedulers(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<SchedulerList>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
-    let (maintenance, list) = s.scheduling.schedulers(c.id);
-    Ok(Json(
-        json!({ "maintenance": maintenance, "schedulers": list }),
-    ))
+    let (maintenance, schedulers) = s.scheduling.schedulers(c.id);
+    Ok(Json(SchedulerList {
+        maintenance,
+        schedulers,
+    }))
+}
+
+/// The answer of `POST .../schedulers/{name}/{action}`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SchedulerSwitched {
+    /// The scheduler.
+    scheduler: String,
+    /// Whether it is paused now.
+    paused: bool,
+    /// Only when an essential scheduler was paused: what that puts at risk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    warning: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/schedulers/{name}/{action}", tag = "scheduling",
     params(("cluster" = String, Path, description = "Cluster name"), ("name" = String, Path, description = "Scheduler name"), ("action" = SchedulerAction, Path, description = "pause or resume")),
-    responses((status = 200, description = "`{\"scheduler\", \"paused\", \"warning\"?}`", body = Object)))]
+    responses((status = 200, description = "Paused or resumed", body = SchedulerSwitched)))]
 async fn switch_scheduler(
     State(s): State<AppState>,
     Path((cluster, name, action)): Path<(String, String, String)>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<SchedulerSwitched>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let paused = match SchedulerAction::parse(&action) {
         Some(SchedulerAction::Pause) => true,
@@ -188,7 +236,7 @@ async fn switch_scheduler(
         .1
         .iter()
         .any(|st| st.name == name && st.essential);
-    let mut answer = json!({ "scheduler": name, "paused": paused });
+    let mut warned = None;
     let mut message = format!(
         "scheduler {name} {}",
         if paused { "paused" } else { "resumed" }
@@ -199,10 +247,14 @@ async fn switch_scheduler(
         );
         tracing::warn!(cluster = %c.id, "{warning}");
         message = format!("{message}. WARNING: {warning}");
-        answer["warning"] = json!(warning);
+        warned = Some(warning);
     }
     c.event("admin", message.to_string(), About::default());
-    Ok(Json(answer))
+    Ok(Json(SchedulerSwitched {
+        scheduler: name,
+        paused,
+        warning: warned,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -211,9 +263,16 @@ struct MaintenanceBody {
     enabled: bool,
 }
 
+/// The answer of `PUT .../maintenance`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MaintenanceState {
+    /// Whether maintenance mode is on now.
+    maintenance: bool,
+}
+
 #[utoipa::path(put, path = "/api/v1/clusters/{cluster}/maintenance", tag = "scheduling",
     params(("cluster" = String, Path, description = "Cluster name")), request_body = MaintenanceBody,
-    responses((status = 200, description = "`{\"maintenance\": bool}`", body = Object)))]
+    responses((status = 200, description = "Maintenance mode switched", body = MaintenanceState)))]
 async fn maintenance(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -234,7 +293,10 @@ async fn maintenance(
         format!("maintenance mode {state}"),
         About::default(),
     );
-    Ok(Json(json!({ "maintenance": b.enabled })).into_response())
+    Ok(Json(MaintenanceState {
+        maintenance: b.enabled,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -243,10 +305,17 @@ struct FingerprintBody {
     fingerprint: String,
 }
 
+/// The answer of `PUT .../fingerprint`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct FingerprintSet {
+    /// The fingerprint nodes must present now (empty: any).
+    config_fingerprint: String,
+}
+
 /// Sets the config fingerprint nodes must present to join (empty: any).
 #[utoipa::path(put, path = "/api/v1/clusters/{cluster}/fingerprint", tag = "clusters",
     params(("cluster" = String, Path, description = "Cluster name")), request_body = FingerprintBody,
-    responses((status = 200, description = "`{\"config_fingerprint\"}`", body = Object)))]
+    responses((status = 200, description = "Set", body = FingerprintSet)))]
 async fn set_fingerprint(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
@@ -266,7 +335,10 @@ async fn set_fingerprint(
         format!("config fingerprint set to {:?}", b.fingerprint),
         About::default(),
     );
-    Ok(Json(json!({ "config_fingerprint": b.fingerprint })).into_response())
+    Ok(Json(FingerprintSet {
+        config_fingerprint: b.fingerprint,
+    })
+    .into_response())
 }
 
 fn node_id(c: &Cluster, key: &str) -> Result<NodeId, ServerError> {
@@ -282,6 +354,13 @@ fn node_id(c: &Cluster, key: &str) -> Result<NodeId, ServerError> {
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     to: String,
+}
+
+/// The answer of the manual operations on a shard (transfer-leader, move, force-promote).
+#[derive(Serialize, ToSchema)]
+pub(super) struct OperatorSubmitted {
+    /// The operator that carries it out (see `GET .../operators`).
+    operator: OperatorId,
 }
 
 /// Plans an admin operator on one shard with `plan(cluster, current shard)` and submits it.
@@ -306,11 +385,11 @@ fn submit_manual(
             .map_err(ServerError::FailedPrecondition)
     };
     let id = run().map_err(IntoResponse::into_response)?;
-    Ok(Json(json!({ "operator": id })).into_response())
+    Ok(Json(OperatorSubmitted { operator: id }).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/transfer-leader", tag = "shards",
-    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = TransferBody, responses((status = 200, description = "`{\"operator\": id}`", body = Object)))]
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = TransferBody, responses((status = 200, description = "The operator submitted", body = OperatorSubmitted)))]
 async fn transfer_leader(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -357,7 +436,7 @@ struct ForcePromoteBody {
 /// way out for a shard that waits for an in-sync follower, accepting the loss of what the
 /// follower has not applied.
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/force-promote", tag = "shards",
-    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = ForcePromoteBody, responses((status = 200, description = "`{\"operator\": id}`", body = Object)))]
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = ForcePromoteBody, responses((status = 200, description = "The operator submitted", body = OperatorSubmitted)))]
 async fn force_promote(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -380,7 +459,7 @@ async fn force_promote(
             .map_err(ServerError::FailedPrecondition)
     };
     let id = run().map_err(IntoResponse::into_response)?;
-    Ok(Json(json!({ "operator": id })).into_response())
+    Ok(Json(OperatorSubmitted { operator: id }).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -394,7 +473,7 @@ struct MoveBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/move", tag = "shards",
-    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = MoveBody, responses((status = 200, description = "`{\"operator\": id}`", body = Object)))]
+    params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = MoveBody, responses((status = 200, description = "The operator submitted", body = OperatorSubmitted)))]
 async fn move_shard(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -417,13 +496,22 @@ async fn move_shard(
     })
 }
 
+/// The answer of `POST .../nodes/{node}/{action}`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct NodeActionDone {
+    /// The node with its flags as stored now.
+    node: Node,
+    /// Replicas it held when asked.
+    replicas: usize,
+}
+
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/nodes/{node}/{action}", tag = "nodes",
     params(("cluster" = String, Path, description = "Cluster name"), ("node" = String, Path, description = "Node id (`3`, `node-3`) or name"), ("action" = NodeAction, Path, description = "What to do")),
-    responses((status = 200, description = "`{\"node\": Node, \"replicas\": N}`", body = Object)))]
+    responses((status = 200, description = "Done", body = NodeActionDone)))]
 async fn node_action(
     State(s): State<AppState>,
     Path((cluster, node, action)): Path<(String, String, String)>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<NodeActionDone>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let id = node_id(&c, &node)?;
     let held = c
@@ -479,19 +567,22 @@ async fn node_action(
             ..About::default()
         },
     );
-    Ok(Json(json!({ "node": updated, "replicas": held })))
+    Ok(Json(NodeActionDone {
+        node: updated,
+        replicas: held,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/split", tag = "shards",
     params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")),
-    responses((status = 200, description = "What the split did", body = Object)))]
+    responses((status = 200, description = "What the split did", body = ReshardOutcome)))]
 async fn split_shard(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<ReshardOutcome>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let outcome = detached(async move { c.split_shard(ShardId(shard)).await }).await?;
-    Ok(Json(json!(outcome)))
+    Ok(Json(outcome))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -503,7 +594,7 @@ struct MergeBody {
 
 #[utoipa::path(post, path = "/api/v1/clusters/{cluster}/shards/{shard}/merge", tag = "shards",
     params(("cluster" = String, Path, description = "Cluster name"), ("shard" = u32, Path, description = "Shard id")), request_body = MergeBody,
-    responses((status = 200, description = "What the merge did", body = Object)))]
+    responses((status = 200, description = "What the merge did", body = ReshardOutcome)))]
 async fn merge_shard(
     State(s): State<AppState>,
     Path((cluster, shard)): Path<(String, u32)>,
@@ -515,5 +606,5 @@ async fn merge_shard(
         detached(async move { c.merge_shards(ShardId(shard), ShardId(b.with)).await }).await
     };
     let outcome = run.await.map_err(IntoResponse::into_response)?;
-    Ok(Json(json!(outcome)).into_response())
+    Ok(Json(outcome).into_response())
 }

@@ -9,8 +9,7 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -50,12 +49,19 @@ impl EventQuery {
     }
 }
 
+/// The answer of `GET /api/v1/events`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct EventPage {
+    /// The events, oldest first.
+    events: Vec<Event>,
+}
+
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
-    responses((status = 200, description = "`{\"events\": [{\"seq\", \"at_ms\", \"cluster\", \"kind\", \"message\", ...}]}`, oldest first", body = Object)))]
+    responses((status = 200, description = "Events, oldest first", body = EventPage)))]
 async fn list_events(
     State(s): State<AppState>,
     Query(q): Query<EventQuery>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<EventPage>, ServerError> {
     q.check(&s)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_EVENTS);
     let log = s.meta.events();
@@ -63,7 +69,7 @@ async fn list_events(
         Some(after) => log.after(q.cluster.as_deref(), after, limit),
         None => log.latest(q.cluster.as_deref(), limit),
     };
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(EventPage { events }))
 }
 
 /// Every event from now on (of `cluster`, if given), as server-sent events: `id` is the

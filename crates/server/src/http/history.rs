@@ -7,8 +7,7 @@ use crate::error::ServerError;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/clusters/{cluster}/history", get(history))
@@ -24,13 +23,31 @@ struct HistoryQuery {
     prefix: String,
 }
 
+/// The answer of `GET .../history`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct HistoryAnswer {
+    /// Time between two points of a series.
+    step_ms: u64,
+    /// The series asked for, by name.
+    series: Vec<SeriesPoints>,
+}
+
+/// One series.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct SeriesPoints {
+    /// Its name (`node/NAME/leaders`...: `schedule::history` lists them).
+    name: String,
+    /// `[unix_ms, value]` pairs, oldest first, gaps left out.
+    points: Vec<(u64, f64)>,
+}
+
 #[utoipa::path(get, path = "/api/v1/clusters/{cluster}/history", tag = "history", params(("cluster" = String, Path, description = "Cluster name"), HistoryQuery),
-    responses((status = 200, description = "`{\"step_ms\", \"series\": [{\"name\", \"points\": [[unix_ms, value]]}]}`", body = Object)))]
+    responses((status = 200, description = "The cluster's recent series", body = HistoryAnswer)))]
 async fn history(
     State(s): State<AppState>,
     Path(cluster): Path<String>,
     Query(q): Query<HistoryQuery>,
-) -> Result<Json<Value>, ServerError> {
+) -> Result<Json<HistoryAnswer>, ServerError> {
     let c = s.meta.cluster(&cluster)?;
     let (step_ms, series) = s.scheduling.history(c.id, &q.prefix);
     // Points are kept in the server's monotonic time; answers carry wall-clock time.
@@ -38,16 +55,16 @@ async fn history(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let offset = wall_now.saturating_sub(s.meta.now_ms());
-    let series: Vec<Value> = series
+    let series = series
         .into_iter()
-        .map(|one| {
-            let points: Vec<Value> = one
+        .map(|one| SeriesPoints {
+            name: one.name,
+            points: one
                 .points
                 .into_iter()
-                .map(|(t, v)| json!([t + offset, v]))
-                .collect();
-            json!({ "name": one.name, "points": points })
+                .map(|(t, v)| (t + offset, v))
+                .collect(),
         })
         .collect();
-    Ok(Json(json!({ "step_ms": step_ms, "series": series })))
+    Ok(Json(HistoryAnswer { step_ms, series }))
 }

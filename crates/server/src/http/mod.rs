@@ -39,7 +39,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
-        .route("/dashboard", get(dashboard))
+        .route("/dashboard", get(dashboard_by_name))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi::document))
@@ -63,26 +63,67 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The web dashboard: one static page that reads the JSON API.
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "The web dashboard (an HTML page that reads this API)", content_type = "text/html", body = String)))]
 async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("dashboard.html"))
 }
 
+/// The web dashboard at its other address (one `#[utoipa::path]` names one path).
+#[utoipa::path(get, path = "/dashboard", tag = "service",
+    responses((status = 200, description = "The web dashboard, as at `/`", content_type = "text/html", body = String)))]
+async fn dashboard_by_name() -> axum::response::Html<&'static str> {
+    dashboard().await
+}
+
+/// The answer of `GET /health`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// Always `leader`: only the leader serves the API.
+    #[schema(example = "leader")]
+    role: &'static str,
+    /// This server's name.
+    server: String,
+    /// The leader term served.
+    term: u64,
+    /// Where the leader (this server) is reached.
+    leader: LeaderAddress,
+    /// Clusters managed.
+    clusters: usize,
+    /// Milliseconds since this server started serving.
+    uptime_ms: u64,
+}
+
+/// The leader's name and addresses.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct LeaderAddress {
+    /// Its name.
+    name: String,
+    /// Its gRPC address.
+    grpc_addr: String,
+    /// Its HTTP address.
+    http_addr: String,
+}
+
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "`{\"status\": \"ok\", \"role\", \"server\", \"term\", \"leader\", \"clusters\", \"uptime_ms\"}`", body = Object)))]
-async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "status": "ok",
-        "role": "leader",
-        "server": s.term.server_name,
-        "term": s.term.term,
-        "leader": {
-            "name": s.term.server_name,
-            "grpc_addr": s.term.grpc_addr,
-            "http_addr": s.term.http_addr,
+    responses((status = 200, description = "Up, and leading", body = Health)))]
+async fn health(State(s): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        role: "leader",
+        server: s.term.server_name.clone(),
+        term: s.term.term,
+        leader: LeaderAddress {
+            name: s.term.server_name.clone(),
+            grpc_addr: s.term.grpc_addr.clone(),
+            http_addr: s.term.http_addr.clone(),
         },
-        "clusters": s.meta.clusters().len(),
-        "uptime_ms": s.meta.now_ms(),
-    }))
+        clusters: s.meta.clusters().len(),
+        uptime_ms: s.meta.now_ms(),
+    })
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "service",

@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -39,7 +40,7 @@ impl ErrorBody {
     }
 }
 
-/// The document: every route of the API (the dashboard page aside).
+/// The document: every route the router serves.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -47,6 +48,8 @@ impl ErrorBody {
         description = "Admin API of Meridian, the metadata and scheduling service (docs/http-api.md). Every error answer is `{\"error\": {\"code\", \"message\"}}`."
     ),
     paths(
+        super::dashboard,
+        super::dashboard_by_name,
         super::health,
         super::metrics_text,
         document,
@@ -156,9 +159,69 @@ impl Modify for ErrorResponses {
     }
 }
 
+/// The outline of an OpenAPI document, for this document's own entry: what a client reads
+/// to find the operations. The full schema is the OpenAPI specification's
+/// (<https://spec.openapis.org/oas/3.1/schema/2022-10-07>), not restated here; the handler
+/// sends utoipa's `OpenApi`, which these types only describe.
+#[derive(ToSchema)]
+#[allow(dead_code)] // never built: they only describe the answer
+struct OpenApiDocument {
+    /// The OpenAPI version (`3.1.0`).
+    openapi: String,
+    /// Title, description and version of the API.
+    info: OpenApiInfo,
+    /// The operations, by path.
+    paths: BTreeMap<String, OpenApiPathItem>,
+}
+
+/// The `info` of [`OpenApiDocument`].
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OpenApiInfo {
+    /// The API's name.
+    title: String,
+    /// Its version.
+    version: String,
+}
+
+/// The operations of one path, by method.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OpenApiPathItem {
+    #[schema(nullable = false)]
+    get: Option<OpenApiOperation>,
+    #[schema(nullable = false)]
+    put: Option<OpenApiOperation>,
+    #[schema(nullable = false)]
+    post: Option<OpenApiOperation>,
+    #[schema(nullable = false)]
+    delete: Option<OpenApiOperation>,
+    #[schema(nullable = false)]
+    patch: Option<OpenApiOperation>,
+}
+
+/// One operation.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+struct OpenApiOperation {
+    /// Its name (the handler's).
+    operation_id: String,
+    /// Its answers, by status (`200`, `404`, `default`...).
+    responses: BTreeMap<String, OpenApiResponse>,
+}
+
+/// One answer of an operation.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OpenApiResponse {
+    /// What it means.
+    description: String,
+}
+
 /// `GET /api/v1/openapi.json`.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service",
-    responses((status = 200, description = "This document (OpenAPI 3)", body = Object)))]
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = OpenApiDocument)))]
 pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

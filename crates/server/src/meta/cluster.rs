@@ -176,7 +176,7 @@ impl Refusal {
 }
 
 /// Serializable view of a node for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// Id.
     pub id: NodeId,
@@ -207,7 +207,7 @@ pub struct NodeInfo {
 }
 
 /// Serializable view of a shard for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShardInfo {
     /// Id.
     pub id: ShardId,
@@ -234,7 +234,7 @@ pub struct ShardInfo {
 }
 
 /// The last log position one replica reported, for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReplicaPosition {
     /// The replica's node.
     pub node: NodeId,
