@@ -15,16 +15,8 @@ use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_tokens_of_the_right_role_get_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(
-        &tokens,
-        "# roles\nadmin adm-1 alice\nreader rd-1\nnode nd-1\n",
-    )
-    .unwrap();
-    let mut config = memory_config();
-    config.tokens_file = Some(tokens);
-    let server = start(config).await;
+    let (dir, server) =
+        start_with_tokens("# roles\nadmin adm-1 alice\nreader rd-1\nnode nd-1\n").await;
     let grpc = server.grpc_addr.to_string();
     let base = format!("http://{}", server.http_addr);
 

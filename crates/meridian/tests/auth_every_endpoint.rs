@@ -97,12 +97,7 @@ async fn call(channel: &tonic::transport::Channel, path: &str, token: Option<&st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_grpc_method_refuses_missing_and_too_weak_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "admin adm-1\nreader rd-1\nnode nd-1\n").unwrap();
-    let mut config = memory_config();
-    config.tokens_file = Some(tokens);
-    let server = start(config).await;
+    let (_dir, server) = start_with_tokens("admin adm-1\nreader rd-1\nnode nd-1\n").await;
     let channel = meridian_client::connect_channel(&[server.grpc_addr.to_string()], None)
         .await
         .unwrap();
@@ -162,12 +157,7 @@ async fn every_grpc_method_refuses_missing_and_too_weak_tokens() {
 /// is 403 on every change; nothing refused changes anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_http_endpoint_checks_every_role() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "admin adm-1\nreader rd-1\nnode nd-1\n").unwrap();
-    let mut config = memory_config();
-    config.tokens_file = Some(tokens);
-    let server = start(config).await;
+    let (_dir, server) = start_with_tokens("admin adm-1\nreader rd-1\nnode nd-1\n").await;
     let base = format!("http://{}", server.http_addr);
     let (s, doc) = http_as(
         Method::GET,

@@ -95,6 +95,13 @@ fn pki(dir: &Path) -> Pki {
 }
 
 impl Pki {
+    /// A client of the default cluster at gRPC `addr`, with the CA's client certificate.
+    async fn meta_client(&self, addr: &str) -> MetaClient {
+        MetaClient::connect_with(&[addr.to_string()], "default", None, Some(&self.client))
+            .await
+            .unwrap()
+    }
+
     fn server_tls(&self) -> TlsConfig {
         TlsConfig {
             cert_file: self.server_cert.clone(),
@@ -154,14 +161,7 @@ async fn with_a_client_ca_only_clients_holding_its_certificates_get_in() {
     shards_ready(&server, &nodes).await;
 
     // gRPC: a client with a certificate from the CA creates a table.
-    let client = MetaClient::connect_with(
-        std::slice::from_ref(&grpc),
-        "default",
-        None,
-        Some(&pki.client),
-    )
-    .await
-    .unwrap();
+    let client = pki.meta_client(&grpc).await;
     let name = TableName::new("default", "public", "secure").unwrap();
     client
         .create_table(&name, &PartitionRule::None, false)
@@ -314,14 +314,7 @@ async fn a_follower_forwards_to_the_leader_over_mutual_tls() {
 
     // DDL sent to the follower alone is forwarded to the leader over TLS.
     let follower_grpc = follower.grpc_addr.to_string();
-    let client = MetaClient::connect_with(
-        std::slice::from_ref(&follower_grpc),
-        "default",
-        None,
-        Some(&pki.client),
-    )
-    .await
-    .unwrap();
+    let client = pki.meta_client(&follower_grpc).await;
     // (A schema: a table would need nodes.)
     let created = eventually(Duration::from_secs(20), || {
         let client = client.clone();

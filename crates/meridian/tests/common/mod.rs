@@ -339,3 +339,14 @@ pub fn meridian(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// An in-memory server run with a tokens file of `lines` (`ROLE TOKEN [NAME]` each); the
+/// directory holding the file lives as long as the server is needed.
+pub async fn start_with_tokens(lines: &str) -> (tempfile::TempDir, RunningServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, lines).unwrap();
+    let mut config = memory_config();
+    config.tokens_file = Some(tokens);
+    (dir, start(config).await)
+}

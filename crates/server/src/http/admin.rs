@@ -249,7 +249,7 @@ async fn switch_scheduler(
         message = format!("{message}. WARNING: {warning}");
         warned = Some(warning);
     }
-    c.event("admin", message.to_string(), About::default());
+    c.event("admin", message, About::default());
     Ok(Json(SchedulerSwitched {
         scheduler: name,
         paused,

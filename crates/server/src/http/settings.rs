@@ -184,7 +184,7 @@ async fn set(
         tracing::warn!(cluster = %c.id, key = %b.key, "{w}");
         message = format!("{message}. WARNING: {w}");
     }
-    c.event("admin", message.to_string(), About::default());
+    c.event("admin", message, About::default());
     Ok(Json(SettingSet {
         key: b.key,
         value,
