@@ -22,6 +22,13 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket would be full at `now`: then it holds nothing a new bucket would
+    /// not, and whoever keeps buckets by name may drop it.
+    pub fn is_full_at(&self, now: u64) -> bool {
+        let elapsed_ms = now.saturating_sub(self.last_ms);
+        self.tokens + elapsed_ms as f64 * self.per_second / 1000.0 >= self.burst
+    }
+
     /// Takes one token at `now` if there is one; false means the request must be refused.
     pub fn try_take(&mut self, now: u64) -> bool {
         let elapsed_ms = now.saturating_sub(self.last_ms);
@@ -51,6 +58,15 @@ mod tests {
         // A long pause refills no more than the burst.
         assert!(b.try_take(100_000) && b.try_take(100_000) && b.try_take(100_000));
         assert!(!b.try_take(100_000));
+    }
+
+    #[test]
+    fn a_bucket_is_full_again_once_the_rate_refilled_it() {
+        let mut b = TokenBucket::new(10.0, 2, 0);
+        assert!(b.is_full_at(0));
+        assert!(b.try_take(0));
+        assert!(!b.is_full_at(99));
+        assert!(b.is_full_at(100));
     }
 
     #[test]

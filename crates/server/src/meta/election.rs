@@ -74,6 +74,24 @@ struct Slot {
     changes: watch::Sender<u64>,
 }
 
+impl Slot {
+    /// Whether dropping it loses nothing: nobody uses or observes it, and it holds no
+    /// leader. A leader's lease deadline lives only here (a reload would grant a fresh
+    /// one), so a slot with a holder, live or not, is kept.
+    fn idle(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) == 1
+            && self.changes.receiver_count() == 0
+            && self
+                .loaded
+                .try_lock()
+                .is_ok_and(|l| l.as_ref().is_none_or(|l| l.state.holder.is_none()))
+    }
+}
+
+/// How often the slots are swept of idle ones (ms): names come from clients, and an
+/// observe or leader query of a name nobody campaigns for makes a slot.
+const SWEEP_EVERY_MS: u64 = 10_000;
+
 /// A leadership as answered to clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderView {
@@ -126,6 +144,7 @@ pub struct Elections {
     limits: NodeServicesConfig,
     rate: RateLimits,
     slots: Mutex<HashMap<(ClusterId, String), Arc<Slot>>>,
+    swept_at: std::sync::atomic::AtomicU64,
 }
 
 impl Elections {
@@ -137,6 +156,7 @@ impl Elections {
             term,
             limits,
             slots: Mutex::new(HashMap::new()),
+            swept_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -160,8 +180,15 @@ impl Elections {
     }
 
     fn slot(&self, cluster: ClusterId, name: &str) -> Arc<Slot> {
-        self.slots
-            .lock()
+        let mut slots = self.slots.lock();
+        let now = self.meta.now_ms();
+        let swept_at = self.swept_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(swept_at) >= SWEEP_EVERY_MS {
+            slots.retain(|_, slot| !slot.idle());
+            self.swept_at
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        slots
             .entry((cluster, name.to_string()))
             .or_insert_with(|| {
                 Arc::new(Slot {
@@ -371,5 +398,37 @@ impl Elections {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(holder: Option<Option<&str>>) -> Arc<Slot> {
+        let loaded = holder.map(|h| Loaded {
+            state: ElectionState::loaded(3, h.map(|c| (c.to_string(), Vec::new(), 1000)), 0),
+            raw: None,
+        });
+        Arc::new(Slot {
+            loaded: tokio::sync::Mutex::new(loaded),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    #[test]
+    fn only_slots_that_hold_nothing_and_serve_nobody_are_idle() {
+        assert!(slot(None).idle(), "never loaded");
+        assert!(slot(Some(None)).idle(), "loaded, no leader");
+        assert!(
+            !slot(Some(Some("a"))).idle(),
+            "a holder's lease deadline lives only in the slot"
+        );
+        let observed = slot(Some(None));
+        let _observer = observed.changes.subscribe();
+        assert!(!observed.idle(), "observed");
+        let in_use = slot(Some(None));
+        let _request = in_use.clone();
+        assert!(!in_use.idle(), "a request holds it");
     }
 }
