@@ -54,6 +54,8 @@ struct Traffic {
     acked_with_region: AtomicU64,
     /// Write attempts refused with a retryable error (then retried).
     retried: AtomicU64,
+    /// The writer's last retryable error, for the failure message.
+    last_error: Mutex<String>,
     /// Reads answered by a follower.
     follower_reads: AtomicU64,
     /// Reads that found no replica answering.
@@ -89,6 +91,7 @@ async fn writer(client: ExampleClient, table: TableName, traffic: Arc<Traffic>) 
                 Ok(_) => break,
                 Err(e) if e.is_retryable() => {
                     traffic.retried.fetch_add(1, Ordering::SeqCst);
+                    *traffic.last_error.lock() = e.to_string();
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => panic!("write refused for good: {e}"),
@@ -207,12 +210,36 @@ async fn the_example_database_keeps_acknowledged_rows_through_an_alter_and_a_fai
         8,
         traffic.clone(),
     ));
+    // Waits for `n` acknowledged rows; if they do not come, says what the writer last
+    // heard, where the metadata puts each shard, and what the nodes logged.
     let wait_acked = |n: usize| {
-        let traffic = traffic.clone();
-        eventually(Duration::from_secs(60), move || {
-            let traffic = traffic.clone();
-            async move { (traffic.acked() >= n).then_some(()) }
-        })
+        let (traffic, cluster, logs) = (traffic.clone(), cluster.clone(), logs.path().to_owned());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while traffic.acked() < n {
+                if std::time::Instant::now() > deadline {
+                    let shards: Vec<String> = cluster
+                        .shard_entries()
+                        .iter()
+                        .map(|e| format!("{:?}", e.shard))
+                        .collect();
+                    let mut node_logs = String::new();
+                    for i in 0..4 {
+                        let log = std::fs::read_to_string(logs.join(format!("ex-{i}.log")))
+                            .unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                        node_logs += &format!("--- ex-{i}\n{}\n", tail.join("\n"));
+                    }
+                    panic!(
+                        "{} of {n} rows acknowledged within 60 s; {} retries, the last: {}\nshards: {shards:#?}\n{node_logs}",
+                        traffic.acked(),
+                        traffic.retried.load(Ordering::SeqCst),
+                        traffic.last_error.lock()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     };
     wait_acked(200).await;
 
