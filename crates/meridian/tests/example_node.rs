@@ -158,6 +158,12 @@ async fn the_example_database_keeps_acknowledged_rows_through_an_alter_and_a_fai
     })
     .await;
     pause_balancing(&server).await;
+    // Pausing stops new moves, not the ones running (the fourth node's expansion): the
+    // table is created once they are done. A create racing a replica move can leave the
+    // shard's leader without the new partition (seen in CI: "partition 0 of table 1 is
+    // not on shard-1" on every write for 60 s); that race is a known open bug, not what
+    // this test is about.
+    settled(&server).await;
 
     let meta = MetaClient::connect(std::slice::from_ref(&grpc), "default")
         .await
